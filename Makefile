@@ -1,0 +1,33 @@
+# `make test` and `make demo` create or refresh .venv on their own; a stamp file keeps
+# the refresh instant when pyproject.toml and constraints.txt have not changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -n 2
+DEMO_OUT ?= out/demo
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/handbooster info
+	$(BIN)/handbooster hand export --model builtin --pose fist --out $(DEMO_OUT)/hand_fist.obj
+	$(BIN)/handbooster hand export --model builtin --pose relaxed --out $(DEMO_OUT)/hand_relaxed.png
+
+bench: venv
+	$(BIN)/python benchmarks/bench_hand.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache out

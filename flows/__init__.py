@@ -1,0 +1,1 @@
+"""Prefect flows that orchestrate the pipeline stages (they pass paths, never large arrays)."""

@@ -1,0 +1,1 @@
+"""Grasp simulation: resting poses, batched grasp optimisation, physics-checked validation."""

@@ -1,0 +1,105 @@
+"""The ``handbooster`` command. Subcommands import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.errors import InputError
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        for key, value in result.items():
+            click.echo(f"{key}: {value}")
+
+
+def common_options(func):
+    """--config, --seed and --json, shared by every subcommand."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+    func = click.option("--seed", type=int, default=None, help="Random seed (overrides the config's).")(func)
+    func = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                        help="YAML config file.")(func)
+    return func
+
+
+def _config(config_path):
+    from pipeline.config import load_config
+
+    return load_config(config_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="handbooster")
+def cli() -> None:
+    """HandBooster: synthesise hand-object training data."""
+
+
+@cli.command()
+@common_options
+def info(config_path, seed, as_json) -> None:
+    """Versions, compute device, render platform and available hand models."""
+    from pipeline.info import gather_info
+
+    _emit(gather_info(_config(config_path)), as_json)
+
+
+@cli.group()
+def hand() -> None:
+    """Hand models: export meshes, convert official MANO files."""
+
+
+@hand.command("export")
+@click.option("--model", "model_spec", default=None, help="'builtin' or a MANO file/folder (default: config).")
+@click.option("--side", type=click.Choice(["right", "left"]), default=None)
+@click.option("--pose", "pose_name", type=click.Choice(["flat", "relaxed", "fist", "random"]), default="relaxed")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="FILE.obj, FILE.ply or FILE.png")
+@common_options
+def hand_export(model_spec, side, pose_name, out_path, config_path, seed, as_json) -> None:
+    """Write the hand in a named or random pose as a watertight mesh or a picture."""
+    from pipeline.hand.export import export_hand
+
+    config = _config(config_path)
+    result = export_hand(
+        model_spec or config.hand.model, side or config.hand.side, pose_name,
+        config.seed if seed is None else seed, Path(out_path),
+    )
+    _emit(result, as_json)
+
+
+@hand.command("convert-mano")
+@click.argument("mano_path", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@common_options
+def hand_convert_mano(mano_path, out_dir, config_path, seed, as_json) -> None:
+    """Convert an official MANO pickle (no chumpy needed) into MANO_RIGHT.npz / MANO_LEFT.npz."""
+    from pipeline.hand.export import convert_mano
+
+    _emit(convert_mano(Path(mano_path), Path(out_dir)), as_json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
+    try:
+        cli.main(args=argv, prog_name="handbooster", standalone_mode=False)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

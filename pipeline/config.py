@@ -1,0 +1,80 @@
+"""Configuration for every stage: pydantic models, loaded from YAML with clear errors.
+
+One root model, :class:`PipelineConfig`, holds a section per stage; each stage function takes
+its own section. Unknown keys are errors (a typo must not silently fall back to a default),
+and every error names the file, the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import InputError
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are rejected, assignments re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HandConfig(StrictModel):
+    """Which hand model the pipeline uses."""
+
+    model: str = Field(
+        "builtin",
+        description="'builtin', or a path to MANO_RIGHT.pkl/.npz or a folder holding it",
+    )
+    side: Literal["right", "left"] = "right"
+
+
+class PipelineConfig(StrictModel):
+    """Root of a pipeline config file; later stages add their own sections here."""
+
+    name: str = "handbooster"
+    seed: int = Field(0, ge=0)
+    hand: HandConfig = Field(default_factory=HandConfig)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    got = error.get("input")
+    return f"'{key}': {error['msg']} (got {got!r})"
+
+
+def validate_config(data: dict[str, Any], model: type[ModelT], source: str | Path) -> ModelT:
+    """Validate a mapping against ``model``; errors name ``source`` and every bad key."""
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping of config keys, got {type(data).__name__}", source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe_error(e) for e in exc.errors())
+        raise InputError(problems, source) from None
+
+
+def load_config(path: str | Path | None, model: type[ModelT] = PipelineConfig) -> ModelT:  # type: ignore[assignment]
+    """Read a YAML config file into ``model``; ``None`` gives the defaults."""
+    if path is None:
+        return model()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"not valid YAML{where}", path) from None
+    return validate_config(data, model, path)

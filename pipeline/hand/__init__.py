@@ -1,0 +1,9 @@
+"""Hand models: MANO through smplx (official pickle without chumpy, or npz) and the builtin hand.
+
+Use :func:`load_hand_model`; conventions (flat-hand axis-angle, canonical 21 joints, right hand)
+are in DESIGN.md.
+"""
+
+from pipeline.hand.model import HandModel, load_hand_model
+
+__all__ = ["HandModel", "load_hand_model"]

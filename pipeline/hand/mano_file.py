@@ -1,0 +1,212 @@
+"""Read and write MANO model files without chumpy and without trusting the pickle.
+
+The official ``MANO_RIGHT.pkl`` is a Python-2 protocol-2 pickle that holds chumpy objects and
+scipy sparse matrices, sometimes under module paths that no longer exist. Unpickling it with
+``pickle.load`` would import chumpy (which no longer imports on Python 3.11 / numpy 2) and run
+whatever the file asks for. :class:`AllowListUnpickler` instead maps the handful of classes the
+file needs to inert stand-ins and refuses every other class by name, before anything runs.
+The result is a dict of plain numpy arrays, which :func:`save_npz` stores and
+:func:`load_model_arrays` reads back with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError, require_shape
+from pipeline.paths import atomic_write_bytes
+
+NUM_JOINTS = 16
+
+# key -> expected shape; None matches any size (V vertices, F faces).
+MODEL_KEYS: dict[str, tuple] = {
+    "v_template": (None, 3),
+    "shapedirs": (None, 3, None),
+    "posedirs": (None, 3, (NUM_JOINTS - 1) * 9),
+    "J_regressor": (NUM_JOINTS, None),
+    "weights": (None, NUM_JOINTS),
+    "kintree_table": (2, NUM_JOINTS),
+    "f": (None, 3),
+    "hands_components": (45, 45),
+    "hands_mean": (45,),
+}
+
+
+class _Inert:
+    """Base of the stand-ins: accepts any constructor arguments and keeps its state."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
+            merged = dict(state[0] or {})
+            merged.update(state[1] or {})
+            state = merged
+        self.__dict__["pickled_state"] = state
+
+
+class ChumpyStandIn(_Inert):
+    """Holds a chumpy object's pickled state; its value is the ``x`` entry."""
+
+
+class SparseStandIn(_Inert):
+    """Holds a scipy sparse matrix's pickled state (data, indices, indptr, shape)."""
+
+    fmt = "csc"
+
+
+class CsrStandIn(SparseStandIn):
+    fmt = "csr"
+
+
+def _reconstructor(cls, base, state):
+    """``copyreg._reconstructor`` restricted to our stand-ins built on ``object``."""
+    if not (isinstance(cls, type) and issubclass(cls, _Inert)) or base is not object:
+        raise pickle.UnpicklingError(f"refused to reconstruct {cls!r} on {base!r}")
+    return object.__new__(cls)
+
+
+def _ndarray_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refused ndarray subtype {subtype!r}")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused numpy scalar of dtype {dtype!r}")
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _codecs_encode(text, encoding="utf-8", errors="strict"):
+    """Python 3 writes bytes in protocol-2 pickles as ``_codecs.encode(str, 'latin1')``."""
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1", errors)
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {}
+for _module in ("copy_reg", "copyreg"):
+    _ALLOWED[(_module, "_reconstructor")] = _reconstructor
+for _module in ("__builtin__", "builtins"):
+    _ALLOWED[(_module, "object")] = object
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_module, "_reconstruct")] = _ndarray_reconstruct
+    _ALLOWED[(_module, "scalar")] = _scalar
+_ALLOWED[("numpy", "ndarray")] = np.ndarray
+_ALLOWED[("numpy", "dtype")] = np.dtype
+_ALLOWED[("_codecs", "encode")] = _codecs_encode
+for _module in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
+    _ALLOWED[(_module, "csc_matrix")] = SparseStandIn
+for _module in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse"):
+    _ALLOWED[(_module, "csr_matrix")] = CsrStandIn
+
+
+class AllowListUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the classes a MANO file needs; chumpy is never imported."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "chumpy" or module.startswith("chumpy."):
+            return ChumpyStandIn
+        raise pickle.UnpicklingError(f"refused class '{module}.{name}' (not on the MANO allow-list)")
+
+
+def _plain_value(key: str, value: Any, path: Path) -> Any:
+    """Turn stand-ins into numpy arrays."""
+    if isinstance(value, ChumpyStandIn):
+        state = value.__dict__.get("pickled_state") or {}
+        if not isinstance(state, dict) or "x" not in state:
+            raise InputError(f"key '{key}' is a chumpy object without a value 'x'", path)
+        return np.asarray(_plain_value(key, state["x"], path))
+    if isinstance(value, SparseStandIn):
+        from scipy import sparse
+
+        state = value.__dict__.get("pickled_state") or {}
+        try:
+            shape = tuple(state.get("_shape") or state["shape"])
+            parts = (np.asarray(state["data"]), np.asarray(state["indices"]), np.asarray(state["indptr"]))
+        except (KeyError, TypeError):
+            raise InputError(f"key '{key}' is a sparse matrix missing data/indices/indptr/shape", path) from None
+        matrix_cls = sparse.csr_matrix if value.fmt == "csr" else sparse.csc_matrix
+        return np.asarray(matrix_cls(parts, shape=shape).toarray())
+    return value
+
+
+def read_mano_pickle(path: str | Path) -> dict[str, np.ndarray]:
+    """Read an official MANO pickle into plain arrays (see module docstring)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read MANO file ({exc.strerror})", path) from None
+    try:
+        data = AllowListUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise InputError(f"not a loadable MANO pickle: {exc}", path) from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise InputError(f"corrupt MANO pickle ({type(exc).__name__}: {exc})", path) from None
+    if not isinstance(data, dict):
+        raise InputError(f"expected a dict of model arrays, got {type(data).__name__}", path)
+    return {str(k): _plain_value(str(k), v, path) for k, v in data.items()}
+
+
+def check_model_arrays(arrays: dict[str, Any], path: str | Path) -> dict[str, np.ndarray]:
+    """Keep the model keys, as numpy arrays of the right shapes; errors name key and shape."""
+    out: dict[str, np.ndarray] = {}
+    for key, shape in MODEL_KEYS.items():
+        if key not in arrays:
+            raise InputError(f"missing key '{key}' (a MANO model needs {', '.join(MODEL_KEYS)})", path)
+        value = np.asarray(arrays[key])
+        if value.dtype == object:
+            raise InputError(f"key '{key}' holds Python objects, expected a numeric array", path)
+        require_shape(key, value, shape, path)
+        out[key] = value
+    num_vertices = out["v_template"].shape[0]
+    for key in ("shapedirs", "posedirs", "weights"):
+        if out[key].shape[0] != num_vertices:
+            raise InputError(f"'{key}' has {out[key].shape[0]} vertices, v_template has {num_vertices}", path)
+    if out["J_regressor"].shape[1] != num_vertices:
+        raise InputError(f"'J_regressor' has {out['J_regressor'].shape[1]} columns, expected {num_vertices}", path)
+    if out["shapedirs"].shape[2] < 10:
+        raise InputError(f"'shapedirs' has {out['shapedirs'].shape[2]} shape directions, expected 10", path)
+    if out["f"].min() < 0 or out["f"].max() >= num_vertices:
+        raise InputError(f"'f' indexes vertices outside 0..{num_vertices - 1}", path)
+    return out
+
+
+def load_model_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Model arrays from a ``.pkl`` (allow-listed) or ``.npz`` (no pickle) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("MANO model file not found", path)
+    if path.suffix == ".pkl":
+        arrays = read_mano_pickle(path)
+    elif path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"not a readable npz without pickled objects ({exc})", path) from None
+    else:
+        raise InputError("expected a MANO .pkl or .npz file", path)
+    return check_model_arrays(arrays, path)
+
+
+def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write model arrays as an npz (atomically)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(arrays[k]) for k in MODEL_KEYS})
+    return atomic_write_bytes(path, buffer.getvalue())

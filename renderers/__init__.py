@@ -1,0 +1,1 @@
+"""Headless rendering: condition maps, demo photos and previews (pyrender)."""

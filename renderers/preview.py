@@ -1,0 +1,72 @@
+"""Shaded previews of meshes from a few viewpoints (exports, contact sheets, README pictures)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from renderers.platform import import_pyrender
+
+SKIN = (0.93, 0.76, 0.65)
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Camera-to-world pose for pyrender (OpenGL camera looking down its -z)."""
+    back = eye - target
+    back = back / np.linalg.norm(back)
+    right = np.cross(up, back)
+    right = right / np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=1)
+    pose[:3, 3] = eye
+    return pose
+
+
+def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
+                 background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Render ``meshes`` = [(vertices, faces, rgb)] from each view direction, side by side.
+
+    Each view frames the meshes' bounding sphere; returns an RGB uint8 image.
+    """
+    import trimesh
+
+    pyrender = import_pyrender()
+    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.35] * 3)
+    points = np.concatenate([np.asarray(v) for v, _, _ in meshes])
+    centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+    radius = np.linalg.norm(points - centre, axis=1).max()
+    for vertices, faces, color in meshes:
+        material = pyrender.MetallicRoughnessMaterial(baseColorFactor=list(color) + [1.0], metallicFactor=0.0,
+                                                      roughnessFactor=0.7)
+        mesh = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False)
+        scene.add(pyrender.Mesh.from_trimesh(mesh, material=material, smooth=True))
+    yfov = np.deg2rad(30.0)
+    distance = radius / np.sin(yfov / 2) * 1.05
+    camera = pyrender.PerspectiveCamera(yfov=yfov, znear=distance * 0.05, zfar=distance * 4)
+    camera_node = scene.add(camera)
+    light_node = scene.add(pyrender.DirectionalLight(intensity=3.0))
+    fill_node = scene.add(pyrender.DirectionalLight(intensity=1.2))
+    renderer = pyrender.OffscreenRenderer(size, size)
+    panels = []
+    try:
+        for direction in directions:
+            direction = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+            view_up = np.asarray(up, dtype=float)
+            if abs(direction @ view_up) > 0.99:
+                view_up = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+            pose = look_at(centre + distance * direction, centre, view_up)
+            scene.set_pose(camera_node, pose)
+            scene.set_pose(light_node, pose @ _tilt(0.5, 0.4))
+            scene.set_pose(fill_node, pose @ _tilt(-0.7, -0.3))
+            color, _ = renderer.render(scene)
+            panels.append(color)
+    finally:
+        renderer.delete()
+    return np.concatenate(panels, axis=1)
+
+
+def _tilt(yaw: float, pitch: float) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.from_euler("yx", [yaw, pitch]).as_matrix()
+    return pose
