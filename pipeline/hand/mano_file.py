@@ -37,6 +37,10 @@ MODEL_KEYS: dict[str, tuple] = {
 }
 
 
+# Keys this project adds to its own model files (the builtin hand); optional elsewhere.
+OPTIONAL_KEYS: dict[str, tuple] = {"tip_vertex_ids": (5,)}
+
+
 class _Inert:
     """Base of the stand-ins: accepts any constructor arguments and keeps its state."""
 
@@ -101,6 +105,8 @@ for _module in ("copy_reg", "copyreg"):
     _ALLOWED[(_module, "_reconstructor")] = _reconstructor
 for _module in ("__builtin__", "builtins"):
     _ALLOWED[(_module, "object")] = object
+    _ALLOWED[(_module, "set")] = set  # chumpy keeps bookkeeping sets
+    _ALLOWED[(_module, "frozenset")] = frozenset
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_module, "_reconstruct")] = _ndarray_reconstruct
     _ALLOWED[(_module, "scalar")] = _scalar
@@ -174,6 +180,10 @@ def check_model_arrays(arrays: dict[str, Any], path: str | Path) -> dict[str, np
             raise InputError(f"key '{key}' holds Python objects, expected a numeric array", path)
         require_shape(key, value, shape, path)
         out[key] = value
+    for key, shape in OPTIONAL_KEYS.items():
+        if key in arrays:
+            out[key] = np.asarray(arrays[key])
+            require_shape(key, out[key], shape, path)
     num_vertices = out["v_template"].shape[0]
     for key in ("shapedirs", "posedirs", "weights"):
         if out[key].shape[0] != num_vertices:
@@ -208,5 +218,6 @@ def load_model_arrays(path: str | Path) -> dict[str, np.ndarray]:
 def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write model arrays as an npz (atomically)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(arrays[k]) for k in MODEL_KEYS})
+    keys = list(MODEL_KEYS) + [k for k in OPTIONAL_KEYS if k in arrays]
+    np.savez(buffer, **{k: np.asarray(arrays[k]) for k in keys})
     return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,36 @@
+import os
+import tempfile
+
+# Hermetic caches: every test session builds what it needs (the builtin hand takes seconds).
+os.environ.setdefault("HANDBOOSTER_CACHE", tempfile.mkdtemp(prefix="handbooster-cache-"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hand_model():
+    from pipeline.hand import load_hand_model
+
+    return load_hand_model("builtin", dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def left_hand_model():
+    from pipeline.hand import load_hand_model
+
+    return load_hand_model("builtin", side="left", dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def builtin_arrays():
+    from pipeline.hand.builtin import builtin_arrays
+
+    return builtin_arrays()
+
+
+def random_rotations(n: int, seed: int) -> torch.Tensor:
+    """Random axis-angle vectors (n, 3) with angles up to pi."""
+    from scipy.spatial.transform import Rotation
+
+    return torch.as_tensor(Rotation.random(n, random_state=seed).as_rotvec())

@@ -1,0 +1,84 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.config import PipelineConfig, load_config
+from pipeline.errors import InputError
+
+
+def test_config_defaults_and_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 4\nhand:\n  side: left\n")
+    config = load_config(path)
+    assert config.seed == 4 and config.hand.side == "left" and config.hand.model == "builtin"
+    assert load_config(None) == PipelineConfig()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("hand:\n  modle: builtin\n", "unknown key 'hand.modle'"),
+        ("hand:\n  side: up\n", "'hand.side': Input should be 'right' or 'left' (got 'up')"),
+        ("seed: -1\n", "'seed': Input should be greater than or equal to 0"),
+        ("seed: [1\n", "not valid YAML at line"),
+        ("- 1\n- 2\n", "expected a mapping"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_cli_bad_config_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("bogus: 1\n")
+    assert main(["hand", "export", "--config", str(path), "--out", str(tmp_path / "h.obj")]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "h.obj").exists()
+
+
+def test_export_fist_obj_is_watertight(tmp_path, capsys):
+    out = tmp_path / "hand.obj"
+    assert main(["hand", "export", "--model", "builtin", "--pose", "fist", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    mesh = trimesh.load(out, process=False)
+    assert mesh.is_watertight and report["watertight"] and report["vertices"] == len(mesh.vertices)
+
+
+def test_export_png_and_random_seed(tmp_path):
+    out = tmp_path / "hand.png"
+    assert main(["hand", "export", "--pose", "random", "--seed", "3", "--out", str(out)]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.shape[0] > 100 and image.shape[1] == 3 * image.shape[0]
+    assert (image < 250).any(axis=-1).mean() > 0.05, "the hand is drawn"
+    for name in ("a.obj", "b.obj"):
+        assert main(["hand", "export", "--pose", "random", "--seed", "3", "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "a.obj").read_bytes() == (tmp_path / "b.obj").read_bytes()
+
+
+def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
+    assert main(["hand", "export", "--out", str(tmp_path / "hand.stl")]) == 2
+    assert main(["hand", "export", "--model", "nowhere", "--out", str(tmp_path / "hand.obj")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown output type '.stl'" in err and "nowhere: hand model not found" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_json_and_console_script():
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "info", "--json"], capture_output=True, text=True,
+                            check=True)
+    info = json.loads(result.stdout)
+    assert info["torch_device"] in ("cpu", "cuda") and "builtin" in info["hand_models"]
+    assert info["render_platform"]["ok"], info["render_platform"]
+    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "hand", "export", "--out", "x.stl"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
