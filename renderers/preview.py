@@ -6,7 +6,7 @@ import numpy as np
 
 from renderers.platform import import_pyrender
 
-SKIN = (0.93, 0.76, 0.65)
+SKIN = (0.80, 0.57, 0.45)
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 
 def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
-                 background=(1.0, 1.0, 1.0)) -> np.ndarray:
+                 background=(0.96, 0.96, 0.96)) -> np.ndarray:
     """Render ``meshes`` = [(vertices, faces, rgb)] from each view direction, side by side.
 
     Each view frames the meshes' bounding sphere; returns an RGB uint8 image.
@@ -30,7 +30,7 @@ def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
     import trimesh
 
     pyrender = import_pyrender()
-    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.35] * 3)
+    scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.25] * 3)
     points = np.concatenate([np.asarray(v) for v, _, _ in meshes])
     centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
     radius = np.linalg.norm(points - centre, axis=1).max()
@@ -43,8 +43,8 @@ def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
     distance = radius / np.sin(yfov / 2) * 1.05
     camera = pyrender.PerspectiveCamera(yfov=yfov, znear=distance * 0.05, zfar=distance * 4)
     camera_node = scene.add(camera)
-    light_node = scene.add(pyrender.DirectionalLight(intensity=3.0))
-    fill_node = scene.add(pyrender.DirectionalLight(intensity=1.2))
+    light_node = scene.add(pyrender.DirectionalLight(intensity=2.2))
+    fill_node = scene.add(pyrender.DirectionalLight(intensity=0.8))
     renderer = pyrender.OffscreenRenderer(size, size)
     panels = []
     try:

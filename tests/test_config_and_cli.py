@@ -82,3 +82,12 @@ def test_info_json_and_console_script():
     bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "hand", "export", "--out", "x.stl"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)

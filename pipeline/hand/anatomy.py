@@ -48,7 +48,7 @@ _NAMED = {
         "fingers": {1: (88, 0, 0), 2: (105, 0, 0), 3: (70, 0, 0)},
         "spread": {"index": 2, "middle": 0, "ring": -2, "little": -6},
         "curl_extra": {"index": 0, "middle": 0, "ring": 0, "little": 0},
-        "thumb": {1: (38, -18, 30), 2: (40, 0, 0), 3: (45, 0, 0)},
+        "thumb": {1: (50, -25, 40), 2: (45, 0, 0), 3: (40, 0, 0)},
     },
 }
 NAMED_POSES = ("flat", "relaxed", "fist")
