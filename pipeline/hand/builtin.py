@@ -374,8 +374,14 @@ def build_builtin_arrays() -> dict[str, np.ndarray]:
 
 
 def _spec_digest() -> str:
-    text = repr((BUILD_VERSION, TARGET_FACES, GRID_PITCH, SHAPE_DIRECTIONS, FINGER_SPECS))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """Changes whenever the generator's code does (this module and the pose sampler's)."""
+    from pipeline.hand import anatomy
+
+    digest = hashlib.sha256(str(BUILD_VERSION).encode())
+    for module_file in (__file__, anatomy.__file__):
+        with open(module_file, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def _cache_path():
