@@ -138,7 +138,8 @@ def test_self_intersection_check_finds_crossing_triangles():
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.2, 0.2, -0.5], [0.3, 0.2, 0.5], [0.2, 0.3, 0.5]], float)
     faces = np.array([[0, 1, 2], [3, 4, 5]])
     assert len(self_intersections(vertices, faces)) == 1
-    assert len(self_intersections(vertices + np.array([0, 0, 0]) * 0, faces[:1])) == 0
+    apart = vertices + np.array([0, 0, 0, 5, 5, 5])[:, None] * np.array([0, 0, 1.0])
+    assert len(self_intersections(apart, faces)) == 0
 
 
 def test_wrong_shapes_name_the_argument(hand_model):

@@ -162,8 +162,10 @@ def test_corrupt_and_missing_files(tmp_path, official_pickle, capsys):
         load_model_arrays(truncated)
     assert main(["hand", "convert-mano", str(tmp_path / "nope.pkl"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.pkl: MANO model file not found" in capsys.readouterr().err
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
     with pytest.raises(InputError, match="no MANO_RIGHT.npz or MANO_RIGHT.pkl"):
-        load_hand_model(tmp_path / "o2" if (tmp_path / "o2").mkdir() is None else None)
+        load_hand_model(empty_folder)
     (tmp_path / "MANO_LEFT.pkl").write_bytes(b"")
     with pytest.raises(InputError, match="says left hand"):
         load_hand_model(tmp_path / "MANO_LEFT.pkl", side="right")
