@@ -62,11 +62,16 @@ def _perp(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return _normalize(v - np.dot(v, axis) * axis)
 
 
+def palm_side_normal(joints16: np.ndarray) -> np.ndarray:
+    """Unit normal of a right hand's palm plane, pointing out of the palm (not the back)."""
+    wrist, index1, little1 = (joints16[MANO16.index(n)] for n in ("wrist", "index1", "little1"))
+    return _normalize(np.cross(index1 - wrist, little1 - wrist))
+
+
 def _right_hand_frames(joints16: np.ndarray, tips: np.ndarray) -> np.ndarray:
     """Frames (15, 3, 3), columns (flex, abduction, twist) axes, for a right hand."""
-    wrist = joints16[0]
-    index1, middle1, little1 = (joints16[MANO16.index(n)] for n in ("index1", "middle1", "little1"))
-    palm_side = _normalize(np.cross(index1 - wrist, little1 - wrist))
+    middle1 = joints16[MANO16.index("middle1")]
+    palm_side = palm_side_normal(joints16)
     frames = np.zeros((15, 3, 3))
     for finger_index, finger in enumerate(FINGERS):
         chain = FINGER_CHAINS[finger]

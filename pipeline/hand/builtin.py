@@ -22,13 +22,12 @@ cached under :func:`pipeline.paths.cache_dir`.
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.hand.joints import FINGER_CHAINS, FINGERS, MANO16, MANO_PARENTS
-from pipeline.paths import atomic_write_bytes, cache_dir
+from pipeline.paths import cache_dir
 
 BUILD_VERSION = 1
 TARGET_FACES = 1640  # about 822 vertices on a closed genus-0 surface
@@ -289,24 +288,25 @@ def _joint_regressor(v: np.ndarray, joints: np.ndarray, weights: np.ndarray) -> 
     return regressor
 
 
-def _bone_affines(joints: np.ndarray, tips: np.ndarray, beta_index: int) -> list[np.ndarray]:
-    """Per-bone linear edit ``M_j`` for one unit of shape direction ``beta_index``."""
-    name, delta = SHAPE_DIRECTIONS[beta_index]
-    eye = np.eye(3)
-    bones = []
+def _bone_axes(joints: np.ndarray, tips: np.ndarray) -> np.ndarray:
+    """Unit direction of each MANO16 bone (16, 3); the palm's runs from the wrist to middle1."""
+    axes = np.zeros((16, 3))
     for j in range(16):
         children = [c for c, parent in enumerate(MANO_PARENTS) if parent == j]
         if j == 0:
-            direction = joints[MANO16.index("middle1")] - joints[0]
+            end = joints[MANO16.index("middle1")]
         else:
-            direction = (joints[children[0]] if children else tips[FINGERS.index(MANO16[j][:-1])]) - joints[j]
-        bones.append(direction / np.linalg.norm(direction))
-    length_axis = bones[0]
-    palm_normal = np.cross(joints[MANO16.index("index1")] - joints[0], joints[MANO16.index("little1")] - joints[0])
-    palm_normal /= np.linalg.norm(palm_normal)
-    width_axis = np.cross(length_axis, palm_normal)
+            end = joints[children[0]] if children else tips[FINGERS.index(MANO16[j][:-1])]
+        axes[j] = (end - joints[j]) / np.linalg.norm(end - joints[j])
+    return axes
+
+
+def _bone_edits(name: str, delta: float, bone_axes: np.ndarray, palm_normal: np.ndarray) -> list[np.ndarray]:
+    """Per-bone linear edit ``M_j`` for one unit of the shape direction ``name``."""
+    eye = np.eye(3)
+    width_axis = np.cross(bone_axes[0], palm_normal)
     edits = []
-    for j, d in enumerate(bones):
+    for j, d in enumerate(bone_axes):
         finger = None if j == 0 else MANO16[j][:-1]
         m = np.zeros((3, 3))
         if name == "size":
@@ -314,7 +314,7 @@ def _bone_affines(joints: np.ndarray, tips: np.ndarray, beta_index: int) -> list
         elif name == "palm_width" and j == 0:
             m = np.outer(width_axis, width_axis)
         elif name == "palm_length" and j == 0:
-            m = np.outer(length_axis, length_axis)
+            m = np.outer(d, d)
         elif name == "thickness":
             m = np.outer(palm_normal, palm_normal)
         elif name == "finger_girth" and j > 0:
@@ -327,9 +327,13 @@ def _bone_affines(joints: np.ndarray, tips: np.ndarray, beta_index: int) -> list
 
 def _shape_directions(v, weights, joints, tips) -> np.ndarray:
     """Displacement per vertex for one unit of each beta (V, 3, 10); exact, since linear."""
+    from pipeline.hand.anatomy import palm_side_normal
+
+    bone_axes = _bone_axes(joints, tips)
+    palm_normal = palm_side_normal(joints)
     dirs = np.zeros((len(v), 3, len(SHAPE_DIRECTIONS)))
-    for k in range(len(SHAPE_DIRECTIONS)):
-        edits = _bone_affines(joints, tips, k)
+    for k, (name, delta) in enumerate(SHAPE_DIRECTIONS):
+        edits = _bone_edits(name, delta, bone_axes, palm_normal)
         joint_shift = np.zeros((16, 3))  # how each joint moves under this direction
         for j in range(1, 16):
             parent = MANO_PARENTS[j]
@@ -395,12 +399,11 @@ def builtin_hand_status() -> dict:
 
 def builtin_arrays() -> dict[str, np.ndarray]:
     """The right builtin hand's arrays, built once and cached on disk."""
+    from pipeline.hand.mano_file import load_model_arrays, save_npz
+
     path = _cache_path()
     if path.is_file():
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        return load_model_arrays(path)
     arrays = build_builtin_arrays()
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_npz(arrays, path)
     return arrays

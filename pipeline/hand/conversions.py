@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.hand.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
 _MIRROR_AXIS_ANGLE = (1.0, -1.0, -1.0)  # a rotation mirrored in x keeps x and negates y, z
 
 
@@ -39,8 +41,6 @@ def opengl_to_opencv(pose: torch.Tensor, betas: torch.Tensor, trans: torch.Tenso
     ``F R (v - J0) + F (J0 + t)``: the global rotation becomes ``F R`` and the translation
     ``F (J0 + t) - J0``, with ``J0`` the rest wrist of these betas.
     """
-    from pipeline.hand.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=pose.dtype, device=pose.device))
     global_rot = flip @ axis_angle_to_matrix(pose[..., :3])
     wrist = hand_model.rest_wrist(betas).to(pose.dtype)
