@@ -83,6 +83,71 @@ def hand_convert_mano(mano_path, out_dir, config_path, seed, as_json) -> None:
     _emit(convert_mano(Path(mano_path), Path(out_dir)), as_json)
 
 
+@cli.group()
+def objects() -> None:
+    """Object library: list, prepare SDFs and convex pieces, render a contact sheet."""
+
+
+def _library_options(func):
+    func = click.option("--objects", "names", default=None,
+                        help="Comma-separated object names (default: the whole library).")(func)
+    func = click.option("--library", default=None,
+                        help="'builtin', a YCB folder or a folder of meshes (default: config).")(func)
+    return func
+
+
+def _objects_config(config_path, library):
+    config = _config(config_path).objects
+    if library is not None:
+        config = config.model_copy(update={"library": library})
+    return config
+
+
+def _names(names: str | None) -> list[str] | None:
+    return [n.strip() for n in names.split(",") if n.strip()] if names else None
+
+
+@objects.command("list")
+@_library_options
+@common_options
+def objects_list(library, names, config_path, seed, as_json) -> None:
+    """Name, category, extents (m), watertightness and faces of every object."""
+    from pipeline.objects.commands import list_objects
+
+    result = list_objects(_objects_config(config_path, library), _names(names))
+    if as_json:
+        _emit(result, True)
+        return
+    click.echo(f"{result['count']} objects in {result['library']}")
+    click.echo(f"{'name':24s} {'category':10s} {'extents (m)':24s} {'watertight':10s} {'faces':>6s}  sdf")
+    for obj in result["objects"]:
+        extents = " x ".join(f"{e:.3f}" for e in obj["extents_m"])
+        click.echo(f"{obj['name']:24s} {obj['category']:10s} {extents:24s} {str(obj['watertight']):10s} "
+                   f"{obj['faces']:6d}  {obj['sdf']}")
+
+
+@objects.command("prepare")
+@_library_options
+@common_options
+def objects_prepare(library, names, config_path, seed, as_json) -> None:
+    """Precompute and cache SDF grids and convex decompositions (progress bar)."""
+    from pipeline.objects.commands import prepare_objects
+
+    _emit(prepare_objects(_objects_config(config_path, library), _names(names)), as_json)
+
+
+@objects.command("sheet")
+@_library_options
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="FILE.png")
+@click.option("--columns", type=click.IntRange(1, 20), default=5)
+@common_options
+def objects_sheet(library, names, out_path, columns, config_path, seed, as_json) -> None:
+    """Render a labelled contact sheet of the library."""
+    from pipeline.objects.commands import object_sheet
+
+    _emit(object_sheet(_objects_config(config_path, library), Path(out_path), _names(names), columns), as_json)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
     try:

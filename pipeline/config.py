@@ -32,12 +32,34 @@ class HandConfig(StrictModel):
     side: Literal["right", "left"] = "right"
 
 
+class VhacdConfig(StrictModel):
+    """pybullet's VHACD convex decomposition (results are cached per mesh and parameters)."""
+
+    resolution: int = Field(100_000, ge=10_000, le=64_000_000, description="voxels used by VHACD")
+    concavity: float = Field(0.0025, gt=0, le=1, description="largest allowed concavity of a piece")
+    max_vertices_per_hull: int = Field(64, ge=4, le=1024)
+    min_volume_per_hull: float = Field(0.0001, ge=0, le=0.01)
+
+    def pybullet_params(self) -> dict:
+        return {"resolution": self.resolution, "concavity": self.concavity,
+                "maxNumVerticesPerCH": self.max_vertices_per_hull, "minVolumePerCH": self.min_volume_per_hull}
+
+
+class ObjectsConfig(StrictModel):
+    """Which objects the pipeline grasps and how their SDFs and convex pieces are prepared."""
+
+    library: str = Field("builtin", description="'builtin', a YCB folder (models/<id>_<name>/) or a mesh folder")
+    sdf_voxels: int = Field(2_500_000, ge=10_000, le=200_000_000, description="grid points per object SDF")
+    vhacd: VhacdConfig = Field(default_factory=VhacdConfig)
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file; later stages add their own sections here."""
 
     name: str = "handbooster"
     seed: int = Field(0, ge=0)
     hand: HandConfig = Field(default_factory=HandConfig)
+    objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -71,3 +71,20 @@ def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         for i, j in ((0, 1), (1, 2), (2, 0)):
             hit |= _segments_cross_triangles(tri[first, i], tri[first, j], tri[second])
     return pairs[hit]
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, vertex_normals: np.ndarray, n: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` area-uniform points on a triangle mesh and their interpolated unit normals."""
+    rng = np.random.default_rng(seed)
+    corners = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    face = rng.choice(len(faces), size=n, p=area / area.sum())
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    weights = np.stack([1 - u - v, u, v], axis=1)
+    points = np.einsum("nk,nkd->nd", weights, corners[face])
+    normals = np.einsum("nk,nkd->nd", weights, vertex_normals[faces[face]])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return points, normals

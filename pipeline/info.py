@@ -1,4 +1,4 @@
-"""What `handbooster info` reports: versions, device, render platform, hand models."""
+"""What `handbooster info` reports: versions, device, render platform, hand models, objects."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from importlib import metadata
 
 from pipeline.config import PipelineConfig
 
-_PACKAGES = ("handbooster", "torch", "numpy", "smplx", "trimesh", "pyrender", "PyOpenGL", "pydantic")
+_PACKAGES = ("handbooster", "torch", "numpy", "smplx", "trimesh", "pyrender", "PyOpenGL", "pybullet", "pydantic")
 
 
 def _version(package: str) -> str:
@@ -21,6 +21,7 @@ def gather_info(config: PipelineConfig) -> dict:
     import torch
 
     from pipeline.hand.builtin import builtin_hand_status
+    from pipeline.objects.builtin import BUILTIN_SPECS
     from renderers.platform import platform_status
 
     return {
@@ -30,4 +31,5 @@ def gather_info(config: PipelineConfig) -> dict:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "render_platform": platform_status(),
         "hand_models": {"builtin": builtin_hand_status(), "configured": config.hand.model},
+        "objects": {"builtin": len(BUILTIN_SPECS), "configured": config.objects.library},
     }

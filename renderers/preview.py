@@ -23,18 +23,24 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
 
 def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
                  background=(0.96, 0.96, 0.96)) -> np.ndarray:
-    """Render ``meshes`` = [(vertices, faces, rgb)] from each view direction, side by side.
+    """Render ``meshes`` from each view direction, side by side.
 
-    Each view frames the meshes' bounding sphere; returns an RGB uint8 image.
+    Each item is ``(vertices, faces, rgb)`` for a plain coloured mesh, or a ``trimesh.Trimesh``
+    drawn with its own vertex colours or texture. Each view frames the meshes' bounding
+    sphere; returns an RGB uint8 image.
     """
     import trimesh
 
     pyrender = import_pyrender()
     scene = pyrender.Scene(bg_color=list(background) + [1.0], ambient_light=[0.25] * 3)
-    points = np.concatenate([np.asarray(v) for v, _, _ in meshes])
+    points = np.concatenate([np.asarray(m.vertices if isinstance(m, trimesh.Trimesh) else m[0]) for m in meshes])
     centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
     radius = np.linalg.norm(points - centre, axis=1).max()
-    for vertices, faces, color in meshes:
+    for item in meshes:
+        if isinstance(item, trimesh.Trimesh):
+            scene.add(pyrender.Mesh.from_trimesh(item, smooth=True))
+            continue
+        vertices, faces, color = item
         material = pyrender.MetallicRoughnessMaterial(baseColorFactor=list(color) + [1.0], metallicFactor=0.0,
                                                       roughnessFactor=0.7)
         mesh = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False)

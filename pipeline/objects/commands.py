@@ -1,0 +1,60 @@
+"""What the ``handbooster objects`` subcommands do, as plain functions taking paths and configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import ObjectsConfig
+from pipeline.errors import InputError
+from pipeline.objects.library import load_object_library
+
+
+def list_objects(config: ObjectsConfig, names: list[str] | None = None) -> dict:
+    """Summaries of every object; objects that fail to load are reported together at the end."""
+    library = load_object_library(config.library)
+    wanted = library.select(names) if names else None
+    summaries, problems = [], []
+    for name in [a.name for a in wanted] if wanted else library.names:
+        try:
+            summaries.append(library[name].summary())
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError(f"{len(problems)} of {len(library)} objects rejected: " + "; ".join(problems), library.source)
+    return {"library": library.source, "count": len(summaries), "objects": summaries}
+
+
+def prepare_objects(config: ObjectsConfig, names: list[str] | None = None, progress: bool = True) -> dict:
+    """Compute and cache each object's SDF grid and convex decomposition."""
+    from tqdm import tqdm
+
+    library = load_object_library(config.library)
+    library.select(names)  # unknown names fail before any work
+    prepared = {}
+    bar = tqdm(names or library.names, desc="preparing objects", unit="object", disable=not progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        asset = library[name]
+        result = asset.prepare(voxels=config.sdf_voxels, vhacd=config.vhacd.pybullet_params())
+        result["pieces"] = len(asset.convex_pieces(config.vhacd.pybullet_params()))
+        prepared[name] = result
+    return {"library": library.source, "prepared": prepared}
+
+
+def object_sheet(config: ObjectsConfig, out: Path, names: list[str] | None = None, columns: int = 5) -> dict:
+    """Render a labelled contact sheet of the library to ``out`` (PNG)."""
+    import io
+
+    from PIL import Image
+
+    from pipeline.paths import atomic_write_bytes
+    from renderers.sheet import contact_sheet
+
+    if out.suffix.lower() != ".png":
+        raise InputError("expected a .png output path", out)
+    library = load_object_library(config.library)
+    assets = library.select(names)
+    buffer = io.BytesIO()
+    Image.fromarray(contact_sheet(assets, columns=columns)).save(buffer, format="PNG")
+    atomic_write_bytes(out, buffer.getvalue())
+    return {"library": library.source, "objects": len(assets), "out": str(out)}

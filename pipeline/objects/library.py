@@ -1,0 +1,139 @@
+"""``load_object_library``: the embedded objects, a YCB model folder or any folder of meshes.
+
+A library knows its object names at once and builds each asset on first access, so a stage
+that works on one object never pays for the others. Embedded meshes are generated once per
+version of their recipe and cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from pipeline.errors import InputError
+from pipeline.objects.asset import ObjectAsset
+from pipeline.paths import atomic_write_bytes, cache_dir
+
+TARGET_FACES = 6000
+ANALYTIC_TOLERANCE = 1e-4  # metres: an exact primitive's formula serves as the SDF only if the mesh follows it this closely
+
+
+def _recipe_digest() -> str:
+    """Changes whenever the code that generates the embedded objects does."""
+    from pipeline.objects import builtin, meshing, paint, primitives
+
+    digest = hashlib.sha256()
+    for module in (builtin, meshing, paint, primitives):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def build_builtin_mesh(name: str) -> dict[str, np.ndarray]:
+    """Vertices, faces and vertex colours of an embedded object (uncached)."""
+    import trimesh
+
+    from pipeline.geometry import sample_surface
+    from pipeline.objects.builtin import BUILTIN_SPECS
+    from pipeline.objects.meshing import evaluate, mesh_shape
+
+    spec = BUILTIN_SPECS[name]
+    half = np.asarray(spec.half_extents)
+    pitch = float(np.clip(2 * half.max() / 150, 0.0008, 0.0015))
+    vertices, faces = mesh_shape(spec.shape, -half - 4 * pitch, half + 4 * pitch, pitch, TARGET_FACES)
+    normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
+    colors = np.clip(spec.paint(vertices, normals), 0.0, 1.0)
+    deviation = np.inf
+    if spec.exact:
+        samples, _ = sample_surface(vertices, faces, normals, 20000, seed=0)
+        deviation = float(np.abs(evaluate(spec.shape, samples)).max())
+    return {"vertices": vertices, "faces": faces, "colors": (colors * 255).round().astype(np.uint8),
+            "analytic_deviation": np.array(deviation)}
+
+
+def builtin_asset(name: str) -> ObjectAsset:
+    import trimesh
+
+    from pipeline.objects.builtin import BUILTIN_SPECS
+
+    spec = BUILTIN_SPECS[name]
+    path = cache_dir("objects", "builtin") / f"{name}_{_recipe_digest()}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    else:
+        arrays = build_builtin_mesh(name)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+    vertices, faces = arrays["vertices"].astype(np.float64), arrays["faces"].astype(np.int64)
+    alpha = np.full((len(vertices), 1), 255, dtype=np.uint8)
+    visual = trimesh.Trimesh(vertices, faces, process=False, vertex_colors=np.hstack([arrays["colors"], alpha]))
+    volume = float(trimesh.Trimesh(vertices, faces, process=False).volume)
+    return ObjectAsset(name=name, category=spec.category, vertices=vertices, faces=faces, visual=visual,
+                       mass=spec.density * volume, friction=spec.friction, source="builtin",
+                       exact_sdf=spec.shape if float(arrays["analytic_deviation"]) <= ANALYTIC_TOLERANCE else None)
+
+
+class ObjectLibrary:
+    """Named objects, built lazily: ``library['mug']``, ``for asset in library``, ``library.names``."""
+
+    def __init__(self, source: str, loaders: dict[str, Callable[[], ObjectAsset]]):
+        self.source = source
+        self._loaders = loaders
+        self._assets: dict[str, ObjectAsset] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._loaders
+
+    def __getitem__(self, name: str) -> ObjectAsset:
+        if name not in self._loaders:
+            raise KeyError(f"no object '{name}' in library {self.source} (it has: {', '.join(self.names)})")
+        if name not in self._assets:
+            self._assets[name] = self._loaders[name]()
+        return self._assets[name]
+
+    def __iter__(self) -> Iterator[ObjectAsset]:
+        return (self[name] for name in self.names)
+
+    def select(self, names: list[str] | None) -> list[ObjectAsset]:
+        """The named assets (all when ``names`` is empty), with a clear error for unknown names."""
+        if not names:
+            return list(self)
+        unknown = [n for n in names if n not in self]
+        if unknown:
+            raise InputError(f"unknown object(s) {', '.join(unknown)}; the library has: {', '.join(self.names)}",
+                             self.source)
+        return [self[n] for n in names]
+
+
+def load_object_library(spec: str | Path = "builtin") -> ObjectLibrary:
+    """``'builtin'``, a YCB folder (``models/<id>_<name>/textured_simple.obj``) or a mesh folder."""
+    from pipeline.objects import loaders
+
+    if str(spec) == "builtin":
+        from pipeline.objects.builtin import BUILTIN_SPECS
+
+        return ObjectLibrary("builtin", {name: (lambda n=name: builtin_asset(n)) for name in BUILTIN_SPECS})
+    root = Path(spec)
+    if not root.is_dir():
+        raise InputError("object library not found: expected 'builtin', a YCB folder or a folder of meshes", root)
+    ycb = loaders.ycb_model_files(root)
+    if ycb:
+        return ObjectLibrary(str(root), {name: (lambda f=folder: loaders.load_ycb_asset(f)) for name, folder in ycb.items()})
+    files = loaders.mesh_folder_files(root)
+    if not files:
+        raise InputError(f"no objects found: expected models/<id>_<name>/{loaders.YCB_MODEL_FILE} (YCB) "
+                         f"or mesh files ({', '.join(loaders.MESH_SUFFIXES)})", root)
+    return ObjectLibrary(str(root), {name: (lambda p=path, n=name: loaders.load_mesh_asset(p, n, "mesh"))
+                                     for name, path in files.items()})
