@@ -25,9 +25,12 @@ demo: venv
 	$(BIN)/handbooster info
 	$(BIN)/handbooster hand export --model builtin --pose fist --out $(DEMO_OUT)/hand_fist.obj
 	$(BIN)/handbooster hand export --model builtin --pose relaxed --out $(DEMO_OUT)/hand_relaxed.png
+	$(BIN)/handbooster objects list
+	$(BIN)/handbooster objects sheet --out $(DEMO_OUT)/objects.png
 
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
+	$(BIN)/python benchmarks/bench_objects.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

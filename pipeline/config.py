@@ -35,7 +35,7 @@ class HandConfig(StrictModel):
 class VhacdConfig(StrictModel):
     """pybullet's VHACD convex decomposition (results are cached per mesh and parameters)."""
 
-    resolution: int = Field(100_000, ge=10_000, le=64_000_000, description="voxels used by VHACD")
+    resolution: int = Field(1_000_000, ge=10_000, le=64_000_000, description="voxels used by VHACD")
     concavity: float = Field(0.0025, gt=0, le=1, description="largest allowed concavity of a piece")
     max_vertices_per_hull: int = Field(64, ge=4, le=1024)
     min_volume_per_hull: float = Field(0.0001, ge=0, le=0.01)

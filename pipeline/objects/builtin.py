@@ -34,7 +34,7 @@ class ObjectSpec:
     paint: Paint
     density: float  # kg/m^3 of the solid (effective, for hollow or partly filled objects)
     friction: float
-    exact: bool  # ``shape`` is the exact signed distance of the solid
+    exact: bool  # ``shape`` is an exact signed distance (used as the SDF if the mesh follows it)
 
 
 def _profile(rings: list[tuple[float, float]]) -> list[tuple[float, float]]:

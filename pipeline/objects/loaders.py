@@ -76,17 +76,18 @@ def _warn_units(extents: np.ndarray, path: Path) -> None:
 
 
 def _with_texture(mesh, texture: Path | None):
-    """Attach ``texture`` to a UV-mapped mesh whose material did not bring its image."""
+    """Give a UV-mapped mesh the ``texture`` image (YCB's texture_map.png, whatever the .mtl says)."""
     import trimesh
     from PIL import Image
 
     visual = mesh.visual
-    if texture is None or visual.kind != "texture" or getattr(visual, "uv", None) is None:
+    if texture is None or getattr(visual, "uv", None) is None:
         return mesh
-    material = getattr(visual, "material", None)
-    if getattr(material, "image", None) is None and getattr(material, "baseColorTexture", None) is None:
+    try:
         with Image.open(texture) as image:
             mesh.visual = trimesh.visual.TextureVisuals(uv=visual.uv, image=image.convert("RGB"))
+    except OSError as exc:
+        raise InputError(f"could not read texture image ({exc})", texture) from None
     return mesh
 
 

@@ -2,7 +2,8 @@
 
 They describe the embedded objects: marching cubes turns them into meshes, and where a
 shape is one exact primitive (a sphere, a rounded box, a rounded cylinder, a solid of
-revolution) its function doubles as the object's exact, differentiable SDF. Every function
+revolution) whose mesh follows it closely, its function doubles as the object's
+differentiable SDF. Every function
 takes points ``p[..., 3]`` and returns distances ``[...]``; a *shape* is any such callable.
 Combinators (union, smooth union, difference) give bounds rather than exact distances,
 which is fine for meshing; objects built with them use a sampled grid for queries.
