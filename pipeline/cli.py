@@ -148,6 +148,24 @@ def objects_sheet(library, names, out_path, columns, config_path, seed, as_json)
     _emit(object_sheet(_objects_config(config_path, library), Path(out_path), _names(names), columns), as_json)
 
 
+@cli.group()
+def data() -> None:
+    """Datasets: validate Parquet shards against their manifest."""
+
+
+@data.command("validate")
+@click.argument("dataset")
+@common_options
+def data_validate(dataset, config_path, seed, as_json) -> None:
+    """Re-check checksums, row counts and schema of every shard; list every problem."""
+    from pipeline.data.manifest import validate_dataset
+
+    result = validate_dataset(dataset)
+    _emit(result, as_json)
+    if result["problems"]:
+        raise InputError(f"{len(result['problems'])} problem(s): " + "; ".join(result["problems"]), dataset)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
     try:

@@ -1,0 +1,185 @@
+"""``ShardWriter``: rows -> Parquet shards + ``manifest.json``, atomic and resumable.
+
+Rows are checked against their record kind and buffered; every ``rows_per_shard`` rows a
+shard ``part-NNNNN.parquet`` (row groups of 256, zstd) is written under a temporary name and
+moved into place, and a progress journal records its rows, bytes and sha256. The manifest
+is written last, atomically, when the writer closes without error.
+
+Resuming: shards are written in order, so the journal vouches for a prefix of them. A re-run
+into the same folder with the same name, kind and config finds that prefix (each shard's
+checksum re-verified), starts at ``writer.resume_rows`` and redoes everything after it. A
+folder holding a different dataset is refused unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from importlib import metadata
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.data.schema import SAMPLE, RecordKind, RowError, to_table
+from pipeline.data.storage import Location
+from pipeline.errors import InputError
+
+MANIFEST = "manifest.json"
+JOURNAL = "_progress.json"
+ROW_GROUP_SIZE = 256
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def code_version() -> str:
+    try:
+        return metadata.version("handbooster")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+    return buffer.getvalue()
+
+
+class ShardWriter:
+    """Context manager writing one dataset; see the module docstring for the guarantees."""
+
+    def __init__(self, out, kind: RecordKind = SAMPLE, *, name: str, rows_per_shard: int = 4096,
+                 image_size: int | None = None, config: dict | None = None, info: dict | None = None,
+                 overwrite: bool = False):
+        if rows_per_shard < 1:
+            raise ValueError("rows_per_shard must be positive")
+        self.location = Location.parse(out)
+        self.kind = kind
+        self.rows_per_shard = rows_per_shard
+        self.context = {"image_size": image_size}
+        self.identity = {"name": name, "kind": kind.name, "schema_version": kind.version,
+                         "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {}}
+        self.info = info or {}
+        self._buffer: list[dict] = []
+        self._ids: set[str] = set()
+        self.shards: list[dict] = []
+        self.manifest: dict | None = None
+        if overwrite:
+            self._clear()
+        self._resume()
+
+    # ------------------------------------------------------------------ resume
+
+    def _clear(self) -> None:
+        for name in self.location.list_files():
+            if name in (MANIFEST, JOURNAL) or (name.startswith("part-") and name.endswith(".parquet")) \
+                    or name.startswith("."):
+                self.location.delete(name)
+
+    def _resume(self) -> None:
+        source = JOURNAL if self.location.exists(JOURNAL) else MANIFEST if self.location.exists(MANIFEST) else None
+        if source is None:
+            if any(n.startswith("part-") for n in self.location.list_files()):
+                raise InputError("holds shards without a manifest or progress journal; "
+                                 "pass overwrite (--overwrite) to replace them", self.location)
+            return
+        try:
+            previous = json.loads(self.location.read_bytes(source))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{source} is not valid JSON; pass overwrite (--overwrite) to start again",
+                             self.location) from None
+        if previous.get("identity") != self.identity:
+            raise InputError("holds a different dataset (name, kind, shard size or config differ); "
+                             "pass overwrite (--overwrite) to replace it", self.location)
+        for entry in previous.get("shards", []):
+            if not self.location.exists(entry["path"]) or self.location.sha256(entry["path"]) != \
+                    (entry["sha256"], entry["bytes"]):
+                break
+            self.shards.append(entry)
+        for name in self.location.list_files():  # leftovers of an interrupted run: redone
+            vouched = {s["path"] for s in self.shards}
+            if name.startswith(".") or (name.startswith("part-") and name not in vouched):
+                self.location.delete(name)
+
+    @property
+    def resume_rows(self) -> int:
+        """Rows already written by an earlier run: the producer starts after them."""
+        return sum(s["rows"] for s in self.shards)
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, row: dict) -> None:
+        try:
+            self.kind.check_row(row, self.context)
+        except RowError as exc:
+            raise InputError(str(exc), self.location) from None
+        row_id = row[self.kind.id_column]
+        if row_id in self._ids:
+            raise InputError(f"sample {row_id!r}: column '{self.kind.id_column}': expected a unique id, "
+                             "got a duplicate", self.location)
+        self._ids.add(row_id)
+        self._buffer.append(row)
+        if len(self._buffer) >= self.rows_per_shard:
+            self._flush()
+
+    def write_rows(self, rows) -> None:
+        for row in rows:
+            self.write(row)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = to_table(self._buffer, self.kind)
+        data = parquet_bytes(table)
+        name = shard_name(len(self.shards))
+        self.location.write_atomic(name, data)
+        counts = {column: _counts(table.column(column).to_pylist()) for column in self.kind.count_by}
+        self.shards.append({"path": name, "rows": table.num_rows, "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest(), "counts": counts})
+        self._buffer = []
+        self._write_json(JOURNAL, {"identity": self.identity, "shards": self.shards})
+
+    def _write_json(self, name: str, payload: dict) -> None:
+        self.location.write_atomic(name, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+    def close(self) -> dict:
+        """Flush the last shard and write the manifest; returns it."""
+        self._flush()
+        counts: dict[str, dict[str, int]] = {column: {} for column in self.kind.count_by}
+        for shard in self.shards:
+            for column, values in shard["counts"].items():
+                for value, count in values.items():
+                    counts[column][value] = counts[column].get(value, 0) + count
+        self.manifest = {
+            "name": self.identity["name"],
+            "kind": self.kind.name,
+            "schema_version": self.kind.version,
+            "image_size": self.identity["image_size"],
+            "rows": self.resume_rows,
+            "counts": counts,
+            "shards": self.shards,
+            "config": self.identity["config"],
+            "code_version": code_version(),
+            "identity": self.identity,
+            **self.info,
+        }
+        self._write_json(MANIFEST, self.manifest)
+        self.location.delete(JOURNAL)
+        return self.manifest
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def _counts(values) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for value in values:
+        key = "null" if value is None else str(value)
+        result[key] = result.get(key, 0) + 1
+    return dict(sorted(result.items()))

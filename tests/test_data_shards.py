@@ -1,0 +1,162 @@
+"""Schema v1 rows, the atomic resumable shard writer, manifests and `data validate`."""
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.data import ShardWriter, read_manifest, validate_dataset
+from pipeline.data import shards as shards_module
+from pipeline.errors import InputError
+
+SIZE = 16
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_row(i: int) -> dict:
+    rng = np.random.default_rng(i)
+    quat = rng.normal(size=4)
+    mask = rng.integers(0, 3, (SIZE, SIZE), dtype=np.uint8)
+    return {
+        "sample_id": f"demo/{i:04d}", "source": "real" if i % 3 else "synthetic", "dataset": "demo",
+        "split": "train" if i < 7 else "test", "sequence_id": f"seq{i // 4}", "frame": i,
+        "image": png(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)), "mask": png(mask),
+        "crop_box": [0.0, 0.0, 64.0, 64.0], "K": np.eye(3, dtype=np.float32).ravel(),
+        "hand_pose": rng.normal(size=48).astype(np.float32), "hand_betas": np.zeros(10, np.float32),
+        "hand_trans": rng.normal(size=3).astype(np.float32), "hand_quat": (quat / np.linalg.norm(quat)).astype(np.float32),
+        "joints_3d": rng.normal(size=63).astype(np.float32), "joints_2d": rng.uniform(0, SIZE, 42).astype(np.float32),
+        "object_id": "mug", "object_pose": np.concatenate([np.eye(3).ravel(), [0.0, 0.0, 0.5]]).astype(np.float32),
+        "is_grasping": bool(i % 2), "origin": "real", "sampler": "none",
+    }
+
+
+ROWS = [make_row(i) for i in range(10)]
+
+
+def write(out, rows=ROWS, **kwargs):
+    with ShardWriter(out, name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0}, **kwargs) as writer:
+        writer.write_rows(rows[writer.resume_rows:])
+    return writer.manifest
+
+
+def test_round_trip_is_exact_and_opens_with_plain_pyarrow(tmp_path):
+    manifest = write(tmp_path / "ds")
+    assert manifest["rows"] == 10 and [s["rows"] for s in manifest["shards"]] == [4, 4, 2]
+    assert manifest["counts"] == {"source": {"real": 6, "synthetic": 4}, "split": {"test": 3, "train": 7}}
+    for shard in manifest["shards"]:
+        data = (tmp_path / "ds" / shard["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+    table = pa.concat_tables([pq.read_table(tmp_path / "ds" / s["path"]) for s in manifest["shards"]])
+    assert pq.ParquetFile(tmp_path / "ds" / "part-00000.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
+    back = table.to_pylist()
+    for row, read in zip(ROWS, back):
+        assert read["sample_id"] == row["sample_id"] and read["image"] == row["image"]
+        assert np.array_equal(np.float32(read["hand_pose"]), row["hand_pose"])
+        assert read["normal"] is None and read["gen"] is None
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["manifest.json", "part-00000.parquet",
+                                                                   "part-00001.parquet", "part-00002.parquet"]
+
+
+def test_interrupted_run_resumes_to_the_same_manifest(tmp_path, monkeypatch):
+    reference = write(tmp_path / "reference")
+    real_bytes = shards_module.parquet_bytes
+    calls = []
+
+    def failing(table):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed mid-shard")
+        return real_bytes(table)
+
+    monkeypatch.setattr(shards_module, "parquet_bytes", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        write(tmp_path / "ds")
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+    monkeypatch.setattr(shards_module, "parquet_bytes", real_bytes)
+    writer = ShardWriter(tmp_path / "ds", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0})
+    assert writer.resume_rows == 4
+    writer.write_rows(ROWS[writer.resume_rows:])
+    assert writer.close() == reference
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
+    assert write(tmp_path / "ds") == reference  # a complete dataset resumes as a no-op
+
+
+def test_other_dataset_in_the_folder_needs_overwrite(tmp_path):
+    write(tmp_path / "ds")
+    with pytest.raises(InputError, match="different dataset.*overwrite"):
+        with ShardWriter(tmp_path / "ds", name="other", rows_per_shard=4, image_size=SIZE):
+            pass
+    with ShardWriter(tmp_path / "ds", name="other", rows_per_shard=4, image_size=SIZE, overwrite=True) as writer:
+        writer.write_rows(ROWS[:3])
+    assert read_manifest(tmp_path / "ds")[1]["rows"] == 3
+    assert validate_dataset(tmp_path / "ds")["ok"]
+
+
+def test_file_uri(tmp_path):
+    manifest = write(f"file://{tmp_path}/uri")
+    assert validate_dataset(f"file://{tmp_path}/uri")["ok"] and manifest["rows"] == 10
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("hand_quat", [1.0, 1.0, 0.0, 0.0], "'hand_quat': expected a unit quaternion"),
+    ("hand_pose", [0.0] * 47, "'hand_pose': expected 48 values, got 47"),
+    ("joints_3d", [float("nan")] * 63, "'joints_3d': expected finite values"),
+    ("mask", png(np.full((SIZE, SIZE), 5, np.uint8)), "'mask': expected values 0"),
+    ("image", png(np.zeros((8, 8, 3), np.uint8)), "'image': expected 16x16 pixels, got 8x8"),
+    ("image", b"not a png", "'image': expected PNG bytes"),
+    ("source", "fake", "'source': expected one of real, synthetic"),
+    ("object_pose", [2.0] * 12, "'object_pose': expected a rotation matrix"),
+])
+def test_bad_rows_name_the_sample_and_column(tmp_path, column, value, message):
+    row = {**make_row(3), column: value}
+    with pytest.raises(InputError, match=f"sample 'demo/0003': column {message}"):
+        write(tmp_path / "ds", rows=[row])
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    with pytest.raises(InputError, match="expected a unique id"):
+        write(tmp_path / "ds", rows=[ROWS[0], ROWS[0]])
+
+
+def test_validate_catches_flipped_bytes_truncation_and_schema_problems(tmp_path, capsys):
+    out = tmp_path / "ds"
+    write(out)
+    assert main(["data", "validate", str(out)]) == 0
+    shard = out / "part-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(["data", "validate", str(out)]) == 2
+    assert "part-00001.parquet: sha256 mismatch" in capsys.readouterr().err
+
+    (out / "part-00002.parquet").write_bytes((out / "part-00002.parquet").read_bytes()[:100])
+    problems = validate_dataset(out)["problems"]
+    assert any("part-00002.parquet: 100 bytes" in p for p in problems)
+
+    foreign = pa.table({"sample_id": ["x"], "source": ["real"]})
+    pq.write_table(foreign, out / "part-00000.parquet")
+    manifest = json.loads((out / "manifest.json").read_text())
+    data = (out / "part-00000.parquet").read_bytes()
+    manifest["shards"][0].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), rows=1)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    problems = validate_dataset(out)["problems"]
+    assert any("part-00000.parquet: missing column 'image'" in p for p in problems)
+
+    manifest["schema_version"] = 99
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["data", "validate", str(out)]) == 2
+    assert "reads sample schema v1, the dataset is v99" in capsys.readouterr().err
+    assert main(["data", "validate", str(tmp_path / "nothing")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
