@@ -34,6 +34,11 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+def _is_temporary(name: str) -> bool:
+    """Names that :meth:`Location.write_atomic` uses before the final move."""
+    return name.startswith(".") and ".tmp-" in name
+
+
 def code_version() -> str:
     try:
         return metadata.version("handbooster")
@@ -75,7 +80,7 @@ class ShardWriter:
     def _clear(self) -> None:
         for name in self.location.list_files():
             if name in (MANIFEST, JOURNAL) or (name.startswith("part-") and name.endswith(".parquet")) \
-                    or name.startswith("."):
+                    or _is_temporary(name):
                 self.location.delete(name)
 
     def _resume(self) -> None:
@@ -100,7 +105,7 @@ class ShardWriter:
             self.shards.append(entry)
         for name in self.location.list_files():  # leftovers of an interrupted run: redone
             vouched = {s["path"] for s in self.shards}
-            if name.startswith(".") or (name.startswith("part-") and name not in vouched):
+            if _is_temporary(name) or (name.startswith("part-") and name not in vouched):
                 self.location.delete(name)
 
     @property

@@ -12,9 +12,8 @@ from pipeline.objects.library import load_object_library
 def list_objects(config: ObjectsConfig, names: list[str] | None = None) -> dict:
     """Summaries of every object; objects that fail to load are reported together at the end."""
     library = load_object_library(config.library)
-    wanted = library.select(names) if names else None
     summaries, problems = [], []
-    for name in [a.name for a in wanted] if wanted else library.names:
+    for name in library.checked_names(names):
         try:
             summaries.append(library[name].summary())
         except InputError as exc:
@@ -29,9 +28,8 @@ def prepare_objects(config: ObjectsConfig, names: list[str] | None = None, progr
     from tqdm import tqdm
 
     library = load_object_library(config.library)
-    library.select(names)  # unknown names fail before any work
     prepared = {}
-    bar = tqdm(names or library.names, desc="preparing objects", unit="object", disable=not progress)
+    bar = tqdm(library.checked_names(names), desc="preparing objects", unit="object", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
         asset = library[name]

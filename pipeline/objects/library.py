@@ -115,15 +115,19 @@ class ObjectLibrary:
     def __iter__(self) -> Iterator[ObjectAsset]:
         return (self[name] for name in self.names)
 
-    def select(self, names: list[str] | None) -> list[ObjectAsset]:
-        """The named assets (all when ``names`` is empty), with a clear error for unknown names."""
+    def checked_names(self, names: list[str] | None) -> list[str]:
+        """``names`` (all when empty), or a clear error for unknown ones; builds nothing."""
         if not names:
-            return list(self)
+            return self.names
         unknown = [n for n in names if n not in self]
         if unknown:
             raise InputError(f"unknown object(s) {', '.join(unknown)}; the library has: {', '.join(self.names)}",
                              self.source)
-        return [self[n] for n in names]
+        return list(names)
+
+    def select(self, names: list[str] | None) -> list[ObjectAsset]:
+        """The named assets (all when ``names`` is empty)."""
+        return [self[n] for n in self.checked_names(names)]
 
 
 def load_object_library(spec: str | Path = "builtin") -> ObjectLibrary:
