@@ -25,3 +25,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def atomic_write_npz(path: str | Path, arrays: dict) -> Path:
+    """Arrays as an uncompressed .npz, written atomically (read back with allow_pickle=False)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_png(path: str | Path, image) -> Path:
+    """An RGB/L uint8 array as a PNG, written atomically."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.errors import InputError
-from pipeline.paths import atomic_write_bytes
+from pipeline.paths import atomic_write_bytes, atomic_write_png
 
 MESH_SUFFIXES = (".obj", ".ply")
 PICTURE_SUFFIXES = (".png",)
@@ -44,11 +43,7 @@ def export_hand(model_spec: str, side: str, pose_name: str, seed: int, out: Path
         data = mesh.export(file_type=suffix[1:])
         atomic_write_bytes(out, data.encode() if isinstance(data, str) else data)
     else:
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(hand_picture(vertices, model.closed_faces)).save(buffer, format="PNG")
-        atomic_write_bytes(out, buffer.getvalue())
+        atomic_write_png(out, hand_picture(vertices, model.closed_faces))
     return {
         "out": str(out), "model": model.name, "side": side, "pose": pose_name, "seed": seed,
         "vertices": int(len(vertices)), "faces": int(len(model.closed_faces)),

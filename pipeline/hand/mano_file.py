@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InputError, require_shape
-from pipeline.paths import atomic_write_bytes
+from pipeline.paths import atomic_write_npz
 
 NUM_JOINTS = 16
 
@@ -217,7 +217,5 @@ def load_model_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_npz(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write model arrays as an npz (atomically)."""
-    buffer = io.BytesIO()
     keys = list(MODEL_KEYS) + [k for k in OPTIONAL_KEYS if k in arrays]
-    np.savez(buffer, **{k: np.asarray(arrays[k]) for k in keys})
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_npz(path, {k: arrays[k] for k in keys})

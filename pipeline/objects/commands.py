@@ -41,18 +41,12 @@ def prepare_objects(config: ObjectsConfig, names: list[str] | None = None, progr
 
 def object_sheet(config: ObjectsConfig, out: Path, names: list[str] | None = None, columns: int = 5) -> dict:
     """Render a labelled contact sheet of the library to ``out`` (PNG)."""
-    import io
-
-    from PIL import Image
-
-    from pipeline.paths import atomic_write_bytes
+    from pipeline.paths import atomic_write_png
     from renderers.sheet import contact_sheet
 
     if out.suffix.lower() != ".png":
         raise InputError("expected a .png output path", out)
     library = load_object_library(config.library)
     assets = library.select(names)
-    buffer = io.BytesIO()
-    Image.fromarray(contact_sheet(assets, columns=columns)).save(buffer, format="PNG")
-    atomic_write_bytes(out, buffer.getvalue())
+    atomic_write_png(out, contact_sheet(assets, columns=columns))
     return {"library": library.source, "objects": len(assets), "out": str(out)}

@@ -8,7 +8,6 @@ version of their recipe and cached on disk.
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.objects.asset import ObjectAsset
-from pipeline.paths import atomic_write_bytes, cache_dir
+from pipeline.paths import atomic_write_npz, cache_dir
 
 TARGET_FACES = 6000
 ANALYTIC_TOLERANCE = 1e-4  # metres: an exact primitive's formula serves as the SDF only if the mesh follows it this closely
@@ -74,9 +73,7 @@ def builtin_asset(name: str) -> ObjectAsset:
             arrays = {key: data[key] for key in data.files}
     else:
         arrays = build_builtin_mesh(name)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_npz(path, arrays)
     vertices, faces = arrays["vertices"].astype(np.float64), arrays["faces"].astype(np.int64)
     alpha = np.full((len(arrays["colors"]), 1), 255, dtype=np.uint8)
     visual = trimesh.Trimesh(arrays["visual_vertices"], arrays["visual_faces"], process=False,

@@ -67,13 +67,9 @@ class SdfGrid:
         return cls(values.astype(np.float32), lo, pitch)
 
     def save(self, path: Path) -> None:
-        import io
+        from pipeline.paths import atomic_write_npz
 
-        from pipeline.paths import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        np.savez(buffer, values=self.values, lo=self.lo, pitch=np.array(self.pitch))
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_npz(path, {"values": self.values, "lo": self.lo, "pitch": np.array(self.pitch)})
 
     @classmethod
     def load(cls, path: Path) -> "SdfGrid":
