@@ -53,6 +53,24 @@ class ObjectsConfig(StrictModel):
     vhacd: VhacdConfig = Field(default_factory=VhacdConfig)
 
 
+class DataConfig(StrictModel):
+    """Dataset import and shard layout."""
+
+    image_size: int = Field(128, ge=16, le=1024, description="side of the square crops, pixels")
+    crop_scale: float = Field(1.3, ge=1.0, le=4.0, description="crop side / side of the projected hand's box")
+    rows_per_shard: int = Field(4096, ge=1, description="rows in each Parquet shard")
+    joint_tolerance_mm: float = Field(
+        10.0, gt=0, description="largest mean distance between annotated joints and the joints of the "
+                                "annotated MANO parameters; samples beyond it are skipped as 'mano_mismatch'")
+
+
+class SamplingConfig(StrictModel):
+    """Pose selection; the grasping split decides which real frames hold a lifted object."""
+
+    grasp_rre_deg: float = Field(5.0, gt=0, description="object rotation from the sequence's first frame, degrees")
+    grasp_rte_mm: float = Field(10.0, gt=0, description="object translation from the sequence's first frame, mm")
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file; later stages add their own sections here."""
 
@@ -60,6 +78,8 @@ class PipelineConfig(StrictModel):
     seed: int = Field(0, ge=0)
     hand: HandConfig = Field(default_factory=HandConfig)
     objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -51,6 +51,7 @@ SAMPLE_FIELDS = [
     pa.field("is_grasping", pa.bool_()),
     pa.field("origin", pa.string()),
     pa.field("sampler", pa.string()),
+    pa.field("mirrored", pa.bool_()),  # a left hand mirrored to the canonical right on import
     pa.field("gen", GEN_TYPE),
     pa.field("filter", FILTER_TYPE),
 ]

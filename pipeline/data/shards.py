@@ -9,6 +9,10 @@ Resuming: shards are written in order, so the journal vouches for a prefix of th
 into the same folder with the same name, kind and config finds that prefix (each shard's
 checksum re-verified), starts at ``writer.resume_rows`` and redoes everything after it. A
 folder holding a different dataset is refused unless ``overwrite=True``.
+
+Bad input (an :class:`InputError` raised inside the ``with`` block) rolls back what this run
+wrote, so the folder is left as it was; any other exception (a crash, Ctrl-C) keeps the
+journal so that the next run resumes.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class ShardWriter:
         if rows_per_shard < 1:
             raise ValueError("rows_per_shard must be positive")
         self.location = Location.parse(out)
+        self._folder_existed = self.location.exists()
         self.kind = kind
         self.rows_per_shard = rows_per_shard
         self.context = {"image_size": image_size}
@@ -74,6 +79,8 @@ class ShardWriter:
         if overwrite:
             self._clear()
         self._resume()
+        self._journal_before = self.location.read_bytes(JOURNAL) if self.location.exists(JOURNAL) else None
+        self._shards_before = len(self.shards)
 
     # ------------------------------------------------------------------ resume
 
@@ -177,9 +184,24 @@ class ShardWriter:
     def __enter__(self) -> "ShardWriter":
         return self
 
+    def rollback(self) -> None:
+        """Remove the shards this run wrote and restore the journal it found."""
+        for shard in self.shards[self._shards_before:]:
+            self.location.delete(shard["path"])
+        del self.shards[self._shards_before:]
+        self._buffer = []
+        if self._journal_before is None:
+            self.location.delete(JOURNAL)
+        else:
+            self.location.write_atomic(JOURNAL, self._journal_before)
+        if not self._folder_existed:
+            self.location.remove_if_empty()
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        elif issubclass(exc_type, InputError):
+            self.rollback()
 
 
 def _counts(values) -> dict[str, int]:

@@ -59,6 +59,10 @@ class Location:
         if self.exists(name):
             self.fs.delete_file(self.join(name))
 
+    def remove_if_empty(self) -> None:
+        if self.exists() and not self.fs.get_file_info(pafs.FileSelector(self.path, recursive=False)):
+            self.fs.delete_dir(self.path)
+
     def sha256(self, name: str) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
         with self.fs.open_input_stream(self.join(name)) as stream:

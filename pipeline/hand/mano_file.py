@@ -3,7 +3,7 @@
 The official ``MANO_RIGHT.pkl`` is a Python-2 protocol-2 pickle that holds chumpy objects and
 scipy sparse matrices, sometimes under module paths that no longer exist. Unpickling it with
 ``pickle.load`` would import chumpy (which no longer imports on Python 3.11 / numpy 2) and run
-whatever the file asks for. :class:`AllowListUnpickler` instead maps the handful of classes the
+whatever the file asks for. :mod:`pipeline.safe_pickle` instead maps the handful of classes the
 file needs to inert stand-ins and refuses every other class by name, before anything runs.
 The result is a dict of plain numpy arrays, which :func:`save_npz` stores and
 :func:`load_model_arrays` reads back with ``allow_pickle=False``.
@@ -11,7 +11,6 @@ The result is a dict of plain numpy arrays, which :func:`save_npz` stores and
 
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from pipeline.errors import InputError, require_shape
 from pipeline.paths import atomic_write_npz
+from pipeline.safe_pickle import ChumpyStandIn, SparseStandIn, safe_loads
 
 NUM_JOINTS = 16
 
@@ -39,95 +39,6 @@ MODEL_KEYS: dict[str, tuple] = {
 
 # Keys this project adds to its own model files (the builtin hand); optional elsewhere.
 OPTIONAL_KEYS: dict[str, tuple] = {"tip_vertex_ids": (5,)}
-
-
-class _Inert:
-    """Base of the stand-ins: accepts any constructor arguments and keeps its state."""
-
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
-            merged = dict(state[0] or {})
-            merged.update(state[1] or {})
-            state = merged
-        self.__dict__["pickled_state"] = state
-
-
-class ChumpyStandIn(_Inert):
-    """Holds a chumpy object's pickled state; its value is the ``x`` entry."""
-
-
-class SparseStandIn(_Inert):
-    """Holds a scipy sparse matrix's pickled state (data, indices, indptr, shape)."""
-
-    fmt = "csc"
-
-
-class CsrStandIn(SparseStandIn):
-    fmt = "csr"
-
-
-def _reconstructor(cls, base, state):
-    """``copyreg._reconstructor`` restricted to our stand-ins built on ``object``."""
-    if not (isinstance(cls, type) and issubclass(cls, _Inert)) or base is not object:
-        raise pickle.UnpicklingError(f"refused to reconstruct {cls!r} on {base!r}")
-    return object.__new__(cls)
-
-
-def _ndarray_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"refused ndarray subtype {subtype!r}")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
-
-
-def _scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError(f"refused numpy scalar of dtype {dtype!r}")
-    if isinstance(data, str):
-        data = data.encode("latin1")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
-
-
-def _codecs_encode(text, encoding="utf-8", errors="strict"):
-    """Python 3 writes bytes in protocol-2 pickles as ``_codecs.encode(str, 'latin1')``."""
-    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
-        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1", errors)
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {}
-for _module in ("copy_reg", "copyreg"):
-    _ALLOWED[(_module, "_reconstructor")] = _reconstructor
-for _module in ("__builtin__", "builtins"):
-    _ALLOWED[(_module, "object")] = object
-    _ALLOWED[(_module, "set")] = set  # chumpy keeps bookkeeping sets
-    _ALLOWED[(_module, "frozenset")] = frozenset
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_module, "_reconstruct")] = _ndarray_reconstruct
-    _ALLOWED[(_module, "scalar")] = _scalar
-_ALLOWED[("numpy", "ndarray")] = np.ndarray
-_ALLOWED[("numpy", "dtype")] = np.dtype
-_ALLOWED[("_codecs", "encode")] = _codecs_encode
-for _module in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
-    _ALLOWED[(_module, "csc_matrix")] = SparseStandIn
-for _module in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse"):
-    _ALLOWED[(_module, "csr_matrix")] = CsrStandIn
-
-
-class AllowListUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the classes a MANO file needs; chumpy is never imported."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        if module == "chumpy" or module.startswith("chumpy."):
-            return ChumpyStandIn
-        raise pickle.UnpicklingError(f"refused class '{module}.{name}' (not on the MANO allow-list)")
 
 
 def _plain_value(key: str, value: Any, path: Path) -> Any:
@@ -159,7 +70,7 @@ def read_mano_pickle(path: str | Path) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise InputError(f"cannot read MANO file ({exc.strerror})", path) from None
     try:
-        data = AllowListUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        data = safe_loads(raw)
     except pickle.UnpicklingError as exc:
         raise InputError(f"not a loadable MANO pickle: {exc}", path) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:

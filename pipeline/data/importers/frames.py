@@ -1,0 +1,118 @@
+"""What every importer produces, and the crop geometry they share.
+
+An importer reads an official layout into :class:`SourceFrame` records: the hand already in
+the canonical conventions of its own side (flat-hand axis-angle, OpenCV camera frame,
+canonical joint order), the full-image intrinsics and the image path. Mirroring of left hands
+and the crop happen afterwards, once, in :mod:`pipeline.data.importers.run`.
+
+Pixel coordinates follow OpenCV: the centre of pixel ``i`` is at ``i``. Crop boxes are
+integer pixel-edge boxes ``(x0, y0, x1, y1)``: pixel ``x0`` is the first one inside.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputError
+
+MIRROR = np.diag([-1.0, 1.0, 1.0])
+
+
+@dataclass
+class SourceFrame:
+    """One annotated image of a dataset, before cropping (arrays are float64 numpy)."""
+
+    sample_id: str
+    image_path: Path
+    sequence_id: str
+    frame: int
+    side: str
+    K: np.ndarray  # [3, 3] of the full image
+    pose: np.ndarray | None = None  # [48] flat-hand axis-angle for a hand of ``side``
+    betas: np.ndarray | None = None  # [10]
+    trans: np.ndarray | None = None  # [3]
+    joints_3d: np.ndarray | None = None  # [21, 3] canonical order, metres, OpenCV
+    joints_2d: np.ndarray | None = None  # [21, 2] full-image pixels, when the dataset stores them
+    object_id: str | None = None
+    object_rotation: np.ndarray | None = None  # [3, 3] object to camera
+    object_translation: np.ndarray | None = None  # [3]
+    skip: str | None = None  # reason this frame is not imported
+    extra: dict = field(default_factory=dict)
+
+
+class HandModels:
+    """Right and left hand models of one MANO file (or the builtin), loaded when first needed."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self._models: dict = {}
+
+    def __call__(self, side: str):
+        """The model of ``side`` in float64, so that conversions and checks lose nothing."""
+        if side not in self._models:
+            import torch
+
+            from pipeline.hand import load_hand_model
+
+            self._models[side] = load_hand_model(self.spec, side=side, dtype=torch.float64)
+        return self._models[side]
+
+
+def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` camera points to ``[..., 2]`` pixels."""
+    uvw = points @ np.asarray(K).T
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def square_box(points_2d: np.ndarray, scale: float, min_side: int = 16) -> tuple[int, int, int, int]:
+    """Integer square box around ``points_2d`` (pixel centres), its side ``scale`` times theirs."""
+    low, high = points_2d.min(axis=0), points_2d.max(axis=0)
+    centre = (low + high) / 2 + 0.5  # pixel-edge coordinates
+    side = max(int(np.ceil(float((high - low).max() + 1) * scale)), min_side)
+    x0, y0 = (int(np.floor(c - side / 2)) for c in centre)
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop_points(points_2d: np.ndarray, box, size: int, mirrored: bool) -> np.ndarray:
+    """Full-image pixel coordinates into crop pixels (after resizing, and flipping if mirrored)."""
+    x0, y0, x1, _ = box
+    scale = size / (x1 - x0)
+    out = (np.asarray(points_2d, dtype=np.float64) + 0.5 - np.array([x0, y0])) * scale - 0.5
+    if mirrored:
+        out[..., 0] = size - 1 - out[..., 0]
+    return out
+
+
+def crop_intrinsics(K: np.ndarray, box, size: int, mirrored: bool) -> np.ndarray:
+    """Intrinsics of the crop: project camera points (mirrored if ``mirrored``) into crop pixels."""
+    x0, y0, x1, _ = box
+    scale = size / (x1 - x0)
+    out = np.array(K, dtype=np.float64)
+    out[0, :] *= scale
+    out[1, :] *= scale
+    out[0, 2] = (K[0, 2] + 0.5 - x0) * scale - 0.5
+    out[1, 2] = (K[1, 2] + 0.5 - y0) * scale - 0.5
+    if mirrored:  # u' = size - 1 - u for the point mirrored in x: fx stays, cx moves
+        out[0, 1] = -out[0, 1]
+        out[0, 2] = size - 1 - out[0, 2]
+    return out
+
+
+def crop_image_png(path: Path, box, size: int, mirrored: bool) -> bytes:
+    """The box of the image (black outside it), resized to ``size`` and flipped if mirrored, as PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            crop = image.convert("RGB").crop(tuple(box)).resize((size, size), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"cannot read the image ({exc})", path) from None
+    if mirrored:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buffer = io.BytesIO()
+    crop.save(buffer, format="PNG")
+    return buffer.getvalue()

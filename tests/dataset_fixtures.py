@@ -1,0 +1,146 @@
+"""Tiny datasets in the official DexYCB, HO3D and HandOccNet-JSON layouts, made with the builtin hand.
+
+Every image is grey with a red disc on the projected wrist and a blue disc on the middle
+fingertip, so a test can check that the crop, its flip and the 2D labels agree.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image, ImageDraw
+from scipy.spatial.transform import Rotation
+
+from pipeline.hand import load_hand_model
+from pipeline.hand.conversions import opengl_to_opencv
+from pipeline.hand.joints import reorder_joints
+
+K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+WRIST_RGB, TIP_RGB = (230, 20, 20), (20, 20, 230)
+MIDDLE_TIP = 12  # canonical index of the middle fingertip
+
+
+def random_hand(side: str, seed: int, betas: np.ndarray | None = None):
+    """Flat-hand pose [48], betas, trans (OpenCV) and the model's joints [21, 3] of one hand."""
+    model = load_hand_model("builtin", side=side, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    articulation = model.anatomy.sample(1, seed)[0].double()
+    rotation = Rotation.from_euler("xyz", rng.uniform(-0.6, 0.6, 3)) * Rotation.from_euler("x", -np.pi / 2)
+    pose = torch.cat([torch.as_tensor(rotation.as_rotvec()), articulation])[None]
+    betas = torch.as_tensor(rng.normal(0, 0.5, 10) if betas is None else betas)[None]
+    target = np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.06, 0.06), rng.uniform(0.45, 0.6)])
+    trans = torch.as_tensor(target)[None] - model.rest_wrist(betas)
+    with torch.no_grad():
+        _, joints = model(pose, betas, trans)
+    return pose[0].numpy(), betas[0].numpy(), trans[0].numpy(), joints[0].numpy(), model
+
+
+def project(points):
+    uvw = points @ K.T
+    return uvw[:, :2] / uvw[:, 2:]
+
+
+def write_image(path: Path, joints: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (640, 480), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    uv = project(joints)
+    for index, colour in ((0, WRIST_RGB), (MIDDLE_TIP, TIP_RGB)):
+        u, v = uv[index]
+        draw.ellipse([u - 7, v - 7, u + 7, v + 7], fill=colour)
+    image.save(path, quality=95)
+
+
+def object_pose(frame: int):
+    """Object at rest for frame 0, then lifted by 3 cm and turned by 15 degrees."""
+    rotation = Rotation.from_euler("y", 15 * min(frame, 1), degrees=True).as_matrix()
+    return rotation, np.array([0.05, 0.0, 0.55 - 0.03 * min(frame, 1)])
+
+
+def make_dexycb(root: Path, frames: int = 3) -> dict:
+    """One subject, 5 sequences (s0_train takes 4), 2 cameras; sequence 1 is a left hand; one frame unlabelled."""
+    serials = ["836212060125", "839512060362"]
+    for serial in serials:
+        path = root / "calibration" / "intrinsics" / f"{serial}_640x480.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"color": {"fx": 600.0, "fy": 600.0, "ppx": 320.0, "ppy": 240.0}}))
+    betas = np.random.default_rng(7).normal(0, 0.5, 10)
+    calib = root / "calibration" / "mano_20200709_140042_subject-01_right" / "mano.yml"
+    calib.parent.mkdir(parents=True)
+    calib.write_text(yaml.safe_dump({"betas": betas.tolist()}))
+    subject = root / "20200709-subject-01"
+    for s in range(5):
+        side = "left" if s == 1 else "right"
+        sequence = subject / f"20200709_1400{s:02d}"
+        sequence.mkdir(parents=True)
+        sequence.joinpath("meta.yml").write_text(yaml.safe_dump({
+            "serials": serials, "num_frames": frames, "ycb_ids": [2, 14], "ycb_grasp_ind": 1,
+            "mano_sides": [side], "mano_calib": ["20200709_140042_subject-01_right"]}))
+        for c, serial in enumerate(serials):
+            for f in range(frames):
+                pose, _, trans, joints, model = random_hand(side, 100 * s + 10 * c + f, betas)
+                coefficients = (pose[3:] - model.hands_mean) @ model.hands_components.T
+                pose_m = np.concatenate([pose[:3], coefficients, trans])[None]
+                joint_3d = joints[None]
+                if s == 2 and c == 0 and f == 1:  # unlabelled frame
+                    pose_m, joint_3d = np.zeros((1, 51)), -np.ones((1, 21, 3))
+                rotation, translation = object_pose(f)
+                pose_y = np.stack([np.zeros((3, 4)), np.concatenate([rotation, translation[:, None]], 1)])
+                (sequence / serial).mkdir(exist_ok=True)
+                np.savez(sequence / serial / f"labels_{f:06d}.npz", pose_m=pose_m, joint_3d=joint_3d,
+                         joint_2d=project(joints)[None], pose_y=pose_y, seg=np.zeros((480, 640), np.uint8))
+                write_image(sequence / serial / f"color_{f:06d}.jpg", joints)
+    return {"split": "s0_train", "frames": 4 * 2 * frames, "unlabelled": 1, "left": 2 * frames}
+
+
+def make_ho3d(root: Path) -> dict:
+    """Two train sequences of 3 frames (OpenGL meta pickles) plus one frame without a hand pose."""
+    model = load_hand_model("builtin", dtype=torch.float64)
+    flip = np.diag([1.0, -1.0, -1.0])
+    lines = []
+    for s, seq in enumerate(("ABF10", "MC1")):
+        for f in range(3):
+            pose, betas, trans, joints, _ = random_hand("right", 1000 + 10 * s + f)
+            gl_pose, gl_trans = opengl_to_opencv(torch.as_tensor(pose)[None], torch.as_tensor(betas)[None],
+                                                 torch.as_tensor(trans)[None], model)
+            rotation, translation = object_pose(f)
+            meta = {"handPose": gl_pose[0].numpy(), "handTrans": gl_trans[0].numpy(), "handBeta": betas,
+                    "handJoints3D": reorder_joints(joints, "canonical21", "mano21") @ flip,
+                    "objRot": Rotation.from_matrix(flip @ rotation).as_rotvec()[:, None],
+                    "objTrans": flip @ translation, "objName": "006_mustard_bottle", "camMat": K}
+            if s == 1 and f == 2:
+                meta.update(handPose=None, handJoints3D=(joints[0] @ flip))
+            folder = root / "train" / seq
+            (folder / "meta").mkdir(parents=True, exist_ok=True)
+            (folder / "meta" / f"{f:04d}.pkl").write_bytes(pickle.dumps(meta, protocol=2))
+            write_image(folder / "rgb" / f"{f:04d}.jpg", joints)
+            lines.append(f"{seq}/{f:04d}")
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    return {"split": "train", "frames": 6, "unlabelled": 1}
+
+
+def make_handoccnet(root: Path) -> dict:
+    """Four annotations (one left hand) in HandOccNet's COCO-style JSON, mean-relative poses, no trans."""
+    images, annotations = [], []
+    for i in range(4):
+        side = "left" if i == 3 else "right"
+        pose, betas, trans, joints, model = random_hand(side, 2000 + i)
+        name = f"20200709-subject-01/20200709_140000/836212060125/color_{i:06d}.jpg"
+        write_image(root / name, joints)
+        images.append({"id": i, "file_name": name, "width": 640, "height": 480})
+        relative = np.concatenate([pose[:3], pose[3:] - model.hands_mean])
+        annotations.append({
+            "id": i, "image_id": i, "hand_type": side,
+            "joints_coord_cam": reorder_joints(joints, "canonical21", "mano21").tolist(),
+            "joints_img": reorder_joints(project(joints), "canonical21", "mano21").tolist(),
+            "cam_param": {"focal": [600.0, 600.0], "princpt": [320.0, 240.0]},
+            "mano_param": {"pose": relative.tolist(), "shape": betas.tolist()}})
+    path = root / "annotations" / "DEX_YCB_s0_train_data.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return {"split": "s0_train", "frames": 4, "unlabelled": 0, "left": 1}
