@@ -150,7 +150,7 @@ def objects_sheet(library, names, out_path, columns, config_path, seed, as_json)
 
 @cli.group()
 def data() -> None:
-    """Datasets: validate Parquet shards against their manifest."""
+    """Datasets: import real ones, validate, inspect and register Parquet shards."""
 
 
 @data.command("validate")
@@ -164,6 +164,69 @@ def data_validate(dataset, config_path, seed, as_json) -> None:
     _emit(result, as_json)
     if result["problems"]:
         raise InputError(f"{len(result['problems'])} problem(s): " + "; ".join(result["problems"]), dataset)
+
+
+@data.command("inspect")
+@click.argument("dataset")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="FILE.png: a grid of random samples (image | normal | texture | mask, joints drawn).")
+@click.option("--samples", type=click.IntRange(1, 64), default=8, help="Rows in the grid.")
+@common_options
+def data_inspect(dataset, out_path, samples, config_path, seed, as_json) -> None:
+    """Counts by source, split, object and origin, and a grid of random samples."""
+    from pipeline.data.overview import inspect_dataset
+
+    result = inspect_dataset(dataset, out_path, samples, _config(config_path).seed if seed is None else seed)
+    if as_json:
+        _emit(result, True)
+        return
+    click.echo(f"{result['name']}: {result['rows']} rows in {result['shards']} shard(s), "
+               f"{result['kind']} records, {result['image_size']} px")
+    for column, counts in result["counts"].items():
+        click.echo(f"  by {column}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if "grid" in result:
+        click.echo(f"grid of {result['grid_samples']} samples: {result['grid']}")
+
+
+@data.command("register")
+@click.argument("dataset")
+@click.option("--registry", type=click.Path(file_okay=False), default="data_manifests", show_default=True,
+              help="Folder of registered manifests.")
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset registered under the same name.")
+@common_options
+def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> None:
+    """Validate a dataset and copy its manifest into the registry as NAME.json."""
+    from pipeline.data.overview import register_dataset
+
+    _emit(register_dataset(dataset, registry, overwrite), as_json)
+
+
+@data.command("import")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["dexycb", "ho3d", "handoccnet-json"]))
+@click.argument("root", type=click.Path())
+@click.option("--split", required=True,
+              help="dexycb: s0_train, s1_test...; ho3d: train or evaluation; handoccnet-json: the split in the file name.")
+@click.option("--mano", default=None, help="MANO folder/file the dataset was annotated with (default: config hand.model).")
+@click.option("--out", "out_dir", required=True, help="Output dataset folder or URI.")
+@click.option("--image-size", type=click.IntRange(16, 1024), default=None, help="Crop side in pixels (default: config, 128).")
+@click.option("--annotations", default=None, help="handoccnet-json: the annotation JSON, if not ROOT/annotations/*_SPLIT_data.json.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Import only the first N frames.")
+@click.option("--workers", type=click.IntRange(0, 256), default=0, help="Processes cropping images (0: this one).")
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
+@common_options
+def data_import(fmt, root, split, mano, out_dir, image_size, annotations, limit, workers, overwrite,
+                config_path, seed, as_json) -> None:
+    """Import a real dataset in its official layout into canonical shards (resumable)."""
+    from pipeline.data.importers import import_dataset
+
+    config = _config(config_path)
+    data_config = config.data if image_size is None else config.data.model_copy(update={"image_size": image_size})
+    options = {"annotations": annotations} if fmt == "handoccnet-json" and annotations else {}
+    if annotations and fmt != "handoccnet-json":
+        raise InputError("--annotations only applies to handoccnet-json")
+    result = import_dataset(fmt, root, split, out_dir, mano=mano or config.hand.model, data=data_config,
+                            sampling=config.sampling, overwrite=overwrite, limit=limit, workers=workers, **options)
+    _emit(result, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
-"""Tiny datasets in the official DexYCB, HO3D and HandOccNet-JSON layouts, made with the builtin hand.
+"""Canonical rows for writer/reader tests, and tiny datasets in the official DexYCB, HO3D
+and HandOccNet-JSON layouts made with the builtin hand.
 
-Every image is grey with a red disc on the projected wrist and a blue disc on the middle
+Every dataset image is grey with a red disc on the projected wrist and a blue disc on the middle
 fingertip, so a test can check that the crop, its flip and the 2D labels agree.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from pathlib import Path
@@ -19,6 +21,32 @@ from scipy.spatial.transform import Rotation
 from pipeline.hand import load_hand_model
 from pipeline.hand.conversions import opengl_to_opencv
 from pipeline.hand.joints import reorder_joints
+
+SIZE = 16  # side of the images in make_row
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_row(i: int) -> dict:
+    rng = np.random.default_rng(i)
+    quat = rng.normal(size=4)
+    mask = rng.integers(0, 3, (SIZE, SIZE), dtype=np.uint8)
+    return {
+        "sample_id": f"demo/{i:04d}", "source": "real" if i % 3 else "synthetic", "dataset": "demo",
+        "split": "train" if i < 7 else "test", "sequence_id": f"seq{i // 4}", "frame": i,
+        "image": png(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)), "mask": png(mask),
+        "crop_box": [0.0, 0.0, 64.0, 64.0], "K": np.eye(3, dtype=np.float32).ravel(),
+        "hand_pose": rng.normal(size=48).astype(np.float32), "hand_betas": np.zeros(10, np.float32),
+        "hand_trans": rng.normal(size=3).astype(np.float32), "hand_quat": (quat / np.linalg.norm(quat)).astype(np.float32),
+        "joints_3d": rng.normal(size=63).astype(np.float32), "joints_2d": rng.uniform(0, SIZE, 42).astype(np.float32),
+        "object_id": "mug", "object_pose": np.concatenate([np.eye(3).ravel(), [0.0, 0.0, 0.5]]).astype(np.float32),
+        "is_grasping": bool(i % 2), "origin": "real", "sampler": "none",
+    }
+
 
 K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
 WRIST_RGB, TIP_RGB = (230, 20, 20), (20, 20, 230)

@@ -1,45 +1,19 @@
 """Schema v1 rows, the atomic resumable shard writer, manifests and `data validate`."""
 
 import hashlib
-import io
 import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from pipeline.cli import main
 from pipeline.data import ShardWriter, read_manifest, validate_dataset
 from pipeline.data import shards as shards_module
 from pipeline.errors import InputError
 
-SIZE = 16
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_row(i: int) -> dict:
-    rng = np.random.default_rng(i)
-    quat = rng.normal(size=4)
-    mask = rng.integers(0, 3, (SIZE, SIZE), dtype=np.uint8)
-    return {
-        "sample_id": f"demo/{i:04d}", "source": "real" if i % 3 else "synthetic", "dataset": "demo",
-        "split": "train" if i < 7 else "test", "sequence_id": f"seq{i // 4}", "frame": i,
-        "image": png(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)), "mask": png(mask),
-        "crop_box": [0.0, 0.0, 64.0, 64.0], "K": np.eye(3, dtype=np.float32).ravel(),
-        "hand_pose": rng.normal(size=48).astype(np.float32), "hand_betas": np.zeros(10, np.float32),
-        "hand_trans": rng.normal(size=3).astype(np.float32), "hand_quat": (quat / np.linalg.norm(quat)).astype(np.float32),
-        "joints_3d": rng.normal(size=63).astype(np.float32), "joints_2d": rng.uniform(0, SIZE, 42).astype(np.float32),
-        "object_id": "mug", "object_pose": np.concatenate([np.eye(3).ravel(), [0.0, 0.0, 0.5]]).astype(np.float32),
-        "is_grasping": bool(i % 2), "origin": "real", "sampler": "none",
-    }
-
+from dataset_fixtures import SIZE, make_row, png
 
 ROWS = [make_row(i) for i in range(10)]
 
@@ -160,3 +134,16 @@ def test_validate_catches_flipped_bytes_truncation_and_schema_problems(tmp_path,
     assert "reads sample schema v1, the dataset is v99" in capsys.readouterr().err
     assert main(["data", "validate", str(tmp_path / "nothing")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_bad_input_rolls_back_what_the_run_wrote(tmp_path):
+    bad = dict(make_row(5), hand_quat=[1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(InputError, match="hand_quat"):
+        write(tmp_path / "ds", ROWS[:5] + [bad])  # the first shard is already written when row 6 fails
+    assert not (tmp_path / "ds").exists()
+    write(tmp_path / "ok", ROWS[:6])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ok").iterdir()}
+    with pytest.raises(InputError):
+        with ShardWriter(tmp_path / "ok", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0}) as writer:
+            writer.write_rows([make_row(i) for i in range(20, 25)] + [bad])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ok").iterdir()} == before

@@ -1,0 +1,122 @@
+"""``data inspect`` and ``data register``: what is in a dataset, and a record of it in the repo."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw
+
+from pipeline.data.manifest import read_manifest, validate_dataset
+from pipeline.errors import InputError
+from pipeline.paths import atomic_write_bytes, atomic_write_png
+
+COUNT_COLUMNS = ("source", "split", "object_id", "origin")
+PANELS = ("image", "normal", "texture", "mask")
+MASK_COLOURS = np.array([[0, 0, 0], [235, 180, 140], [70, 150, 230]], dtype=np.uint8)
+# Canonical skeleton: each joint's parent (wrist; thumb, index, middle, ring, little 1-4).
+PARENTS = [-1] + [0 if k == 0 else 1 + 4 * f + k - 1 for f in range(5) for k in range(4)]
+FINGER_COLOURS = [(255, 60, 60), (255, 200, 0), (60, 220, 60), (0, 200, 255), (200, 90, 255)]
+
+
+def _counts(location, manifest) -> dict[str, dict[str, int]]:
+    counts = {column: Counter() for column in COUNT_COLUMNS}
+    for shard in manifest["shards"]:
+        with location.fs.open_input_file(location.join(shard["path"])) as handle:
+            parquet = pq.ParquetFile(handle)
+            present = [c for c in COUNT_COLUMNS if c in parquet.schema_arrow.names]
+            table = parquet.read(columns=present)
+        for column in present:
+            counts[column].update("null" if v is None else str(v) for v in table.column(column).to_pylist())
+    return {column: dict(sorted(c.items())) for column, c in counts.items() if c}
+
+
+def _panel(data: bytes | None, column: str, side: int) -> Image.Image:
+    if data is None:
+        panel = Image.new("RGB", (side, side), (45, 45, 45))
+        ImageDraw.Draw(panel).text((4, side // 2 - 6), f"no {column}", fill=(160, 160, 160))
+        return panel
+    image = Image.open(io.BytesIO(data))
+    if column == "mask":
+        image = Image.fromarray(MASK_COLOURS[np.clip(np.asarray(image), 0, 2)])
+    return image.convert("RGB").resize((side, side), Image.Resampling.NEAREST)
+
+
+def draw_joints(panel: Image.Image, joints_2d, image_size: int) -> None:
+    """The 21 canonical joints (crop pixels) on a panel ``image_size`` pixels wide before scaling."""
+    if joints_2d is None:
+        return
+    scale = panel.width / image_size
+    points = (np.asarray(joints_2d, dtype=np.float64).reshape(21, 2) + 0.5) * scale
+    draw = ImageDraw.Draw(panel)
+    radius = max(1.5, panel.width / 90)
+    for joint, parent in enumerate(PARENTS):
+        colour = FINGER_COLOURS[(joint - 1) // 4] if joint else (255, 255, 255)
+        if parent >= 0:
+            draw.line([tuple(points[parent]), tuple(points[joint])], fill=colour, width=max(1, int(radius / 1.5)))
+        u, v = points[joint]
+        draw.ellipse([u - radius, v - radius, u + radius, v + radius], fill=colour)
+
+
+def sample_grid(rows: list[dict], image_size: int, side: int = 160) -> np.ndarray:
+    """One line per row: image | normal | texture | mask, joints drawn on each, id on top."""
+    header = 16
+    grid = Image.new("RGB", (side * len(PANELS), header + (side + header) * len(rows)), (20, 20, 20))
+    draw = ImageDraw.Draw(grid)
+    for p, name in enumerate(PANELS):
+        draw.text((p * side + 4, 2), name, fill=(230, 230, 230))
+    for r, row in enumerate(rows):
+        top = header + r * (side + header)
+        draw.text((4, top + 2), str(row.get("sample_id"))[-48:], fill=(200, 200, 200))
+        for p, column in enumerate(PANELS):
+            panel = _panel(row.get(column), column, side)
+            draw_joints(panel, row.get("joints_2d"), image_size)
+            grid.paste(panel, (p * side, top + header))
+    return np.asarray(grid)
+
+
+def inspect_dataset(where, out: str | Path | None = None, samples: int = 8, seed: int = 0) -> dict:
+    """Counts by source, split, object and origin; with ``out``, a PNG grid of random samples."""
+    from pipeline.data.reader import ShardDataset
+
+    location, manifest = read_manifest(where)
+    result = {"dataset": str(location), "name": manifest["name"], "kind": manifest["kind"], "rows": manifest["rows"],
+              "shards": len(manifest["shards"]), "image_size": manifest.get("image_size"),
+              "counts": _counts(location, manifest)}
+    if out is not None:
+        columns = ["sample_id", "joints_2d", *PANELS]
+        dataset = ShardDataset(where, columns=columns, decode=False)
+        if not len(dataset):
+            raise InputError("has no rows to show", location)
+        rng = np.random.default_rng(seed)
+        picks = sorted(rng.choice(len(dataset), size=min(samples, len(dataset)), replace=False).tolist())
+        atomic_write_png(Path(out), sample_grid([dataset.raw(i) for i in picks], manifest.get("image_size") or 128))
+        result["grid"] = str(out)
+        result["grid_samples"] = len(picks)
+    return result
+
+
+def register_dataset(where, registry: str | Path = "data_manifests", overwrite: bool = False) -> dict:
+    """Validate the dataset, then copy its manifest (plus where it lives) to ``registry/<name>.json``."""
+    report = validate_dataset(where)
+    if report["problems"]:
+        raise InputError(f"not registered: {len(report['problems'])} problem(s): " + "; ".join(report["problems"]),
+                         where)
+    location, manifest = read_manifest(where)
+    text = str(location)
+    record = {**manifest, "location": text if "://" in text else str(Path(text).resolve())}
+    path = Path(registry) / f"{manifest['name']}.json"
+    if path.exists() and not overwrite:
+        try:
+            existing = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            existing = None
+        if existing != record:
+            raise InputError(f"a different dataset is registered as '{manifest['name']}'; pass --overwrite to "
+                             "replace the record", path)
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return {"registered": str(path), "name": manifest["name"], "rows": manifest["rows"], "location": record["location"]}
