@@ -31,6 +31,7 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_objects.py
+	$(BIN)/python benchmarks/bench_data.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

@@ -58,7 +58,7 @@ def test_import_converts_crops_and_mirrors(fmt, tmp_path):
                           sample["hand_trans"].double()[None])
         assert (joints[0] - sample["joints_3d"]).norm(dim=-1).max() < 5e-4
         # The pixels agree with the labels: red disc on the wrist, blue on the middle fingertip.
-        image = sample["image"].permute(1, 2, 0).numpy() * 255
+        image = sample["image"].permute(1, 2, 0).numpy().astype(float)
         for joint, colour in ((0, fx.WRIST_RGB), (fx.MIDDLE_TIP, fx.TIP_RGB)):
             u, v = np.round(sample["joints_2d"][joint].numpy()).astype(int)
             if 0 <= u < SIZE and 0 <= v < SIZE:

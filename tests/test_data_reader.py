@@ -14,7 +14,7 @@ from dataset_fixtures import SIZE, make_row
 from pipeline.cli import main
 from pipeline.data import ShardWriter
 from pipeline.data.overview import inspect_dataset, register_dataset
-from pipeline.data.reader import MixedDataset, ShardDataset, ShardSampler, collate_samples
+from pipeline.data.reader import MixedDataset, ShardDataset, ShardSampler, collate_samples, to_unit_float
 from pipeline.errors import InputError
 
 ROWS = [make_row(i) for i in range(23)]
@@ -37,9 +37,10 @@ def test_decoded_samples_match_what_was_written(dataset_dir):
     for index in (0, 9, 10, 22, -1):
         sample, row = dataset[index], ROWS[index]
         image = np.array(Image.open(io.BytesIO(row["image"])))
-        assert sample["image"].shape == (3, SIZE, SIZE) and sample["image"].dtype == torch.float32
-        assert torch.equal((sample["image"] * 255).round().byte(), torch.from_numpy(image).permute(2, 0, 1))
-        assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (SIZE, SIZE)
+        assert sample["image"].shape == (3, SIZE, SIZE) and sample["image"].dtype == torch.uint8
+        assert torch.equal(sample["image"], torch.from_numpy(image).permute(2, 0, 1))
+        assert torch.equal(to_unit_float(sample["image"]) * 255, sample["image"].float())
+        assert sample["mask"].dtype == torch.uint8 and sample["mask"].shape == (SIZE, SIZE)
         assert torch.allclose(sample["joints_3d"], torch.from_numpy(row["joints_3d"].reshape(21, 3)))
         assert sample["K"].shape == (3, 3) and sample["joints_2d"].shape == (21, 2)
         assert torch.equal(sample["object_pose"][:, 3], torch.tensor([0.0, 0.0, 0.5]))

@@ -7,8 +7,9 @@ the last few in a per-process cache, so ``num_workers > 0`` and ``DistributedSam
 unchanged. Random access over a large dataset re-reads row groups; :class:`ShardSampler`
 shuffles row groups and rows within them instead, and splits them across ranks.
 
-Decoded values: RGB maps (image, normal, texture) are float32 ``[3, H, W]`` in [0, 1], the
-mask int64 ``[H, W]``, K ``[3, 3]``, joints ``[21, 3]`` / ``[21, 2]``, object_pose ``[3, 4]``
+Decoded values: RGB maps (image, normal, texture) are uint8 ``[3, H, W]`` and the mask uint8
+``[H, W]`` (0 background, 1 hand, 2 object): a quarter of the bytes that float32 would move
+between DataLoader workers; :func:`to_unit_float` converts on the training device. K ``[3, 3]``, joints ``[21, 3]`` / ``[21, 2]``, object_pose ``[3, 4]``
 (``[R | t]``), vertices ``[V, 3]``, other lists float32 vectors; null stays ``None``. Use
 :func:`collate_samples` with a DataLoader: it stacks tensors and keeps strings and ``None``
 in lists.
@@ -17,29 +18,38 @@ in lists.
 from __future__ import annotations
 
 import bisect
-import io
 import os
 from collections import OrderedDict
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyspng
 import torch
-from PIL import Image
 
 from pipeline.data.manifest import read_manifest
 from pipeline.data.schema import KINDS
 from pipeline.errors import InputError
 
-RGB_COLUMNS = ("image", "normal", "texture")
+PNG_COLUMNS = ("image", "normal", "texture", "mask")
 SHAPES = {"K": (3, 3), "joints_3d": (21, 3), "joints_2d": (21, 2), "object_pose": (3, 4), "vertices_3d": (-1, 3)}
 
 
-def decode_png(data: bytes, column: str) -> torch.Tensor:
-    array = np.asarray(Image.open(io.BytesIO(data)))
-    if column == "mask":
-        return torch.from_numpy(array.astype(np.int64))
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
+def decode_png(data: bytes) -> torch.Tensor:
+    """PNG bytes to a uint8 tensor: ``[3, H, W]`` for RGB, ``[H, W]`` for a one-channel mask.
+
+    libspng (pyspng) decodes these crops about 1.6x faster than PIL, which is what bounds a
+    DataLoader's samples/s (benchmarks/RESULTS.md).
+    """
+    array = pyspng.load(data)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)) if array.ndim == 3 else array)
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB maps to float32 in [0, 1] (do it after moving the batch to its device)."""
+    return images.float().div_(255.0)
 
 
 def _object_pose(values: np.ndarray) -> np.ndarray:
@@ -50,8 +60,8 @@ def decode_value(column: str, value):
     """One cell as the model wants it (see the module docstring)."""
     if value is None:
         return None
-    if column in RGB_COLUMNS or column == "mask":
-        return decode_png(value, column)
+    if column in PNG_COLUMNS:
+        return decode_png(value)
     if isinstance(value, np.ndarray):
         if column == "object_pose":
             value = _object_pose(value)
@@ -62,23 +72,26 @@ def decode_value(column: str, value):
 
 
 class _RowGroup:
-    """A row group's columns as Python lists, or numpy blocks for the fixed-size float lists."""
+    """A row group: fixed-size float lists as numpy blocks, other columns as Arrow arrays
+    converted one cell at a time (a worker often needs only some of a group's rows)."""
 
     def __init__(self, table: pa.Table):
-        self.columns = {}
+        self.blocks, self.arrays = {}, {}
         for name in table.column_names:
             column = table.column(name).combine_chunks()
             if pa.types.is_fixed_size_list(column.type):
                 block = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
-                valid = column.is_valid().to_numpy(zero_copy_only=False)
-                self.columns[name] = [row if ok else None for row, ok in zip(block, valid)]
-            elif pa.types.is_list(column.type):
-                self.columns[name] = [None if v is None else np.asarray(v, np.float32) for v in column.to_pylist()]
+                self.blocks[name] = (block, column.is_valid().to_numpy(zero_copy_only=False))
             else:
-                self.columns[name] = column.to_pylist()
+                self.arrays[name] = column
 
     def row(self, index: int) -> dict:
-        return {name: values[index] for name, values in self.columns.items()}
+        row = {name: array[index].as_py() for name, array in self.arrays.items()}
+        for name, (block, valid) in self.blocks.items():
+            row[name] = block[index] if valid[index] else None
+        if row.get("vertices_3d") is not None:
+            row["vertices_3d"] = np.asarray(row["vertices_3d"], dtype=np.float32)
+        return row
 
 
 class ShardDataset(torch.utils.data.Dataset):
