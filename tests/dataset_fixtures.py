@@ -1,8 +1,9 @@
 """Canonical rows for writer/reader tests, and tiny datasets in the official DexYCB, HO3D
 and HandOccNet-JSON layouts made with the builtin hand.
 
-Every dataset image is grey with a red disc on the projected wrist and a blue disc on the middle
-fingertip, so a test can check that the crop, its flip and the 2D labels agree.
+Every dataset image shows the hand drawn flat-shaded over a grey background, with a red disc
+on the projected wrist and a blue disc on the middle fingertip, so a test can check that the
+crop, its flip and the 2D labels agree.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ def random_hand(side: str, seed: int, betas: np.ndarray | None = None):
     target = np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.06, 0.06), rng.uniform(0.45, 0.6)])
     trans = torch.as_tensor(target)[None] - model.rest_wrist(betas)
     with torch.no_grad():
-        _, joints = model(pose, betas, trans)
+        vertices, joints = model(pose, betas, trans)
+    HANDS[seed] = (vertices[0].numpy(), model.faces)
     return pose[0].numpy(), betas[0].numpy(), trans[0].numpy(), joints[0].numpy(), model
+
+
+HANDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seed -> (vertices, faces) for write_image
 
 
 def project(points):
@@ -73,14 +78,23 @@ def project(points):
     return uvw[:, :2] / uvw[:, 2:]
 
 
-def write_image(path: Path, joints: np.ndarray) -> None:
+def write_image(path: Path, joints: np.ndarray, seed: int) -> None:
+    """The hand of ``random_hand(..., seed)``: triangles far to near, shaded by their normal."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", (640, 480), (128, 128, 128))
     draw = ImageDraw.Draw(image)
+    vertices, faces = HANDS[seed]
+    triangles = vertices[faces]
+    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    shade = np.abs(normals[:, 2]) * 0.7 + 0.3
+    for f in np.argsort(-triangles[:, :, 2].mean(axis=1)):
+        colour = tuple(int(c * shade[f]) for c in (235, 185, 150))
+        draw.polygon([tuple(p) for p in project(triangles[f])], fill=colour)
     uv = project(joints)
     for index, colour in ((0, WRIST_RGB), (MIDDLE_TIP, TIP_RGB)):
         u, v = uv[index]
-        draw.ellipse([u - 7, v - 7, u + 7, v + 7], fill=colour)
+        draw.ellipse([u - 6, v - 6, u + 6, v + 6], fill=colour)
     image.save(path, quality=95)
 
 
@@ -111,7 +125,8 @@ def make_dexycb(root: Path, frames: int = 3) -> dict:
             "mano_sides": [side], "mano_calib": ["20200709_140042_subject-01_right"]}))
         for c, serial in enumerate(serials):
             for f in range(frames):
-                pose, _, trans, joints, model = random_hand(side, 100 * s + 10 * c + f, betas)
+                seed = 100 * s + 10 * c + f
+                pose, _, trans, joints, model = random_hand(side, seed, betas)
                 coefficients = (pose[3:] - model.hands_mean) @ model.hands_components.T
                 pose_m = np.concatenate([pose[:3], coefficients, trans])[None]
                 joint_3d = joints[None]
@@ -122,7 +137,7 @@ def make_dexycb(root: Path, frames: int = 3) -> dict:
                 (sequence / serial).mkdir(exist_ok=True)
                 np.savez(sequence / serial / f"labels_{f:06d}.npz", pose_m=pose_m, joint_3d=joint_3d,
                          joint_2d=project(joints)[None], pose_y=pose_y, seg=np.zeros((480, 640), np.uint8))
-                write_image(sequence / serial / f"color_{f:06d}.jpg", joints)
+                write_image(sequence / serial / f"color_{f:06d}.jpg", joints, seed)
     return {"split": "s0_train", "frames": 4 * 2 * frames, "unlabelled": 1, "left": 2 * frames}
 
 
@@ -133,7 +148,8 @@ def make_ho3d(root: Path) -> dict:
     lines = []
     for s, seq in enumerate(("ABF10", "MC1")):
         for f in range(3):
-            pose, betas, trans, joints, _ = random_hand("right", 1000 + 10 * s + f)
+            seed = 1000 + 10 * s + f
+            pose, betas, trans, joints, _ = random_hand("right", seed)
             gl_pose, gl_trans = opengl_to_opencv(torch.as_tensor(pose)[None], torch.as_tensor(betas)[None],
                                                  torch.as_tensor(trans)[None], model)
             rotation, translation = object_pose(f)
@@ -146,7 +162,7 @@ def make_ho3d(root: Path) -> dict:
             folder = root / "train" / seq
             (folder / "meta").mkdir(parents=True, exist_ok=True)
             (folder / "meta" / f"{f:04d}.pkl").write_bytes(pickle.dumps(meta, protocol=2))
-            write_image(folder / "rgb" / f"{f:04d}.jpg", joints)
+            write_image(folder / "rgb" / f"{f:04d}.jpg", joints, seed)
             lines.append(f"{seq}/{f:04d}")
     (root / "train.txt").write_text("\n".join(lines) + "\n")
     return {"split": "train", "frames": 6, "unlabelled": 1}
@@ -159,7 +175,7 @@ def make_handoccnet(root: Path) -> dict:
         side = "left" if i == 3 else "right"
         pose, betas, trans, joints, model = random_hand(side, 2000 + i)
         name = f"20200709-subject-01/20200709_140000/836212060125/color_{i:06d}.jpg"
-        write_image(root / name, joints)
+        write_image(root / name, joints, 2000 + i)
         images.append({"id": i, "file_name": name, "width": 640, "height": 480})
         relative = np.concatenate([pose[:3], pose[3:] - model.hands_mean])
         annotations.append({
