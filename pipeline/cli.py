@@ -229,6 +229,36 @@ def data_import(fmt, root, split, mano, out_dir, image_size, annotations, limit,
     _emit(result, as_json)
 
 
+@cli.command("sample")
+@click.option("--real", "real_dir", required=True, help="Real dataset (imported or demo) with the grasping split.")
+@click.option("--grasps", "grasps_dir", required=True, help="Grasp records from 'handbooster grasp run'.")
+@click.option("--out", "out_dir", required=True, help="Output folder or URI for the condition specs.")
+@click.option("--per-object", default=None, metavar="M,N",
+              help="Real and simulated poses kept per object by farthest pose sampling (default: config 10,500).")
+@click.option("--total", type=click.IntRange(0), default=None, help="Novel grasps drawn in all (default: config).")
+@click.option("--views", type=click.IntRange(0), default=None, help="Novel views per kept real pose (default: config).")
+@click.option("--mano", default=None, help="Hand model (default: the real dataset's, else config hand.model).")
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
+@common_options
+def sample(real_dir, grasps_dir, out_dir, per_object, total, views, mano, overwrite, config_path, seed, as_json) -> None:
+    """Pick diverse, novel poses: FPS on real and simulated grasps, cross-distribution sampling, novel views."""
+    from pipeline.sampling.stage import sample_conditions
+
+    config = _config(config_path)
+    updates = {"total": total, "views_per_pose": views}
+    if per_object is not None:
+        try:
+            updates["real_per_object"], updates["synthetic_per_object"] = (int(v) for v in per_object.split(","))
+        except ValueError:
+            raise InputError(f"--per-object: expected two integers M,N, got {per_object!r}") from None
+    sampling = config.sampling.model_validate({**config.sampling.model_dump(),
+                                               **{k: v for k, v in updates.items() if v is not None}})
+    result = sample_conditions(real_dir, grasps_dir, out_dir, mano=mano, default_mano=config.hand.model,
+                               sampling=sampling, data=config.data, seed=config.seed if seed is None else seed,
+                               overwrite=overwrite)
+    _emit(result, as_json)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
     try:

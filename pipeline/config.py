@@ -69,6 +69,13 @@ class SamplingConfig(StrictModel):
 
     grasp_rre_deg: float = Field(5.0, gt=0, description="object rotation from the sequence's first frame, degrees")
     grasp_rte_mm: float = Field(10.0, gt=0, description="object translation from the sequence's first frame, mm")
+    real_per_object: int = Field(10, ge=1, description="M: real grasping poses kept per object by farthest pose sampling")
+    synthetic_per_object: int = Field(500, ge=1, description="N: simulated grasps kept per object by farthest pose sampling")
+    total: int = Field(1000, ge=0, description="K: novel-grasp specs drawn by cross-distribution sampling, all objects")
+    views_per_pose: int = Field(4, ge=0, description="novel views made of each kept real grasping pose")
+    perturbation_deg: float = Field(
+        30.0, ge=0, le=180, description="novel views and placed grasps turn about the wrist by x, y, z Euler angles "
+                                        "uniform in [-this, +this] (the public code used [0, 30), positive only)")
 
 
 class PipelineConfig(StrictModel):

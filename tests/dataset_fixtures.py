@@ -188,3 +188,22 @@ def make_handoccnet(root: Path) -> dict:
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"images": images, "annotations": annotations}))
     return {"split": "s0_train", "frames": 4, "unlabelled": 0, "left": 1}
+
+
+def make_grasp_rows(object_id: str, n: int, seed: int = 0) -> list[dict]:
+    """Grasp records (object frame) with anatomical hand poses around the origin; every third rejected."""
+    model = load_hand_model("builtin", dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        articulation = model.anatomy.sample(1, seed * 1000 + i)[0].double().numpy()
+        rotation = Rotation.random(random_state=rng.integers(1 << 31)).as_rotvec()
+        betas = rng.normal(0, 0.5, 10)
+        wrist = rng.normal(size=3)
+        wrist *= 0.08 / np.linalg.norm(wrist)
+        trans = wrist - model.rest_wrist(torch.as_tensor(betas)[None])[0].numpy()
+        rows.append({"grasp_id": f"{object_id}/{seed:03d}/{i:05d}", "object_id": object_id, "resting_pose_index": 0,
+                     "resting_pose": np.r_[np.eye(3).ravel(), 0, 0, 0.05], "hand_pose": np.r_[rotation, articulation],
+                     "hand_betas": betas, "hand_trans": trans, "seed": seed, "accepted": i % 3 != 2,
+                     "reject_reasons": "" if i % 3 != 2 else "contact"})
+    return rows

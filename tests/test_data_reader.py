@@ -49,6 +49,11 @@ def test_decoded_samples_match_what_was_written(dataset_dir):
         dataset[23]
 
 
+def test_reads_through_a_filesystem_uri(dataset_dir):
+    dataset = ShardDataset(dataset_dir.resolve().as_uri(), columns=["sample_id"])
+    assert [dataset[i]["sample_id"] for i in range(len(dataset))] == [r["sample_id"] for r in ROWS]
+
+
 def test_columns_and_transform(dataset_dir):
     dataset = ShardDataset(dataset_dir, columns=["sample_id", "hand_quat"], transform=lambda s: s["hand_quat"].sum())
     assert torch.isclose(dataset[3], torch.tensor(ROWS[3]["hand_quat"]).sum())

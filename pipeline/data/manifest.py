@@ -37,6 +37,24 @@ def read_manifest(where) -> tuple[Location, dict]:
     return location, manifest
 
 
+def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Table]:
+    """The manifest and the named columns of every shard it lists, as one table (labels, not images)."""
+    location, manifest = read_manifest(where)
+    tables = []
+    for shard in manifest["shards"]:
+        try:
+            with location.fs.open_input_file(location.join(shard["path"])) as handle:
+                tables.append(pq.ParquetFile(handle).read(columns=columns))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{shard['path']}: not a readable Parquet shard ({exc}); run 'handbooster data "
+                             "validate'", location) from None
+    schema = KINDS[manifest["kind"]].schema
+    if not tables:
+        wanted = columns or schema.names
+        return manifest, pa.table({c: pa.array([], schema.field(c).type) for c in wanted})
+    return manifest, pa.concat_tables(tables)
+
+
 def _schema_problems(name: str, schema: pa.Schema, expected: pa.Schema) -> list[str]:
     problems = []
     have = {f.name: f.type for f in schema}

@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipeline.data.manifest import read_manifest, validate_dataset
+from pipeline.data.manifest import read_columns, read_manifest, validate_dataset
+from pipeline.data.schema import KINDS
 from pipeline.errors import InputError
 from pipeline.paths import atomic_write_bytes, atomic_write_png
 
@@ -23,16 +23,12 @@ PARENTS = [-1] + [0 if k == 0 else 1 + 4 * f + k - 1 for f in range(5) for k in 
 FINGER_COLOURS = [(255, 60, 60), (255, 200, 0), (60, 220, 60), (0, 200, 255), (200, 90, 255)]
 
 
-def _counts(location, manifest) -> dict[str, dict[str, int]]:
-    counts = {column: Counter() for column in COUNT_COLUMNS}
-    for shard in manifest["shards"]:
-        with location.fs.open_input_file(location.join(shard["path"])) as handle:
-            parquet = pq.ParquetFile(handle)
-            present = [c for c in COUNT_COLUMNS if c in parquet.schema_arrow.names]
-            table = parquet.read(columns=present)
-        for column in present:
-            counts[column].update("null" if v is None else str(v) for v in table.column(column).to_pylist())
-    return {column: dict(sorted(c.items())) for column, c in counts.items() if c}
+def _counts(where, manifest) -> dict[str, dict[str, int]]:
+    present = [c for c in COUNT_COLUMNS if c in KINDS[manifest["kind"]].schema.names]
+    _, table = read_columns(where, present)
+    return {column: dict(sorted(Counter("null" if v is None else str(v)
+                                        for v in table.column(column).to_pylist()).items()))
+            for column in present if table.num_rows}
 
 
 def _panel(data: bytes | None, column: str, side: int) -> Image.Image:
@@ -86,7 +82,7 @@ def inspect_dataset(where, out: str | Path | None = None, samples: int = 8, seed
     location, manifest = read_manifest(where)
     result = {"dataset": str(location), "name": manifest["name"], "kind": manifest["kind"], "rows": manifest["rows"],
               "shards": len(manifest["shards"]), "image_size": manifest.get("image_size"),
-              "counts": _counts(location, manifest)}
+              "counts": _counts(where, manifest)}
     if out is not None:
         columns = ["sample_id", "joints_2d", *PANELS]
         dataset = ShardDataset(where, columns=columns, decode=False)

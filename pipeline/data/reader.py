@@ -28,7 +28,7 @@ import pyspng
 import torch
 
 from pipeline.data.manifest import read_manifest
-from pipeline.data.schema import KINDS
+from pipeline.data.schema import KINDS, fixed_list_block
 from pipeline.errors import InputError
 
 PNG_COLUMNS = ("image", "normal", "texture", "mask")
@@ -80,8 +80,7 @@ class _RowGroup:
         for name in table.column_names:
             column = table.column(name).combine_chunks()
             if pa.types.is_fixed_size_list(column.type):
-                block = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
-                self.blocks[name] = (block, column.is_valid().to_numpy(zero_copy_only=False))
+                self.blocks[name] = fixed_list_block(column)
             else:
                 self.arrays[name] = column
 

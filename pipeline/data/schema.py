@@ -80,7 +80,8 @@ class RecordKind:
 
 
 def _fail(row: dict, column: str, expected: str, got) -> None:
-    raise RowError(f"sample {row.get('sample_id')!r}: column '{column}': expected {expected}, got {got}")
+    what, row_id = ("grasp", row.get("grasp_id")) if "grasp_id" in row else ("sample", row.get("sample_id"))
+    raise RowError(f"{what} {row_id!r}: column '{column}': expected {expected}, got {got}")
 
 
 def _check_png(row: dict, column: str, image_size: int | None, mode: str) -> np.ndarray | None:
@@ -146,17 +147,63 @@ def check_sample_row(row: dict, context: dict) -> None:
     quat = arrays["hand_quat"]
     if quat is not None and abs(np.linalg.norm(quat) - 1) > 1e-3:
         _fail(row, "hand_quat", "a unit quaternion (w, x, y, z)", f"norm {np.linalg.norm(quat):.4f}")
-    pose = arrays["object_pose"]
+    _check_pose12(row, "object_pose", arrays["object_pose"])
+
+
+def _check_pose12(row: dict, column: str, pose: np.ndarray | None) -> None:
     if pose is not None:
         rotation = pose[:9].reshape(3, 3)
         if np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-3 or np.linalg.det(rotation) < 0:
-            _fail(row, "object_pose", "a rotation matrix (row-major 3x3) then a translation", "a non-rotation")
+            _fail(row, column, "a rotation matrix (row-major 3x3) then a translation", "a non-rotation")
 
 
 SAMPLE = RecordKind("sample", SCHEMA_VERSION, SAMPLE_FIELDS, check_sample_row,
                     count_by=("source", "split"), context_keys=("image_size",))
 
-KINDS: dict[str, RecordKind] = {SAMPLE.name: SAMPLE}
+# Grasp records (grasp_sim output, sampling input): a hand posed in the object's frame.
+ENERGY_TYPE = pa.struct([(name, pa.float32()) for name in (
+    "total", "force_closure", "contact_distance", "penetration", "self_penetration", "joint_limits", "plane")])
+GRASP_FLOAT_COLUMNS = {"resting_pose": 12, "hand_pose": 48, "hand_betas": 10, "hand_trans": 3}
+GRASP_FIELDS = [
+    pa.field("grasp_id", pa.string(), nullable=False),
+    pa.field("object_id", pa.string(), nullable=False),
+    pa.field("resting_pose_index", pa.int32()),
+    *[pa.field(name, _floats(size)) for name, size in GRASP_FLOAT_COLUMNS.items()],
+    pa.field("seed", pa.int64()),
+    pa.field("energy", ENERGY_TYPE),
+    pa.field("contact_fingers", pa.int32()),  # fingers (thumb included) within the contact distance
+    pa.field("thumb_contact", pa.bool_()),
+    pa.field("penetration_depth_mm", pa.float32()),
+    pa.field("intersection_volume_cm3", pa.float32()),
+    pa.field("self_penetration_mm", pa.float32()),
+    pa.field("sim_displacement_mm", pa.float32()),
+    pa.field("accepted", pa.bool_()),
+    pa.field("reject_reasons", pa.string()),
+]
+
+
+def check_grasp_row(row: dict, context: dict) -> None:
+    """Ids, shapes, finite values and the resting pose's rotation."""
+    for column in ("grasp_id", "object_id"):
+        if not isinstance(row.get(column), str) or not row[column]:
+            _fail(row, column, "a non-empty string", repr(row.get(column)))
+    arrays = {name: _check_floats(row, name, size) for name, size in GRASP_FLOAT_COLUMNS.items()}
+    for name in ("hand_pose", "hand_betas", "hand_trans"):
+        if arrays[name] is None:
+            _fail(row, name, f"{GRASP_FLOAT_COLUMNS[name]} values", "null")
+    _check_pose12(row, "resting_pose", arrays["resting_pose"])
+
+
+GRASP = RecordKind("grasp", 1, GRASP_FIELDS, check_grasp_row, id_column="grasp_id", count_by=("object_id", "accepted"))
+
+KINDS: dict[str, RecordKind] = {SAMPLE.name: SAMPLE, GRASP.name: GRASP}
+
+
+def fixed_list_block(column) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed-size float list column as ``[rows, size]`` numpy plus its validity mask."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    block = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+    return block, column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def to_table(rows: list[dict], kind: RecordKind) -> pa.Table:

@@ -1,0 +1,213 @@
+"""The sampling stage: real grasps + simulated grasps -> condition specs, with a report.
+
+Per object present in both inputs: farthest pose sampling keeps ``M`` real grasping poses and
+``N`` accepted simulated grasps; every kept real pose gets ``views_per_pose`` novel views;
+cross-distribution sampling draws that object's share of ``total`` novel grasps from the kept
+simulated ones, each placed with the orientation and wrist position of a random real grasping
+sample and turned a little about the wrist. The report counts specs per object and origin and
+plots the paper's Fig. 4: how similar the kept real poses are to each other (FPS vs random),
+and how similar synthetic poses are to the real ones before and after cross sampling.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.config import DataConfig, SamplingConfig
+from pipeline.data.manifest import read_columns
+from pipeline.data.schema import fixed_list_block
+from pipeline.data.shards import ShardWriter
+from pipeline.data.storage import Location
+from pipeline.errors import InputError
+from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
+from pipeline.sampling.pose_vectors import pose_vectors, unit_rows
+from pipeline.sampling.prepare import finish_specs, place_grasps, random_rotations, rotate_about_wrist
+
+REAL_COLUMNS = ["sample_id", "dataset", "object_id", "is_grasping", "hand_pose", "hand_betas", "hand_trans",
+                "joints_3d", "object_pose", "K", "crop_box", "mirrored"]
+GRASP_COLUMNS = ["grasp_id", "object_id", "hand_pose", "hand_betas", "hand_trans", "accepted"]
+
+
+def _arrays(table, names) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        column = table.column(name)
+        out[name] = fixed_list_block(column)[0].astype(np.float64) if hasattr(column.type, "list_size") \
+            else np.asarray(column.to_pylist(), dtype=object)
+    return out
+
+
+def load_real_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
+    manifest, table = read_columns(where, REAL_COLUMNS)
+    if manifest["kind"] != "sample":
+        raise InputError(f"expected a dataset of samples, this one holds {manifest['kind']} records", where)
+    keep = np.asarray([bool(g) and p is not None for g, p in zip(table.column("is_grasping").to_pylist(),
+                                                                   table.column("object_pose").to_pylist())])
+    real = _arrays(table.filter(keep), REAL_COLUMNS)
+    real["mirrored"] = np.asarray([bool(m) for m in real["mirrored"]])
+    return manifest, real
+
+
+def load_accepted_grasps(where) -> dict[str, np.ndarray]:
+    manifest, table = read_columns(where, GRASP_COLUMNS)
+    if manifest["kind"] != "grasp":
+        raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} "
+                         "records", where)
+    keep = np.asarray([bool(a) for a in table.column("accepted").to_pylist()], dtype=bool)
+    return _arrays(table.filter(keep), GRASP_COLUMNS)
+
+
+def _pairwise_similarity(vectors: np.ndarray) -> np.ndarray:
+    unit = unit_rows(vectors)
+    similarity = unit @ unit.T
+    return similarity[np.triu_indices(len(unit), k=1)]
+
+
+def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, default_mano: str = "builtin",
+                      sampling: SamplingConfig | None = None, data: DataConfig | None = None, seed: int = 0,
+                      overwrite: bool = False, progress: bool = True) -> dict:
+    """Write condition specs to ``out``; returns the report (also saved beside the shards).
+
+    The hand model is ``mano``, else the one the real dataset names in its manifest, else
+    ``default_mano``: wrists and joints must come from the model the labels were made with.
+    """
+    from pipeline.hand import load_hand_model
+
+    sampling, data = sampling or SamplingConfig(), data or DataConfig()
+    manifest, real = load_real_grasps(real_dir)
+    hand_model = load_hand_model(mano or manifest.get("hand_model") or default_mano, dtype=torch.float64)
+    grasps = load_accepted_grasps(grasps_dir)
+    size = manifest.get("image_size") or data.image_size
+    real_objects, grasp_objects = set(real["object_id"]), set(grasps["object_id"])
+    objects = sorted(real_objects & grasp_objects)
+    if not objects:
+        raise InputError(f"no object has both real grasping frames ({', '.join(sorted(real_objects)) or 'none'}) "
+                         f"and accepted grasps ({', '.join(sorted(grasp_objects)) or 'none'})", grasps_dir)
+    with torch.no_grad():
+        grasp_wrist = (hand_model.rest_wrist(torch.as_tensor(grasps["hand_betas"])).double().numpy()
+                       + grasps["hand_trans"])
+    real_vectors = pose_vectors(real["hand_pose"], real["joints_3d"][:, :3], real["object_pose"][:, :9].reshape(-1, 3, 3),
+                                real["object_pose"][:, 9:])
+    identity = np.broadcast_to(np.eye(3), (len(grasp_wrist), 3, 3))
+    grasp_vectors = pose_vectors(grasps["hand_pose"], grasp_wrist, identity, np.zeros_like(grasp_wrist))
+    shares = np.full(len(objects), sampling.total // len(objects))
+    shares[:sampling.total % len(objects)] += 1
+
+    specs: list[dict] = []
+    figures = {"fps": [], "random": [], "before": [], "after": []}
+    per_object = {}
+    for index, name in enumerate(tqdm(objects, desc="sample poses", unit="object", disable=not progress)):
+        rng = np.random.default_rng([seed, index])
+        real_rows = np.flatnonzero(real["object_id"] == name)
+        grasp_rows = np.flatnonzero(grasps["object_id"] == name)
+        kept_real = real_rows[farthest_pose_sampling(real_vectors[real_rows], min(sampling.real_per_object,
+                                                                                  len(real_rows)), seed=seed + index)]
+        kept_grasps = grasp_rows[farthest_pose_sampling(grasp_vectors[grasp_rows],
+                                                        min(sampling.synthetic_per_object, len(grasp_rows)),
+                                                        seed=seed + index)]
+        probabilities = cross_distribution_probabilities(grasp_vectors[kept_grasps], real_vectors[kept_real])
+        drawn = kept_grasps[draw_without_replacement(probabilities, min(int(shares[index]), len(kept_grasps)),
+                                                     seed=seed + index)]
+        specs.append(_novel_views(real, kept_real, sampling, rng))
+        specs.append(_novel_grasps(real, grasps, grasp_wrist, drawn, hand_model, name, sampling, rng))
+        mean_similarity = (unit_rows(grasp_vectors[kept_grasps]) @ unit_rows(real_vectors[kept_real]).T).mean(axis=1)
+        figures["before"].append(mean_similarity)
+        figures["after"].append(mean_similarity[np.isin(kept_grasps, drawn)])
+        if len(kept_real) > 1:
+            figures["fps"].append(_pairwise_similarity(real_vectors[kept_real]))
+            figures["random"].append(_pairwise_similarity(real_vectors[rng.choice(real_rows, len(kept_real),
+                                                                                   replace=False)]))
+        per_object[name] = {"real_grasping": int(len(real_rows)), "real_kept": int(len(kept_real)),
+                            "grasps_accepted": int(len(grasp_rows)), "grasps_kept": int(len(kept_grasps)),
+                            "grasps_drawn": int(len(drawn))}
+
+    merged = {key: np.concatenate([s[key] for s in specs]) for key in specs[0]}
+    rows, dropped = finish_specs(hand_model, merged, size, data.crop_scale)
+    config = {"real": str(real_dir), "grasps": str(grasps_dir), "seed": seed, "hand_model": hand_model.name,
+              **sampling.model_dump(), "crop_scale": data.crop_scale}
+    origins = {}
+    for row in rows:
+        counts = origins.setdefault(row["object_id"], {})
+        counts[row["origin"]] = counts.get(row["origin"], 0) + 1
+    report = {"objects": per_object, "specs_by_object_and_origin": origins, "specs": len(rows),
+              "dropped_behind_camera": dropped,
+              "objects_without_grasps": sorted(real_objects - grasp_objects),
+              "objects_without_real_frames": sorted(grasp_objects - real_objects)}
+    with ShardWriter(out, name=f"{manifest['name']}_specs", rows_per_shard=data.rows_per_shard, image_size=size,
+                     config=config, overwrite=overwrite, info={"hand_model": hand_model.name, "sampling": report}) \
+            as writer:
+        writer.write_rows(rows[writer.resume_rows:])
+    location = Location.parse(out)
+    location.write_atomic("sampling_report.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    location.write_atomic("similarity.png", similarity_figure(figures))
+    return {**report, "out": str(out), "report": location.join("sampling_report.json"),
+            "figure": location.join("similarity.png")}
+
+
+def _novel_views(real, kept, sampling: SamplingConfig, rng) -> dict:
+    rows = np.repeat(kept, sampling.views_per_pose)
+    delta = random_rotations(len(rows), sampling.perturbation_deg, rng)
+    wrist = real["joints_3d"][rows, :3]
+    pose, rotation, translation = rotate_about_wrist(real["hand_pose"][rows], wrist,
+                                                     real["object_pose"][rows, :9].reshape(-1, 3, 3),
+                                                     real["object_pose"][rows, 9:], delta)
+    view = np.tile(np.arange(sampling.views_per_pose), len(kept))
+    return {"sample_id": np.asarray([f"{real['sample_id'][r]}/view{v}" for r, v in zip(rows, view)], dtype=object),
+            "dataset": real["dataset"][rows], "sequence_id": real["sample_id"][rows], "hand_pose": pose,
+            "hand_betas": real["hand_betas"][rows], "hand_trans": real["hand_trans"][rows], "K": real["K"][rows],
+            "crop_box": real["crop_box"][rows], "mirrored": real["mirrored"][rows], "object_id": real["object_id"][rows],
+            "object_rotation": rotation, "object_translation": translation,
+            "origin": np.full(len(rows), "real_novel_view", dtype=object), "sampler": np.full(len(rows), "fps", dtype=object)}
+
+
+def _novel_grasps(real, grasps, grasp_wrist, drawn, hand_model, name, sampling: SamplingConfig, rng) -> dict:
+    targets = rng.integers(len(real["sample_id"]), size=len(drawn))
+    pose, rotation, translation = place_grasps(grasps["hand_pose"][drawn], grasp_wrist[drawn],
+                                               real["hand_pose"][targets], real["joints_3d"][targets, :3])
+    wrist = real["joints_3d"][targets, :3]
+    delta = random_rotations(len(drawn), sampling.perturbation_deg, rng)
+    pose, rotation, translation = rotate_about_wrist(pose, wrist, rotation, translation, delta)
+    betas = grasps["hand_betas"][drawn]
+    with torch.no_grad():
+        trans = wrist - hand_model.rest_wrist(torch.as_tensor(betas)).double().numpy()
+    return {"sample_id": np.asarray([f"sim/{name}/{grasps['grasp_id'][g]}" for g in drawn], dtype=object),
+            "dataset": real["dataset"][targets], "sequence_id": grasps["grasp_id"][drawn], "hand_pose": pose,
+            "hand_betas": betas, "hand_trans": trans, "K": real["K"][targets], "crop_box": real["crop_box"][targets],
+            "mirrored": np.zeros(len(drawn), dtype=bool), "object_id": np.full(len(drawn), name, dtype=object),
+            "object_rotation": rotation, "object_translation": translation,
+            "origin": np.full(len(drawn), "sim_grasp", dtype=object), "sampler": np.full(len(drawn), "cross", dtype=object)}
+
+
+def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:
+    """Fig. 4 of the paper as a PNG: left, similarity among kept real poses (FPS vs random);
+    right, mean similarity of synthetic poses to the real ones before and after cross sampling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def joined(key):
+        return np.concatenate(figures[key]) if figures[key] else np.zeros(0)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = np.linspace(-1, 1, 61)
+    for key, colour in (("random", "tab:gray"), ("fps", "tab:blue")):
+        axes[0].hist(joined(key), bins=bins, alpha=0.6, color=colour, label=f"{key} ({len(joined(key))} pairs)",
+                     density=True)
+    axes[0].set(title="real poses kept per object: pairwise similarity", xlabel="cosine similarity")
+    for key, colour in (("before", "tab:gray"), ("after", "tab:orange")):
+        axes[1].hist(joined(key), bins=bins, alpha=0.6, color=colour, label=f"{key} ({len(joined(key))} poses)",
+                     density=True)
+    axes[1].set(title="synthetic to real: mean similarity", xlabel="cosine similarity")
+    for axis in axes:
+        axis.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
