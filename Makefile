@@ -32,6 +32,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_objects.py
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_sampling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

@@ -195,7 +195,8 @@ def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:
         return np.concatenate(figures[key]) if figures[key] else np.zeros(0)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    bins = np.linspace(-1, 1, 61)
+    values = np.concatenate([joined(key) for key in figures] + [np.ones(1)])
+    bins = np.linspace(min(values.min(), 0.999), 1.0, 41)  # pose similarities crowd near 1: zoom in
     for key, colour in (("random", "tab:gray"), ("fps", "tab:blue")):
         axes[0].hist(joined(key), bins=bins, alpha=0.6, color=colour, label=f"{key} ({len(joined(key))} pairs)",
                      density=True)
