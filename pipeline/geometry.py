@@ -33,6 +33,17 @@ def close_boundary_loops(faces: np.ndarray) -> np.ndarray:
     return np.concatenate([faces] + caps).astype(faces.dtype) if caps else faces.copy()
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (numpy; fast enough to run per rendered frame)."""
+    triangles = vertices[faces]
+    face_normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for corner in range(3):
+        for axis in range(3):
+            normals[:, axis] += np.bincount(faces[:, corner], face_normals[:, axis], minlength=len(vertices))
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
 def _segments_cross_triangles(segments_from, segments_to, triangles, eps=1e-9) -> np.ndarray:
     """Möller–Trumbore: does segment k cross the interior of triangle k? (strict, with eps)."""
     direction = segments_to - segments_from

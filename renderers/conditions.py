@@ -1,0 +1,160 @@
+"""Condition maps for the synthesizer: normal, texture, mask and depth of a hand-object scene.
+
+One scene, one reused GL context, rendered straight into the crop (K is the crop's) in three
+passes over the same nodes, with pyrender's shaders swapped for two of ours (``shaders/``):
+
+1. normals (pyrender's unlit pass, ``normal_map`` shader): each pixel's interpolated normal in
+   the OpenGL camera frame ×0.5+0.5, so a surface facing the camera is (128, 128, 255); black
+   background;
+2. texture (pyrender's lit pass, ``texture_map`` shader): the hand in one flat skin material
+   (1.0, 1.0, 0.9), objects with their own colours or textures, ambient 0.3 and three
+   directional lights of 0.8 fixed to the camera (the public code's setup), shaded Lambert
+   only: pyrender's PBR shader costs 4-5x more per fragment on CPU for specular highlights
+   that a condition map does not need;
+3. segmentation, without antialiasing: mask 0 background / 1 hand / 2 object, and the depth
+   buffer in metres (0 on the background).
+
+Objects are drawn from their watertight solid in passes 1 and 3 and from their visual mesh
+(painted or textured, often 4x the faces) in pass 2; both are uploaded once and re-posed.
+Only the hand's mesh is rebuilt per call, its open wrist capped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.geometry import vertex_normals
+from renderers.platform import import_pyrender
+from renderers.scene import FLIP, FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, closed_faces, \
+    set_intrinsics, split_object
+
+HAND_TEXTURE_RGB = (1.0, 1.0, 0.9)
+SHADERS = Path(__file__).parent / "shaders"
+# Directions the three texture-pass lights shine towards, in the OpenGL camera frame.
+LIGHT_DIRECTIONS = ((0.5, -0.6, -1.0), (-0.7, -0.2, -1.0), (0.0, 0.8, -0.6))
+HAND_LABEL, OBJECT_LABEL = 1, 2
+
+
+def light_pose(direction) -> np.ndarray:
+    """A node pose whose -z axis (where pyrender's directional lights shine) is ``direction``."""
+    back = -np.asarray(direction, dtype=np.float64)
+    back /= np.linalg.norm(back)
+    helper = np.array([0.0, 1.0, 0.0]) if abs(back[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    right = np.cross(helper, back)
+    right /= np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=1)
+    return pose
+
+
+def condition_programs():
+    """pyrender's program cache with its unlit program drawing normals and its lit one Lambert."""
+    from pyrender.shader_program import ShaderProgramCache
+
+    swaps = {"flat.vert": "normal_map", "mesh.vert": "texture_map"}
+
+    class ConditionPrograms(ShaderProgramCache):
+        def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+            if vertex_shader in swaps:
+                name = swaps[vertex_shader]
+                vertex_shader, fragment_shader = str(SHADERS / f"{name}.vert"), str(SHADERS / f"{name}.frag")
+            return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+
+    return ConditionPrograms()
+
+
+class ConditionRenderer:
+    """``render(hand_vertices, hand_faces, objects, K)`` -> normal, texture, mask, depth."""
+
+    def __init__(self, image_size: int = 256):
+        self.image_size = int(image_size)
+        self.pyrender = pr = import_pyrender()
+        self._renderer = None
+        self.contexts_created = 0
+        self.meshes = MeshCache(pr)
+        self._camera = pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear=ZNEAR, zfar=ZFAR)
+        self.scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.3] * 3)
+        self.scene.add(self._camera)
+        for direction in LIGHT_DIRECTIONS:
+            self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.8), pose=light_pose(direction))
+        self._hand_material = pr.MetallicRoughnessMaterial(baseColorFactor=[*HAND_TEXTURE_RGB, 1.0],
+                                                           metallicFactor=0.0, roughnessFactor=1.0)
+
+    @property
+    def renderer(self):
+        """The one offscreen context, created on first use and reused."""
+        if self._renderer is None:
+            self._renderer = self.pyrender.OffscreenRenderer(self.image_size, self.image_size)
+            self._renderer._renderer._program_cache = condition_programs()  # pyrender 0.1.45 internals
+            self.contexts_created += 1
+        return self._renderer
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.delete()
+            self._renderer = None
+
+    def __enter__(self) -> "ConditionRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def hand_mesh(self, vertices: np.ndarray, faces: np.ndarray, material):
+        """A pyrender mesh of the capped hand, in the OpenGL camera frame."""
+        faces = closed_faces(faces)
+        return self.pyrender.Mesh([self.pyrender.Primitive(
+            positions=(vertices @ FLIP).astype(np.float32),
+            normals=(vertex_normals(vertices, faces) @ FLIP).astype(np.float32),
+            indices=faces.astype(np.uint32), material=material, mode=4)])
+
+    def add_objects(self, objects, seg_map: dict) -> tuple[list, list]:
+        """Solid and visual nodes of each object (the solid one labelled for segmentation)."""
+        solids, visuals = [], []
+        for item in objects:
+            asset, pose, mirrored = split_object(item)
+            gl_pose = FLIP4 @ pose
+            solid = self.scene.add(self.meshes.solid_mesh(asset, mirrored), pose=gl_pose)
+            seg_map[solid] = (OBJECT_LABEL,) * 3
+            solids.append(solid)
+            visuals.append(self.scene.add(self.meshes.visual(asset, mirrored), pose=gl_pose))
+        return solids, visuals
+
+    @staticmethod
+    def _show(nodes, visible: bool) -> None:
+        for node in nodes:
+            node.mesh.is_visible = visible
+
+    def render(self, hand_vertices, hand_faces, objects=(), K=None) -> dict[str, np.ndarray]:
+        """Maps of one scene: ``hand_vertices [V, 3]`` and object poses (4x4, object to camera) in
+        the OpenCV camera frame, ``K`` of the ``image_size`` crop. Objects are ``(asset, pose)`` or
+        ``(asset, pose, mirrored)``; a mirrored object is its asset reflected through its x = 0 plane."""
+        K = check_intrinsics(K)
+        vertices, faces = check_mesh("hand", hand_vertices, hand_faces)
+        set_intrinsics(self._camera, K)
+        pr = self.pyrender
+        hand_node = self.scene.add(self.hand_mesh(vertices, faces, self._hand_material))
+        seg_map = {hand_node: (HAND_LABEL,) * 3}
+        solids, visuals = [], []
+        try:
+            solids, visuals = self.add_objects(objects, seg_map)
+            self._show(solids, True)
+            self._show(visuals, False)
+            normal, _ = self.renderer.render(self.scene, flags=pr.RenderFlags.FLAT)
+            segmentation, depth = self.renderer.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+            self._show(solids, False)
+            self._show(visuals, True)
+            texture, _ = self.renderer.render(self.scene)
+        finally:
+            for node in [hand_node, *solids, *visuals]:
+                self.scene.remove_node(node)
+        return {"normal": normal, "texture": texture, "mask": np.ascontiguousarray(segmentation[..., 0]),
+                "depth": depth.astype(np.float32)}
+
+    def render_batch(self, scenes, progress: bool = True, total: int | None = None):
+        """Yield the maps of each ``(hand_vertices, hand_faces, objects, K)`` with a progress bar."""
+        for scene in tqdm(scenes, desc="render conditions", unit="scene", total=total, disable=not progress):
+            yield self.render(*scene)
