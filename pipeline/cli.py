@@ -229,6 +229,42 @@ def data_import(fmt, root, split, mano, out_dir, image_size, annotations, limit,
     _emit(result, as_json)
 
 
+@cli.group()
+def render() -> None:
+    """Renderers: condition maps for datasets, previews of random scenes."""
+
+
+@render.command("conditions")
+@click.option("--dataset", "dataset", required=True, help="Imported dataset or condition specs.")
+@click.option("--out", "out_dir", required=True, help="Output dataset folder or URI (a new copy with maps).")
+@click.option("--library", default=None, help="Object library holding the dataset's objects (default: config).")
+@click.option("--mano", default=None, help="Hand model (default: the dataset's, else config hand.model).")
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
+@common_options
+def render_conditions(dataset, out_dir, library, mano, overwrite, config_path, seed, as_json) -> None:
+    """Fill the normal, texture and mask columns of a dataset (writes new shards, resumable)."""
+    from renderers.commands import render_dataset_conditions
+
+    config = _config(config_path)
+    _emit(render_dataset_conditions(dataset, out_dir, objects=_objects_config(config_path, library), hand=mano,
+                                    default_hand=config.hand.model, overwrite=overwrite), as_json)
+
+
+@render.command("preview")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="FILE.png")
+@click.option("--scenes", type=click.IntRange(1, 32), default=4)
+@click.option("--size", type=click.IntRange(32, 1024), default=256, help="Panel side in pixels.")
+@click.option("--library", default=None, help="Object library (default: config).")
+@common_options
+def render_preview_command(out_path, scenes, size, library, config_path, seed, as_json) -> None:
+    """photo | normal | texture | mask of random hand-object scenes, joints drawn."""
+    from renderers.commands import render_preview
+
+    config = _config(config_path)
+    _emit(render_preview(Path(out_path), scenes, config.seed if seed is None else seed, size,
+                         _objects_config(config_path, library), config.hand.model), as_json)
+
+
 @cli.command("sample")
 @click.option("--real", "real_dir", required=True, help="Real dataset (imported or demo) with the grasping split.")
 @click.option("--grasps", "grasps_dir", required=True, help="Grasp records from 'handbooster grasp run'.")

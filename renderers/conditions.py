@@ -27,12 +27,15 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.geometry import vertex_normals
-from renderers.platform import import_pyrender
+from renderers.platform import import_pyrender, offscreen_renderer
 from renderers.scene import FLIP, FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, closed_faces, \
     set_intrinsics, split_object
 
 HAND_TEXTURE_RGB = (1.0, 1.0, 0.9)
 SHADERS = Path(__file__).parent / "shaders"
+# pyrender's unlit program draws normals, its lit one diffuse-only shading (module docstring).
+SHADER_SWAPS = {name: (str(SHADERS / f"{ours}.vert"), str(SHADERS / f"{ours}.frag"))
+                for name, ours in (("flat.vert", "normal_map"), ("mesh.vert", "texture_map"))}
 # Directions the three texture-pass lights shine towards, in the OpenGL camera frame.
 LIGHT_DIRECTIONS = ((0.5, -0.6, -1.0), (-0.7, -0.2, -1.0), (0.0, 0.8, -0.6))
 HAND_LABEL, OBJECT_LABEL = 1, 2
@@ -50,30 +53,12 @@ def light_pose(direction) -> np.ndarray:
     return pose
 
 
-def condition_programs():
-    """pyrender's program cache with its unlit program drawing normals and its lit one Lambert."""
-    from pyrender.shader_program import ShaderProgramCache
-
-    swaps = {"flat.vert": "normal_map", "mesh.vert": "texture_map"}
-
-    class ConditionPrograms(ShaderProgramCache):
-        def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
-            if vertex_shader in swaps:
-                name = swaps[vertex_shader]
-                vertex_shader, fragment_shader = str(SHADERS / f"{name}.vert"), str(SHADERS / f"{name}.frag")
-            return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
-
-    return ConditionPrograms()
-
-
 class ConditionRenderer:
     """``render(hand_vertices, hand_faces, objects, K)`` -> normal, texture, mask, depth."""
 
     def __init__(self, image_size: int = 256):
         self.image_size = int(image_size)
         self.pyrender = pr = import_pyrender()
-        self._renderer = None
-        self.contexts_created = 0
         self.meshes = MeshCache(pr)
         self._camera = pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear=ZNEAR, zfar=ZFAR)
         self.scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.3] * 3)
@@ -85,23 +70,8 @@ class ConditionRenderer:
 
     @property
     def renderer(self):
-        """The one offscreen context, created on first use and reused."""
-        if self._renderer is None:
-            self._renderer = self.pyrender.OffscreenRenderer(self.image_size, self.image_size)
-            self._renderer._renderer._program_cache = condition_programs()  # pyrender 0.1.45 internals
-            self.contexts_created += 1
-        return self._renderer
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.delete()
-            self._renderer = None
-
-    def __enter__(self) -> "ConditionRenderer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        """The process's offscreen context of this size (created once, shared, reused)."""
+        return offscreen_renderer(self.image_size, self.image_size)
 
     def hand_mesh(self, vertices: np.ndarray, faces: np.ndarray, material):
         """A pyrender mesh of the capped hand, in the OpenGL camera frame."""
@@ -139,7 +109,9 @@ class ConditionRenderer:
         hand_node = self.scene.add(self.hand_mesh(vertices, faces, self._hand_material))
         seg_map = {hand_node: (HAND_LABEL,) * 3}
         solids, visuals = [], []
+        programs = self.renderer._renderer._program_cache
         try:
+            programs.swaps = SHADER_SWAPS
             solids, visuals = self.add_objects(objects, seg_map)
             self._show(solids, True)
             self._show(visuals, False)
@@ -149,6 +121,7 @@ class ConditionRenderer:
             self._show(visuals, True)
             texture, _ = self.renderer.render(self.scene)
         finally:
+            programs.swaps = {}
             for node in [hand_node, *solids, *visuals]:
                 self.scene.remove_node(node)
         return {"normal": normal, "texture": texture, "mask": np.ascontiguousarray(segmentation[..., 0]),

@@ -49,6 +49,46 @@ def import_pyrender():
     return pyrender
 
 
+_CONTEXTS: dict[tuple[int, int, int], object] = {}
+
+
+def contexts_created() -> int:
+    """How many GL contexts this process has opened (each renderer size opens one, once)."""
+    return sum(1 for pid, *_ in _CONTEXTS if pid == os.getpid())
+
+
+def offscreen_renderer(width: int, height: int):
+    """The process's one offscreen context of this size, shared by every renderer and never closed.
+
+    pyrender's EGL ``delete`` terminates the display that all contexts share, so closing one
+    renderer breaks the others; contexts live until the process ends. Forked workers get their
+    own. The context's shader cache is :class:`SwappablePrograms`.
+    """
+    key = (os.getpid(), int(width), int(height))
+    if key not in _CONTEXTS:
+        pyrender = import_pyrender()
+        renderer = pyrender.OffscreenRenderer(int(width), int(height))
+        renderer._renderer._program_cache = swappable_programs()  # pyrender 0.1.45 internals
+        _CONTEXTS[key] = renderer
+    return _CONTEXTS[key]
+
+
+def swappable_programs():
+    """pyrender's shader program cache, plus ``swaps``: {pyrender vertex shader name: (our vertex
+    shader path, our fragment shader path)} used while set (see ConditionRenderer)."""
+    from pyrender.shader_program import ShaderProgramCache
+
+    class SwappablePrograms(ShaderProgramCache):
+        swaps: dict = {}
+
+        def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+            if vertex_shader in self.swaps:
+                vertex_shader, fragment_shader = self.swaps[vertex_shader]
+            return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+
+    return SwappablePrograms()
+
+
 def platform_status() -> dict:
     """Which platform works here: tries a 1x1 offscreen context."""
     try:

@@ -96,14 +96,14 @@ class MeshCache:
                 indices=faces.astype(np.uint32), mode=4)])
         return self._get("solid_mesh", asset, mirrored, build)
 
-    def visual(self, asset, mirrored: bool):
-        """What the texture map shows of the asset, as a pyrender Mesh: a UV-textured visual as it
-        is; a vertex-painted one with more faces than the solid as the solid, each vertex taking
-        the colour of the nearest visual vertex (at crop sizes the extra faces are sub-pixel and
-        only cost render time)."""
+    def visual(self, asset, mirrored: bool, full: bool = False):
+        """The asset's look as a pyrender Mesh. ``full``: its visual mesh as it is. Otherwise a
+        vertex-painted visual with more faces than the solid becomes the solid, each vertex taking
+        the colour of the nearest visual vertex: at condition-map sizes the extra faces are
+        sub-pixel and only cost render time. UV-textured visuals are always kept."""
         def build():
             visual = asset.visual
-            if visual.visual.kind == "vertex" and len(visual.faces) > len(asset.faces):
+            if not full and visual.visual.kind == "vertex" and len(visual.faces) > len(asset.faces):
                 from scipy.spatial import cKDTree
 
                 vertices, faces, normals = self.solid(asset, mirrored)
@@ -113,7 +113,7 @@ class MeshCache:
                     positions=vertices.astype(np.float32), normals=normals.astype(np.float32),
                     indices=faces.astype(np.uint32), color_0=colours[nearest].astype(np.float32) / 255.0, mode=4)])
             return self.pyrender.Mesh.from_trimesh(mirrored_copy(visual) if mirrored else visual, smooth=True)
-        return self._get("visual", asset, mirrored, build)
+        return self._get("full_visual" if full else "visual", asset, mirrored, build)
 
 
 def split_object(item) -> tuple[object, np.ndarray, bool]:

@@ -156,7 +156,7 @@ def make_ho3d(root: Path) -> dict:
             meta = {"handPose": gl_pose[0].numpy(), "handTrans": gl_trans[0].numpy(), "handBeta": betas,
                     "handJoints3D": reorder_joints(joints, "canonical21", "mano21") @ flip,
                     "objRot": Rotation.from_matrix(flip @ rotation).as_rotvec()[:, None],
-                    "objTrans": flip @ translation, "objName": "006_mustard_bottle", "camMat": K}
+                    "objTrans": flip @ translation, "objName": "mustard_bottle", "camMat": K}
             if s == 1 and f == 2:
                 meta.update(handPose=None, handJoints3D=(joints[0] @ flip))
             folder = root / "train" / seq

@@ -1,0 +1,144 @@
+"""The ``render`` commands: fill a dataset's condition maps; preview random hand-object scenes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from pipeline.config import ObjectsConfig
+from pipeline.data.importers.frames import crop_intrinsics, project, square_box
+from pipeline.errors import InputError
+
+# Canonical joints whose mean is the palm centre: wrist and the four finger bases.
+PALM_JOINTS = [0, 5, 9, 13, 17]
+PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # MANO layout: the palm faces -y
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def object_pose_matrix(values) -> np.ndarray:
+    """Row-major R (9) + t (3) as a 4x4 object-to-camera matrix."""
+    values = np.asarray(values, dtype=np.float64)
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = values[:9].reshape(3, 3), values[9:]
+    return pose
+
+
+def random_scene(hand_model, library, names: list[str], size: int, rng: np.random.Generator) -> dict:
+    """A hand with a natural random pose, its palm 2 cm from a random point of a random object."""
+    asset = library[names[int(rng.integers(len(names)))]]
+    rotation = Rotation.random(random_state=int(rng.integers(1 << 31))).as_matrix()
+    centre = np.array([rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.45, 0.55)])
+    points, normals = (t.double().numpy() for t in asset.sample_surface(64, seed=int(rng.integers(1 << 31))))
+    points, normals = points @ rotation.T + centre, normals @ rotation.T
+    facing = np.flatnonzero(normals[:, 2] < -0.2)
+    pick = int(rng.choice(facing)) if len(facing) else 0
+    align = Rotation.align_vectors([-normals[pick]], [PALM_NORMAL])[0]
+    twist = Rotation.from_rotvec(normals[pick] * rng.uniform(0, 2 * np.pi))
+    articulation = hand_model.anatomy.sample(1, int(rng.integers(1 << 31)))[0].double()
+    pose = torch.cat([torch.as_tensor((twist * align).as_rotvec()), articulation])[None].to(hand_model.dtype)
+    with torch.no_grad():
+        _, joints = hand_model(pose)
+        trans = torch.as_tensor(points[pick] + 0.02 * normals[pick]) - joints[0, PALM_JOINTS].mean(0).double()
+        vertices, joints = hand_model(pose, trans=trans[None].to(hand_model.dtype))
+    vertices, joints = vertices[0].double().numpy(), joints[0].double().numpy()
+    K0 = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+    object_points = np.asarray(asset.vertices) @ rotation.T + centre
+    box = square_box(project(np.concatenate([vertices, object_points]), K0), 1.15)
+    K = crop_intrinsics(K0, box, size, mirrored=False)
+    pose4 = np.eye(4)
+    pose4[:3, :3], pose4[:3, 3] = rotation, centre
+    return {"name": asset.name, "vertices": vertices, "joints": joints, "objects": [(asset, pose4)], "K": K}
+
+
+def render_preview(out: Path, scenes: int = 4, seed: int = 0, size: int = 256,
+                   objects: ObjectsConfig | None = None, hand: str = "builtin") -> dict:
+    """A PNG grid: photo | normal | texture | mask for random hand-object scenes, joints drawn."""
+    from pipeline.data.overview import sample_grid
+    from pipeline.hand import load_hand_model
+    from pipeline.objects import load_object_library
+    from pipeline.paths import atomic_write_png
+    from renderers.conditions import ConditionRenderer
+    from renderers.photo import PhotoRenderer
+
+    objects = objects or ObjectsConfig()
+    library = load_object_library(objects.library)
+    hand_model = load_hand_model(hand)
+    rng = np.random.default_rng(seed)
+    rows = []
+    conditions, photos = ConditionRenderer(size), PhotoRenderer(size)
+    for index in tqdm(range(scenes), desc="render preview", unit="scene"):
+        scene = random_scene(hand_model, library, library.names, size, rng)
+        maps = conditions.render(scene["vertices"], hand_model.faces, scene["objects"], scene["K"])
+        photo = photos.render(scene["vertices"], hand_model.faces, scene["objects"], scene["K"],
+                              seed=int(rng.integers(1 << 31)))
+        rows.append({"sample_id": f"scene {index}: {scene['name']}", "image": png_bytes(photo),
+                     "normal": png_bytes(maps["normal"]), "texture": png_bytes(maps["texture"]),
+                     "mask": png_bytes(maps["mask"]), "joints_2d": project(scene["joints"], scene["K"])})
+    atomic_write_png(out, sample_grid(rows, size, side=size))
+    return {"preview": str(out), "scenes": scenes, "objects": [r["sample_id"] for r in rows]}
+
+
+def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = None, hand: str | None = None,
+                              default_hand: str = "builtin", overwrite: bool = False, progress: bool = True) -> dict:
+    """Copy a dataset (imported samples or condition specs) to ``out`` with normal, texture and
+    mask rendered from each row's labels; shards are written anew, never edited in place.
+    The hand model is ``hand``, else the dataset's, else ``default_hand``."""
+    from pipeline.data.reader import ShardDataset
+    from pipeline.data.shards import ShardWriter
+    from pipeline.hand import load_hand_model
+    from pipeline.objects import load_object_library
+    from renderers.conditions import ConditionRenderer
+
+    objects = objects or ObjectsConfig()
+    rows = ShardDataset(dataset, decode=False)
+    manifest = rows.manifest
+    if manifest["kind"] != "sample":
+        raise InputError(f"expected a dataset of samples, this one holds {manifest['kind']} records", dataset)
+    size = manifest.get("image_size")
+    if not size:
+        raise InputError("manifest.json: 'image_size' is missing; the crops' size is needed to render", dataset)
+    library = load_object_library(objects.library)
+    from pipeline.data.manifest import read_columns
+
+    _, labels = read_columns(dataset, ["object_id", "object_pose"])
+    wanted = {o for o, p in zip(labels.column("object_id").to_pylist(), labels.column("object_pose").to_pylist())
+              if o is not None and p is not None}
+    missing = sorted(wanted - set(library.names))
+    if missing:
+        raise InputError(f"object(s) {', '.join(missing)} not in the object library '{objects.library}' "
+                         "(pass --library with the dataset's objects, e.g. a YCB folder)", dataset)
+    hand_model = load_hand_model(hand or manifest.get("hand_model") or default_hand, dtype=torch.float64)
+    config = {"source": str(dataset), "source_name": manifest["name"], "library": objects.library,
+              "hand_model": hand_model.name}
+    with ShardWriter(out, name=f"{manifest['name']}_conditions", rows_per_shard=manifest["shards"][0]["rows"]
+                     if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
+                     info={"hand_model": hand_model.name}) as writer:
+        renderer = ConditionRenderer(size)
+        for index in tqdm(range(writer.resume_rows, len(rows)), desc="render conditions", unit="row",
+                          disable=not progress):
+            row = dict(rows.raw(index))
+            with torch.no_grad():
+                vertices, _ = hand_model(*(torch.as_tensor(np.asarray(row[k], np.float64))[None]
+                                           for k in ("hand_pose", "hand_betas", "hand_trans")))
+            scene_objects = []
+            if row.get("object_id") is not None and row.get("object_pose") is not None:
+                scene_objects.append((library[row["object_id"]], object_pose_matrix(row["object_pose"]),
+                                      bool(row.get("mirrored"))))
+            maps = renderer.render(vertices[0].numpy(), hand_model.faces, scene_objects, np.asarray(row["K"]))
+            row.update(normal=png_bytes(maps["normal"]), texture=png_bytes(maps["texture"]),
+                       mask=png_bytes(maps["mask"]))
+            writer.write(row)
+    return {"dataset": str(dataset), "out": str(out), "rows": writer.manifest["rows"],
+            "shards": len(writer.manifest["shards"])}
