@@ -27,12 +27,14 @@ demo: venv
 	$(BIN)/handbooster hand export --model builtin --pose relaxed --out $(DEMO_OUT)/hand_relaxed.png
 	$(BIN)/handbooster objects list
 	$(BIN)/handbooster objects sheet --out $(DEMO_OUT)/objects.png
+	$(BIN)/handbooster render preview --out $(DEMO_OUT)/render_preview.png
 
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_objects.py
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_sampling.py
+	$(BIN)/python benchmarks/bench_render.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

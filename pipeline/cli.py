@@ -239,15 +239,17 @@ def render() -> None:
 @click.option("--out", "out_dir", required=True, help="Output dataset folder or URI (a new copy with maps).")
 @click.option("--library", default=None, help="Object library holding the dataset's objects (default: config).")
 @click.option("--mano", default=None, help="Hand model (default: the dataset's, else config hand.model).")
+@click.option("--workers", type=click.IntRange(0, 256), default=0,
+              help="Rendering processes, each with its own GL context (0: this one).")
 @click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
 @common_options
-def render_conditions(dataset, out_dir, library, mano, overwrite, config_path, seed, as_json) -> None:
+def render_conditions(dataset, out_dir, library, mano, workers, overwrite, config_path, seed, as_json) -> None:
     """Fill the normal, texture and mask columns of a dataset (writes new shards, resumable)."""
     from renderers.commands import render_dataset_conditions
 
     config = _config(config_path)
     _emit(render_dataset_conditions(dataset, out_dir, objects=_objects_config(config_path, library), hand=mano,
-                                    default_hand=config.hand.model, overwrite=overwrite), as_json)
+                                    default_hand=config.hand.model, workers=workers, overwrite=overwrite), as_json)
 
 
 @render.command("preview")

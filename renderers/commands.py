@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +62,8 @@ def random_scene(hand_model, library, names: list[str], size: int, rng: np.rando
     K = crop_intrinsics(K0, box, size, mirrored=False)
     pose4 = np.eye(4)
     pose4[:3, :3], pose4[:3, 3] = rotation, centre
-    return {"name": asset.name, "vertices": vertices, "joints": joints, "objects": [(asset, pose4)], "K": K}
+    return {"name": asset.name, "vertices": vertices, "joints": joints, "objects": [(asset, pose4)], "K": K,
+            "full_K": K0, "box": box}
 
 
 def render_preview(out: Path, scenes: int = 4, seed: int = 0, size: int = 256,
@@ -90,16 +94,59 @@ def render_preview(out: Path, scenes: int = 4, seed: int = 0, size: int = 256,
     return {"preview": str(out), "scenes": scenes, "objects": [r["sample_id"] for r in rows]}
 
 
+class ConditionJob:
+    """Everything needed to render one dataset's rows; built once per process."""
+
+    def __init__(self, dataset, library_spec: str, hand_spec: str, size: int):
+        from pipeline.data.reader import ShardDataset
+        from pipeline.hand import load_hand_model
+        from pipeline.objects import load_object_library
+        from renderers.conditions import ConditionRenderer
+
+        self.rows = ShardDataset(dataset, columns=["hand_pose", "hand_betas", "hand_trans", "K", "object_id",
+                                                   "object_pose", "mirrored"], decode=False)
+        self.library = load_object_library(library_spec)
+        self.hand_model = load_hand_model(hand_spec, dtype=torch.float64)
+        self.renderer = ConditionRenderer(size)
+
+    def maps(self, index: int) -> dict[str, bytes]:
+        """normal, texture and mask of row ``index`` as PNG bytes."""
+        row = self.rows.raw(index)
+        with torch.no_grad():
+            vertices, _ = self.hand_model(*(torch.as_tensor(np.asarray(row[k], np.float64))[None]
+                                            for k in ("hand_pose", "hand_betas", "hand_trans")))
+        scene_objects = []
+        if row.get("object_id") is not None and row.get("object_pose") is not None:
+            scene_objects.append((self.library[row["object_id"]], object_pose_matrix(row["object_pose"]),
+                                  bool(row.get("mirrored"))))
+        maps = self.renderer.render(vertices[0].numpy(), self.hand_model.faces, scene_objects, np.asarray(row["K"]))
+        return {name: png_bytes(maps[name]) for name in ("normal", "texture", "mask")}
+
+
+_WORKER_JOB: ConditionJob | None = None
+
+
+def _start_worker(*args) -> None:
+    global _WORKER_JOB
+    os.environ["LP_NUM_THREADS"] = "1"  # one llvmpipe thread per worker: the workers use the cores
+    _WORKER_JOB = ConditionJob(*args)
+
+
+def _worker_maps(index: int) -> dict[str, bytes]:
+    return _WORKER_JOB.maps(index)
+
+
 def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = None, hand: str | None = None,
-                              default_hand: str = "builtin", overwrite: bool = False, progress: bool = True) -> dict:
+                              default_hand: str = "builtin", workers: int = 0, overwrite: bool = False,
+                              progress: bool = True) -> dict:
     """Copy a dataset (imported samples or condition specs) to ``out`` with normal, texture and
     mask rendered from each row's labels; shards are written anew, never edited in place.
-    The hand model is ``hand``, else the dataset's, else ``default_hand``."""
+    The hand model is ``hand``, else the dataset's, else ``default_hand``. ``workers`` > 0
+    renders in that many processes, each with its own GL context."""
+    from pipeline.data.manifest import read_columns
     from pipeline.data.reader import ShardDataset
     from pipeline.data.shards import ShardWriter
-    from pipeline.hand import load_hand_model
     from pipeline.objects import load_object_library
-    from renderers.conditions import ConditionRenderer
 
     objects = objects or ObjectsConfig()
     rows = ShardDataset(dataset, decode=False)
@@ -110,8 +157,6 @@ def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = N
     if not size:
         raise InputError("manifest.json: 'image_size' is missing; the crops' size is needed to render", dataset)
     library = load_object_library(objects.library)
-    from pipeline.data.manifest import read_columns
-
     _, labels = read_columns(dataset, ["object_id", "object_pose"])
     wanted = {o for o, p in zip(labels.column("object_id").to_pylist(), labels.column("object_pose").to_pylist())
               if o is not None and p is not None}
@@ -119,26 +164,27 @@ def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = N
     if missing:
         raise InputError(f"object(s) {', '.join(missing)} not in the object library '{objects.library}' "
                          "(pass --library with the dataset's objects, e.g. a YCB folder)", dataset)
-    hand_model = load_hand_model(hand or manifest.get("hand_model") or default_hand, dtype=torch.float64)
+    hand_spec = hand or manifest.get("hand_model") or default_hand
+    job_args = (dataset, objects.library, hand_spec, size)
     config = {"source": str(dataset), "source_name": manifest["name"], "library": objects.library,
-              "hand_model": hand_model.name}
-    with ShardWriter(out, name=f"{manifest['name']}_conditions", rows_per_shard=manifest["shards"][0]["rows"]
-                     if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
-                     info={"hand_model": hand_model.name}) as writer:
-        renderer = ConditionRenderer(size)
-        for index in tqdm(range(writer.resume_rows, len(rows)), desc="render conditions", unit="row",
-                          disable=not progress):
-            row = dict(rows.raw(index))
-            with torch.no_grad():
-                vertices, _ = hand_model(*(torch.as_tensor(np.asarray(row[k], np.float64))[None]
-                                           for k in ("hand_pose", "hand_betas", "hand_trans")))
-            scene_objects = []
-            if row.get("object_id") is not None and row.get("object_pose") is not None:
-                scene_objects.append((library[row["object_id"]], object_pose_matrix(row["object_pose"]),
-                                      bool(row.get("mirrored"))))
-            maps = renderer.render(vertices[0].numpy(), hand_model.faces, scene_objects, np.asarray(row["K"]))
-            row.update(normal=png_bytes(maps["normal"]), texture=png_bytes(maps["texture"]),
-                       mask=png_bytes(maps["mask"]))
-            writer.write(row)
+              "hand_model": hand_spec}
+    rows_per_shard = manifest["shards"][0]["rows"] if manifest["shards"] else 4096
+    with ShardWriter(out, name=f"{manifest['name']}_conditions", rows_per_shard=rows_per_shard, image_size=size,
+                     config=config, overwrite=overwrite, info={"hand_model": hand_spec}) as writer:
+        todo = range(writer.resume_rows, len(rows))
+        bar = tqdm(total=len(todo), desc="render conditions", unit="row", disable=not progress)
+        if workers > 0:
+            # spawn, not fork: a forked child inherits this process's GL state and can hang in it
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_start_worker, initargs=job_args) as pool:
+                for index, maps in zip(todo, pool.map(_worker_maps, todo, chunksize=8)):
+                    writer.write({**rows.raw(index), **maps})
+                    bar.update()
+        else:
+            job = ConditionJob(*job_args)
+            for index in todo:
+                writer.write({**rows.raw(index), **job.maps(index)})
+                bar.update()
+        bar.close()
     return {"dataset": str(dataset), "out": str(out), "rows": writer.manifest["rows"],
             "shards": len(writer.manifest["shards"])}

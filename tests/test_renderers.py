@@ -169,6 +169,9 @@ def test_render_commands_fill_an_imported_dataset(tmp_path, capsys):
     assert validate_dataset(tmp_path / "maps")["ok"]
     real, maps = ShardDataset(tmp_path / "real"), ShardDataset(tmp_path / "maps")
     assert len(maps) == len(real) == 5
+    assert main(["render", "conditions", "--dataset", str(tmp_path / "real"), "--out", str(tmp_path / "parallel"),
+                 "--library", "builtin", "--workers", "2"]) == 0
+    assert (tmp_path / "parallel" / "part-00000.parquet").read_bytes() == (tmp_path / "maps" / "part-00000.parquet").read_bytes()
     for before, after in zip(real, maps):
         assert torch.equal(before["image"], after["image"]) and before["sample_id"] == after["sample_id"]
         mask = after["mask"].numpy()
