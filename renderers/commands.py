@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from pipeline.config import ObjectsConfig
-from pipeline.data.importers.frames import crop_intrinsics, project, square_box
+from pipeline.camera import crop_intrinsics, project, square_box
 from pipeline.errors import InputError
 
 # Canonical joints whose mean is the palm centre: wrist and the four finger bases.
@@ -94,32 +94,32 @@ def render_preview(out: Path, scenes: int = 4, seed: int = 0, size: int = 256,
     return {"preview": str(out), "scenes": scenes, "objects": [r["sample_id"] for r in rows]}
 
 
-class ConditionJob:
-    """Everything needed to render one dataset's rows; built once per process."""
+LABEL_COLUMNS = ["hand_pose", "hand_betas", "hand_trans", "K", "object_id", "object_pose", "mirrored"]
 
-    def __init__(self, dataset, library_spec: str, hand_spec: str, size: int):
-        from pipeline.data.reader import ShardDataset
+
+class ConditionJob:
+    """What rendering a dataset's maps needs in each process: library, hand model, renderer."""
+
+    def __init__(self, library_spec: str, hand_spec: str, size: int):
         from pipeline.hand import load_hand_model
         from pipeline.objects import load_object_library
         from renderers.conditions import ConditionRenderer
 
-        self.rows = ShardDataset(dataset, columns=["hand_pose", "hand_betas", "hand_trans", "K", "object_id",
-                                                   "object_pose", "mirrored"], decode=False)
         self.library = load_object_library(library_spec)
         self.hand_model = load_hand_model(hand_spec, dtype=torch.float64)
         self.renderer = ConditionRenderer(size)
 
-    def maps(self, index: int) -> dict[str, bytes]:
-        """normal, texture and mask of row ``index`` as PNG bytes."""
-        row = self.rows.raw(index)
+    def maps(self, labels: dict) -> dict[str, bytes]:
+        """normal, texture and mask (PNG bytes) of one row's labels (``LABEL_COLUMNS``)."""
         with torch.no_grad():
-            vertices, _ = self.hand_model(*(torch.as_tensor(np.asarray(row[k], np.float64))[None]
+            vertices, _ = self.hand_model(*(torch.as_tensor(np.asarray(labels[k], np.float64))[None]
                                             for k in ("hand_pose", "hand_betas", "hand_trans")))
         scene_objects = []
-        if row.get("object_id") is not None and row.get("object_pose") is not None:
-            scene_objects.append((self.library[row["object_id"]], object_pose_matrix(row["object_pose"]),
-                                  bool(row.get("mirrored"))))
-        maps = self.renderer.render(vertices[0].numpy(), self.hand_model.faces, scene_objects, np.asarray(row["K"]))
+        if labels.get("object_id") is not None and labels.get("object_pose") is not None:
+            scene_objects.append((self.library[labels["object_id"]], object_pose_matrix(labels["object_pose"]),
+                                  bool(labels.get("mirrored"))))
+        maps = self.renderer.render(vertices[0].numpy(), self.hand_model.faces, scene_objects,
+                                    np.asarray(labels["K"]))
         return {name: png_bytes(maps[name]) for name in ("normal", "texture", "mask")}
 
 
@@ -132,8 +132,8 @@ def _start_worker(*args) -> None:
     _WORKER_JOB = ConditionJob(*args)
 
 
-def _worker_maps(index: int) -> dict[str, bytes]:
-    return _WORKER_JOB.maps(index)
+def _worker_maps(labels: dict) -> dict[str, bytes]:
+    return _WORKER_JOB.maps(labels)
 
 
 def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = None, hand: str | None = None,
@@ -157,15 +157,15 @@ def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = N
     if not size:
         raise InputError("manifest.json: 'image_size' is missing; the crops' size is needed to render", dataset)
     library = load_object_library(objects.library)
-    _, labels = read_columns(dataset, ["object_id", "object_pose"])
-    wanted = {o for o, p in zip(labels.column("object_id").to_pylist(), labels.column("object_pose").to_pylist())
-              if o is not None and p is not None}
+    _, table = read_columns(dataset, LABEL_COLUMNS)
+    labels = table.to_pylist()
+    wanted = {row["object_id"] for row in labels if row["object_id"] is not None and row["object_pose"] is not None}
     missing = sorted(wanted - set(library.names))
     if missing:
         raise InputError(f"object(s) {', '.join(missing)} not in the object library '{objects.library}' "
                          "(pass --library with the dataset's objects, e.g. a YCB folder)", dataset)
     hand_spec = hand or manifest.get("hand_model") or default_hand
-    job_args = (dataset, objects.library, hand_spec, size)
+    job_args = (objects.library, hand_spec, size)
     config = {"source": str(dataset), "source_name": manifest["name"], "library": objects.library,
               "hand_model": hand_spec}
     rows_per_shard = manifest["shards"][0]["rows"] if manifest["shards"] else 4096
@@ -173,17 +173,18 @@ def render_dataset_conditions(dataset, out, *, objects: ObjectsConfig | None = N
                      config=config, overwrite=overwrite, info={"hand_model": hand_spec}) as writer:
         todo = range(writer.resume_rows, len(rows))
         bar = tqdm(total=len(todo), desc="render conditions", unit="row", disable=not progress)
+        todo_labels = labels[writer.resume_rows:]
         if workers > 0:
             # spawn, not fork: a forked child inherits this process's GL state and can hang in it
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_start_worker, initargs=job_args) as pool:
-                for index, maps in zip(todo, pool.map(_worker_maps, todo, chunksize=8)):
+                for index, maps in zip(todo, pool.map(_worker_maps, todo_labels, chunksize=8)):
                     writer.write({**rows.raw(index), **maps})
                     bar.update()
         else:
             job = ConditionJob(*job_args)
-            for index in todo:
-                writer.write({**rows.raw(index), **job.maps(index)})
+            for index, row_labels in zip(todo, todo_labels):
+                writer.write({**rows.raw(index), **job.maps(row_labels)})
                 bar.update()
         bar.close()
     return {"dataset": str(dataset), "out": str(out), "rows": writer.manifest["rows"],

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from pipeline.data.importers.frames import crop_intrinsics, project, square_box
+from pipeline.camera import crop_intrinsics, outer_crop_box, project, square_box
 from pipeline.hand.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, canonicalize_quaternion, \
     matrix_to_axis_angle
 
@@ -50,16 +50,6 @@ def place_grasps(grasp_pose, grasp_wrist, target_pose, target_wrist):
     pose = np.array(grasp_pose, dtype=np.float64)
     pose[:, :3] = np.asarray(target_pose, np.float64)[:, :3]
     return pose, rotation, translation
-
-
-def outer_crop_box(crop_box, inner_box, size: int, mirrored: bool) -> np.ndarray:
-    """A box given in a crop's pixels (``inner_box``) as a box in the original image."""
-    x0, y0, x1, y1 = np.asarray(crop_box, dtype=np.float64)
-    scale = (x1 - x0) / size
-    ix0, iy0, ix1, iy1 = np.asarray(inner_box, dtype=np.float64)
-    if mirrored:
-        ix0, ix1 = size - ix1, size - ix0
-    return np.array([x0 + ix0 * scale, y0 + iy0 * scale, x0 + ix1 * scale, y0 + iy1 * scale])
 
 
 def finish_specs(hand_model, specs: dict, size: int, crop_scale: float) -> tuple[list[dict], int]:

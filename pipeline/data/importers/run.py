@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import DataConfig, SamplingConfig
-from pipeline.data.importers.frames import (MIRROR, HandModels, SourceFrame, crop_image_png, crop_intrinsics,
-                                            crop_points, project, square_box)
+from pipeline.camera import crop_intrinsics, crop_points, project, square_box
+from pipeline.data.importers.frames import MIRROR, HandModels, SourceFrame, crop_image_png
 from pipeline.data.shards import ShardWriter
 from pipeline.errors import InputError
 from pipeline.hand.conversions import mirror_pose, mirror_translation
