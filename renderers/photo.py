@@ -90,7 +90,7 @@ class PhotoRenderer:
         camera = pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear=ZNEAR, zfar=ZFAR)
         set_intrinsics(camera, K)
         scene.add(camera)
-        key = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.9, 0.3), -1.0])  # from the camera's side
+        key = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 0.5), -1.0])  # from the camera side, up to ~60 deg off
         scene.add(pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(2.5, 4.5)), pose=light_pose(key))
         fill = np.array([-key[0], rng.uniform(-0.5, 0.8), rng.uniform(-1.0, -0.3)])
         scene.add(pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(0.4, 1.2)), pose=light_pose(fill))
