@@ -267,6 +267,50 @@ def render_preview_command(out_path, scenes, size, library, config_path, seed, a
                          _objects_config(config_path, library), config.hand.model), as_json)
 
 
+@cli.group()
+def synth() -> None:
+    """The image synthesizer: train the conditional DDPM, generate images for condition rows."""
+
+
+@synth.command("train")
+@click.option("--data", "data_dir", required=True, help="Shards with image, normal, texture, mask, hand_quat.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint folder.")
+@click.option("--preset", type=click.Choice(["tiny", "small", "base"]), default="tiny", show_default=True,
+              help="tiny: 32 px, narrow (smoke tests, CPU demo); small: 64 px; base: the 128 px model.")
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="Optimiser steps (default: preset/config).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@common_options
+def synth_train(data_dir, out_dir, preset, max_steps, resume, config_path, seed, as_json) -> None:
+    """Train the DDPM (accelerate: CPU, a GPU, or several with 'accelerate launch')."""
+    from pipeline.synthesis.presets import resolve
+    from pipeline.synthesis.train import train
+
+    config = _config(config_path)
+    synthesis = resolve(preset, config.synthesis)
+    _emit(train(data_dir, out_dir, synthesis, seed=config.seed if seed is None else seed, max_steps=max_steps,
+                resume=resume), as_json)
+
+
+@synth.command("generate")
+@click.option("--ckpt", required=True, type=click.Path(file_okay=False), help="Folder written by 'synth train'.")
+@click.option("--specs", required=True, help="Rows with condition maps: rendered specs or a real dataset.")
+@click.option("--out", "out_dir", required=True, help="Output dataset folder or URI.")
+@click.option("--scheduler", type=click.Choice(["ddpm", "ddim", "dpm"]), default="dpm", show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1000), default=25, show_default=True)
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default: training's).")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
+@common_options
+def synth_generate(ckpt, specs, out_dir, scheduler, steps, guidance, batch_size, overwrite, config_path, seed,
+                   as_json) -> None:
+    """Paint an image for every condition row; writes synthetic shards with generator provenance."""
+    from pipeline.synthesis.sample import generate
+
+    config = _config(config_path)
+    _emit(generate(ckpt, specs, out_dir, scheduler=scheduler, steps=steps, guidance=guidance,
+                   seed=config.seed if seed is None else seed, batch_size=batch_size, overwrite=overwrite), as_json)
+
+
 @cli.command("sample")
 @click.option("--real", "real_dir", required=True, help="Real dataset (imported or demo) with the grasping split.")
 @click.option("--grasps", "grasps_dir", required=True, help="Grasp records from 'handbooster grasp run'.")

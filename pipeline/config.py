@@ -78,6 +78,47 @@ class SamplingConfig(StrictModel):
                                         "uniform in [-this, +this] (the public code used [0, 30), positive only)")
 
 
+class SynthesisConfig(StrictModel):
+    """The conditional pixel-space DDPM: network, objective, training and sampling defaults.
+
+    Presets (``pipeline.synthesis.presets``) fill these for tiny/small/base; keys set in a
+    config file's ``synthesis`` section override the preset.
+    """
+
+    image_size: int = Field(128, ge=16, le=512, description="side of the generated images, pixels")
+    block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 256, 256])
+    layers_per_block: int = Field(2, ge=1, le=4)
+    attention_resolutions: list[int] = Field(default_factory=lambda: [16, 32],
+                                             description="feature-map sides that get self-attention")
+    norm_num_groups: int = Field(32, ge=1)
+    quat_embed_dim: int = Field(64, ge=4, description="width of the quaternion MLP's first layer")
+    quat_drop_prob: float = Field(0.5, ge=0, le=1, description="classifier-free guidance: drop the quaternion "
+                                                               "(the public code's 0.5)")
+    maps_drop_prob: float = Field(0.0, ge=0, le=1, description="also drop the normal and texture maps")
+    guidance: float = Field(3.0, ge=0, description="default guidance scale when sampling (public code: 3)")
+    num_train_timesteps: int = Field(1000, ge=10)
+    beta_start: float = Field(1e-4, gt=0)
+    beta_end: float = Field(0.02, gt=0)
+    loss: Literal["l2", "l1"] = "l2"
+    background_weight: float = Field(0.1, ge=0, le=1, description="loss weight of mask-0 pixels (hand/object: 1)")
+    snr_gamma: float | None = Field(5.0, gt=0, description="min-SNR clip of the SNR weight; null: uncapped")
+    learning_rate: float = Field(8e-5, gt=0)
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_steps: int = Field(10_000, ge=1)
+    ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay cap (diffusers EMAModel, with warm-up)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, none on CPU")
+    checkpoint_every: int = Field(1000, ge=1)
+    sample_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    num_workers: int = Field(2, ge=0)
+    sample_scheduler: Literal["ddpm", "ddim", "dpm"] = "dpm"
+    sample_steps: int = Field(25, ge=1)
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file; later stages add their own sections here."""
 
@@ -87,6 +128,7 @@ class PipelineConfig(StrictModel):
     objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

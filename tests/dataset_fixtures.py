@@ -207,3 +207,30 @@ def make_grasp_rows(object_id: str, n: int, seed: int = 0) -> list[dict]:
                      "hand_betas": betas, "hand_trans": trans, "seed": seed, "accepted": i % 3 != 2,
                      "reject_reasons": "" if i % 3 != 2 else "contact"})
     return rows
+
+
+def make_map_rows(n: int, size: int = 32, seed: int = 0) -> list[dict]:
+    """Canonical rows with every image column filled: a disc (hand) and a square (object) whose
+    colours and normals the image repeats, so a model can learn image from maps."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    rows = []
+    for i in range(n):
+        mask = np.zeros((size, size), np.uint8)
+        cx, cy = rng.uniform(0.3, 0.7, 2) * size
+        r = size * rng.uniform(0.15, 0.3)
+        mask[(xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2] = 1
+        ox, oy = rng.integers(0, size // 2, 2)
+        mask[oy:oy + size // 3, ox:ox + size // 3] = np.where(mask[oy:oy + size // 3, ox:ox + size // 3] == 1, 1, 2)
+        skin, paint = rng.uniform(120, 240, 3), rng.uniform(0, 255, 3)
+        texture, normal = np.zeros((size, size, 3)), np.zeros((size, size, 3))
+        texture[mask == 1], texture[mask == 2], normal[mask > 0] = skin, paint, (128, 128, 255)
+        background = rng.uniform(0, 255, 3) * np.ones((size, size, 3))
+        image = np.where(mask[..., None] > 0, texture * 0.9, background)
+        quat = rng.normal(size=4)
+        quat = quat / np.linalg.norm(quat) * np.sign(quat[0] or 1)
+        rows.append({"sample_id": f"maps/{i:05d}", "source": "real", "dataset": "maps", "split": "train",
+                     "image": png(image.astype(np.uint8)), "normal": png(normal.astype(np.uint8)),
+                     "texture": png(texture.astype(np.uint8)), "mask": png(mask), "hand_quat": quat,
+                     "origin": "real", "sampler": "none"})
+    return rows

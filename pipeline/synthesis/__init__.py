@@ -1,0 +1,1 @@
+"""The conditional pixel-space DDPM: model, objective, training and sampling (diffusers)."""

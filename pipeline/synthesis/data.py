@@ -1,0 +1,59 @@
+"""Training and sampling inputs from canonical shards: images and maps in [-1, 1] at model size."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.data.reader import ShardDataset
+from pipeline.errors import InputError
+
+TRAIN_COLUMNS = ["sample_id", "image", "normal", "texture", "mask", "hand_quat"]
+CONDITION_COLUMNS = ["sample_id", "normal", "texture", "mask", "hand_quat"]
+
+
+def to_signed(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[..., 3, H, W]`` to float in [-1, 1] at ``size`` (antialiased when shrinking)."""
+    x = images.float().div(127.5).sub(1.0)
+    if x.shape[-1] != size:
+        batched = x if x.dim() == 4 else x[None]
+        batched = F.interpolate(batched, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = batched if x.dim() == 4 else batched[0]
+    return x
+
+
+def resize_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    if mask.shape[-1] == size:
+        return mask
+    return F.interpolate(mask[None, None].float(), size=(size, size), mode="nearest")[0, 0].to(torch.uint8)
+
+
+class ModelInputs:
+    """DataLoader transform: a decoded sample to the model's tensors; refuses rows without maps."""
+
+    def __init__(self, size: int, with_image: bool = True):
+        self.size, self.with_image = size, with_image
+
+    def __call__(self, sample: dict) -> dict:
+        needed = ("image", "normal", "texture", "mask", "hand_quat") if self.with_image else \
+            ("normal", "texture", "hand_quat")
+        missing = [c for c in needed if sample.get(c) is None]
+        if missing:
+            raise InputError(f"sample {sample.get('sample_id')!r}: column(s) {', '.join(missing)} are null "
+                             "(condition maps come from 'handbooster render conditions')")
+        out = {"sample_id": sample["sample_id"], "normal": to_signed(sample["normal"], self.size),
+               "texture": to_signed(sample["texture"], self.size), "quat": sample["hand_quat"].float()}
+        if sample.get("mask") is not None:
+            out["mask"] = resize_mask(sample["mask"], self.size)
+        if self.with_image:
+            out["image"] = to_signed(sample["image"], self.size)
+        return out
+
+
+def model_dataset(where, size: int, with_image: bool = True) -> ShardDataset:
+    dataset = ShardDataset(where, columns=TRAIN_COLUMNS if with_image else CONDITION_COLUMNS,
+                           transform=ModelInputs(size, with_image))
+    if not len(dataset):
+        raise InputError("has no rows", where)
+    dataset[0]  # a dataset without maps fails here, with its sample id, before any work starts
+    return dataset

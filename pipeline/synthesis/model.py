@@ -1,0 +1,62 @@
+"""The denoiser: diffusers ``UNet2DModel`` on [noisy RGB | texture | normal] (9 channels) that
+predicts the clean image x0, conditioned on the hand's global orientation through a
+quaternion MLP whose output enters with the time embedding (``class_embed_type="identity"``).
+
+Classifier-free guidance: a learned null embedding replaces the quaternion's (and zeros the
+maps, when those are dropped too). The class is a diffusers ``ModelMixin``/``ConfigMixin``, so
+``save_pretrained``/``from_pretrained`` write and read safetensors with the config beside them.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+from pipeline.config import SynthesisConfig
+
+MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
+              "quat_embed_dim")
+
+
+def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Down/up block types with self-attention only where the feature map side is listed."""
+    attention = [image_size // 2 ** level in set(attention_resolutions) for level in range(levels)]
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+    return down, up
+
+
+class HandObjectUNet(ModelMixin, ConfigMixin):
+    """``forward(noisy, timesteps, normal, texture, quat, drop_quat=None, drop_maps=None) -> x0``."""
+
+    @register_to_config
+    def __init__(self, image_size: int = 32, block_out_channels=(32, 64), layers_per_block: int = 1,
+                 attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32):
+        super().__init__()
+        down, up = block_types(image_size, len(block_out_channels), attention_resolutions)
+        self.unet = UNet2DModel(sample_size=image_size, in_channels=9, out_channels=3,
+                                block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+                                down_block_types=down, up_block_types=up, class_embed_type="identity",
+                                norm_num_groups=norm_num_groups)
+        time_dim = 4 * block_out_channels[0]
+        self.quat_mlp = torch.nn.Sequential(
+            torch.nn.Linear(4, quat_embed_dim), torch.nn.GELU(), torch.nn.Linear(quat_embed_dim, time_dim),
+            torch.nn.GELU(), torch.nn.Linear(time_dim, time_dim))
+        self.null_quat = torch.nn.Parameter(torch.zeros(time_dim))
+
+    @classmethod
+    def from_synthesis_config(cls, config: SynthesisConfig) -> "HandObjectUNet":
+        return cls(**{key: getattr(config, key) for key in MODEL_KEYS})
+
+    def forward(self, noisy, timesteps, normal, texture, quat, drop_quat=None, drop_maps=None) -> torch.Tensor:
+        embedding = self.quat_mlp(quat)
+        if drop_quat is not None:
+            embedding = torch.where(drop_quat[:, None], self.null_quat.to(embedding.dtype).expand_as(embedding),
+                                    embedding)
+        if drop_maps is not None:
+            keep = (~drop_maps).to(normal.dtype)[:, None, None, None]
+            normal, texture = normal * keep, texture * keep
+        inputs = torch.cat([noisy, texture, normal], dim=1)
+        return self.unet(inputs, timesteps, class_labels=embedding).sample

@@ -1,0 +1,140 @@
+"""Sampling: DDPM, DDIM or DPM-Solver++ over condition rows, written as synthetic shards.
+
+Each sample's starting noise (and the noise of DDPM's stochastic steps) comes from its own
+generator, seeded from the run's seed and the sample id: an image does not depend on which
+batch it was generated in. Classifier-free guidance mixes the x0 predictions:
+``x0 = x0_null + g (x0_cond - x0_null)``, the null branch using the learned null quaternion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.data.reader import ShardDataset, collate_samples
+from pipeline.errors import InputError
+from pipeline.synthesis.data import model_dataset
+
+SCHEDULERS = ("ddpm", "ddim", "dpm")
+
+
+def scheduler_for(name: str, training_config):
+    """A sampler built from the training noise schedule, predicting x0."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    config = dict(training_config)
+    if name == "ddpm":
+        return DDPMScheduler.from_config(config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(config, clip_sample=True, set_alpha_to_one=True)
+    if name == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
+                                                       thresholding=False)
+    raise InputError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()[:8], "little") >> 1
+
+
+@torch.no_grad()
+def denoise(model, scheduler, batch: dict, steps: int, guidance: float, seeds: list[int]) -> torch.Tensor:
+    """Images in [-1, 1] for a batch of conditions (``normal``, ``texture``, ``quat``), one seed each."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    size = model.config.image_size
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    sample = torch.stack([torch.randn(3, size, size, generator=g) for g in generators]).to(device, dtype)
+    normal, texture = batch["normal"].to(device, dtype), batch["texture"].to(device, dtype)
+    quat = batch["quat"].to(device, dtype)
+    count = sample.shape[0]
+    scheduler.set_timesteps(steps)
+    guided = guidance != 1.0
+    drop = torch.cat([torch.zeros(count, dtype=torch.bool), torch.ones(count, dtype=torch.bool)]).to(device)
+    for t in scheduler.timesteps:
+        timesteps = torch.full((count,), int(t), device=device, dtype=torch.long)
+        if guided:
+            both = model(torch.cat([sample, sample]), torch.cat([timesteps, timesteps]), torch.cat([normal, normal]),
+                         torch.cat([texture, texture]), torch.cat([quat, quat]), drop_quat=drop)
+            conditional, unconditional = both.chunk(2)
+            x0 = unconditional + guidance * (conditional - unconditional)
+        else:
+            x0 = model(sample, timesteps, normal, texture, quat)
+        step_generators = generators if scheduler.__class__.__name__ == "DDPMScheduler" else None
+        sample = scheduler.step(x0, t, sample, generator=step_generators).prev_sample
+    return sample.clamp(-1, 1)
+
+
+def checkpoint_digest(folder: Path) -> str:
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise InputError("no *.safetensors weights: expected the 'model' folder written by 'synth train'", folder)
+    digest = hashlib.sha256()
+    for path in weights:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def model_folder(ckpt) -> Path:
+    """``CKPT/model`` (what training exports), or ``CKPT`` itself when it holds the weights."""
+    ckpt = Path(ckpt)
+    for folder in (ckpt / "model", ckpt):
+        if (folder / "config.json").is_file() and (folder / "scheduler_config.json").is_file():
+            return folder
+    raise InputError("expected a folder written by 'synth train' (holding model/ with config.json, "
+                     "scheduler_config.json and safetensors weights)", ckpt)
+
+
+def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guidance: float | None = None,
+             seed: int = 0, batch_size: int = 16, overwrite: bool = False, progress: bool = True) -> dict:
+    """Paint an image for every row of ``specs`` (condition maps filled) into synthetic shards at ``out``."""
+    from PIL import Image
+
+    from pipeline.data.shards import ShardWriter
+    from pipeline.synthesis.model import HandObjectUNet
+
+    folder = model_folder(ckpt)
+    digest = checkpoint_digest(folder)
+    model = HandObjectUNet.from_pretrained(folder).eval()
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    training = json.loads((folder / "synthesis.json").read_text()) if (folder / "synthesis.json").exists() else {}
+    guidance = training.get("guidance", 3.0) if guidance is None else guidance
+    sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
+    conditions = model_dataset(specs, model.config.image_size, with_image=False)
+    rows = ShardDataset(specs, decode=False)
+    manifest = rows.manifest
+    size = manifest.get("image_size") or model.config.image_size
+    gen = {"checkpoint_sha": digest, "steps": steps, "scheduler": scheduler, "guidance": float(guidance)}
+    config = {"checkpoint": str(folder), **gen, "seed": seed, "specs": str(specs)}
+    with ShardWriter(out, name=f"{manifest['name']}_synthetic", rows_per_shard=manifest["shards"][0]["rows"]
+                     if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
+                     info={"hand_model": manifest.get("hand_model")}) as writer:
+        indices = list(range(writer.resume_rows, len(conditions)))
+        bar = tqdm(total=len(indices), desc=f"synth generate ({scheduler}-{steps})", unit="img",
+                   disable=not progress)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            batch = collate_samples([conditions[i] for i in chunk])
+            seeds = [sample_seed(seed, sample_id) for sample_id in batch["sample_id"]]
+            images = denoise(model, sampler, batch, steps, guidance, seeds)
+            for index, image, sample_seed_value in zip(chunk, images, seeds):
+                array = ((image.float().cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+                picture = Image.fromarray(array)
+                if picture.size[0] != size:
+                    picture = picture.resize((size, size), Image.Resampling.BICUBIC)
+                buffer = io.BytesIO()
+                picture.save(buffer, format="PNG")
+                writer.write({**rows.raw(index), "image": buffer.getvalue(), "source": "synthetic",
+                              "gen": {**gen, "seed": sample_seed_value}})
+                bar.update()
+        bar.close()
+    return {"out": str(out), "rows": writer.manifest["rows"], "checkpoint_sha": digest, "scheduler": scheduler,
+            "steps": steps, "guidance": float(guidance)}
+
+

@@ -1,0 +1,267 @@
+"""Training with accelerate: CPU, one GPU or several (``accelerate launch``), bf16 on GPU.
+
+Randomness is a function of the step: each micro-step draws its timesteps, noise and guidance
+drops from a generator seeded with (seed, micro-step), and each epoch's data order comes from
+``ShardSampler(seed).set_epoch``. A checkpoint (model, EMA, optimiser, LR schedule, step,
+losses) therefore resumes exactly: the next loss equals the uninterrupted run's.
+
+Layout of ``out``: ``checkpoint-NNNNNN/`` (``unet/`` safetensors via ``save_pretrained``,
+``ema_unet/``, ``training_state.pt`` read back with ``weights_only=True``), ``model/`` (the
+EMA weights, the noise scheduler and ``synthesis.json``: what ``synth generate`` loads),
+``loss.json`` + ``loss_curve.png`` and ``samples-NNNNNN.png`` written as it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.config import SynthesisConfig
+from pipeline.data.reader import ShardSampler, collate_samples
+from pipeline.errors import InputError
+from pipeline.paths import atomic_write_bytes
+from pipeline.synthesis.data import model_dataset
+from pipeline.synthesis.model import HandObjectUNet
+from pipeline.synthesis.objective import diffusion_loss
+
+CHECKPOINT_PREFIX = "checkpoint-"
+GRID_SAMPLES = 8
+
+
+def noise_scheduler(config: SynthesisConfig):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
+                         beta_end=config.beta_end, beta_schedule="linear", prediction_type="sample",
+                         clip_sample=True)
+
+
+def step_generator(seed: int, micro_step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(micro_step))
+
+
+class FixedOrder(torch.utils.data.Sampler):
+    """The indices of one epoch of a ShardSampler, from a starting position (for resuming)."""
+
+    def __init__(self, order: list[int], start: int):
+        self.order = order[start:]
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(p for p in out.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit())
+    return found[-1] if found else None
+
+
+def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int | None = None, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train on the shards at ``data`` into ``out``; returns a summary (steps, last losses, paths)."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    out = Path(out)
+    max_steps = max_steps or config.max_steps
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise InputError("is not empty: pass --resume to continue its training, or choose a new folder", out)
+    mixed = config.mixed_precision
+    if mixed == "auto":
+        mixed = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=config.gradient_accumulation)
+    torch.manual_seed(seed)
+    model = HandObjectUNet.from_synthesis_config(config)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
+                   model_config=model.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
+                                  weight_decay=0.0)
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
+    scheduler = noise_scheduler(config)
+    dataset = model_dataset(data, config.image_size)
+    shard_sampler = ShardSampler(dataset, seed=seed, num_replicas=accelerator.num_processes,
+                                 rank=accelerator.process_index)
+    per_device = config.batch_size
+    batches_per_epoch = len(shard_sampler) // per_device
+    if batches_per_epoch == 0:
+        raise InputError(f"has {len(dataset)} rows, fewer than one batch of {per_device}", data)
+
+    step, losses = 0, []
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        model = HandObjectUNet.from_pretrained(checkpoint / "unet")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
+                                      weight_decay=0.0)
+        lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
+        state = torch.load(checkpoint / "training_state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
+                       model_config=model.config)
+        ema.load_state_dict(state["ema"])
+        step, losses = int(state["step"]), list(state["losses"])
+    model.train()  # from_pretrained returns eval mode, whose attention kernels round differently
+    model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
+    ema.to(accelerator.device)
+    alphas_cumprod = scheduler.alphas_cumprod.to(accelerator.device)
+    grid_batch = collate_samples([dataset[i] for i in range(min(GRID_SAMPLES, len(dataset)))])
+
+    bar = tqdm(total=max_steps, initial=step, desc="synth train", unit="step", disable=not progress)
+    micro_step = step * config.gradient_accumulation
+    window = []
+    while step < max_steps:
+        epoch, position = divmod(micro_step, batches_per_epoch)
+        shard_sampler.set_epoch(epoch)
+        order = list(shard_sampler)[:batches_per_epoch * per_device]
+        loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, sampler=FixedOrder(order, position * per_device),
+                                             num_workers=config.num_workers, collate_fn=collate_samples,
+                                             drop_last=True, persistent_workers=False)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, accelerator.device)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro_step += 1
+            window.append(float(loss.detach()))
+            if not accelerator.sync_gradients:
+                continue
+            ema.step(accelerator.unwrap_model(model).parameters())
+            step += 1
+            losses.append(float(np.mean(window)))
+            window = []
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if accelerator.is_main_process:
+                if step % config.sample_every == 0 or step == max_steps:
+                    _write_progress(out, step, losses, accelerator.unwrap_model(model), ema, scheduler, grid_batch,
+                                    config, seed)
+                if step % config.checkpoint_every == 0 or step == max_steps:
+                    _save_checkpoint(out, step, accelerator.unwrap_model(model), ema, optimizer, lr_schedule, losses,
+                                     config)
+            if step >= max_steps:
+                break
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        export_model(out / "model", accelerator.unwrap_model(model), ema, scheduler, config)
+    return {"out": str(out), "steps": step, "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None, "model": str(out / "model"),
+            "loss_curve": str(out / "loss_curve.png")}
+
+
+def _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, device):
+    generator = step_generator(seed, micro_step)
+    x0 = batch["image"]
+    batch_size = x0.shape[0]
+    timesteps = torch.randint(0, config.num_train_timesteps, (batch_size,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    drop_quat = torch.rand(batch_size, generator=generator) < config.quat_drop_prob
+    drop_maps = torch.rand(batch_size, generator=generator) < config.maps_drop_prob
+    x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
+    noisy = scheduler.add_noise(x0, noise, timesteps)
+    predicted = model(noisy, timesteps, batch["normal"].to(device), batch["texture"].to(device),
+                      batch["quat"].to(device), drop_quat.to(device), drop_maps.to(device))
+    return diffusion_loss(predicted, x0, batch["mask"].to(device), timesteps, alphas_cumprod,
+                          config.background_weight, config.snr_gamma, config.loss)
+
+
+def _ema_copy(model, ema) -> HandObjectUNet:
+    copy = HandObjectUNet.from_config(model.config)
+    copy.load_state_dict(model.state_dict())
+    ema.copy_to(copy.parameters())
+    return copy.eval()
+
+
+def export_model(folder: Path, model, ema, scheduler, config: SynthesisConfig) -> None:
+    """EMA weights + noise scheduler + config: the inference checkpoint (written to a temp dir, then moved)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _ema_copy(model, ema).save_pretrained(tmp)
+    scheduler.save_pretrained(tmp)
+    (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _save_checkpoint(out: Path, step: int, model, ema, optimizer, lr_schedule, losses, config) -> None:
+    folder = out / f"{CHECKPOINT_PREFIX}{step:06d}"
+    tmp = out / f".{folder.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / "unet")
+    _ema_copy(model, ema).save_pretrained(tmp / "ema_unet")
+    torch.save({"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict(),
+                "ema": ema.state_dict(), "step": step, "losses": losses}, tmp / "training_state.pt")
+    (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    for old in sorted(out.glob(f"{CHECKPOINT_PREFIX}*"))[:-config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_progress(out, step, losses, model, ema, scheduler, grid_batch, config, seed) -> None:
+    from pipeline.synthesis.sample import denoise, scheduler_for
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "loss.json", json.dumps({"step": step, "loss": losses}).encode())
+    atomic_write_bytes(out / "loss_curve.png", loss_curve_png(losses))
+    copy = _ema_copy(model, ema).to(next(model.parameters()).device)
+    sampler = scheduler_for(config.sample_scheduler, scheduler.config)
+    seeds = list(range(len(grid_batch["sample_id"])))
+    images = denoise(copy, sampler, grid_batch, config.sample_steps, config.guidance, [seed * 7919 + s for s in seeds])
+    atomic_write_bytes(out / f"samples-{step:06d}.png", sample_grid_png(grid_batch, images))
+
+
+def loss_curve_png(losses: list[float]) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 3.5))
+    steps = np.arange(1, len(losses) + 1)
+    axis.plot(steps, losses, color="tab:gray", alpha=0.4, label="per step")
+    window = max(1, len(losses) // 20)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axis.plot(steps[window - 1:], smooth, color="tab:blue", label=f"mean of {window}")
+    axis.set(xlabel="step", ylabel="weighted x0 loss", yscale="log", title="synth train")
+    axis.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def sample_grid_png(batch: dict, generated: torch.Tensor) -> bytes:
+    """Rows: normal | texture | generated | real image, one per sample."""
+    import io
+
+    from PIL import Image
+
+    def to_uint8(x):
+        return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+    rows = [np.concatenate([to_uint8(batch["normal"][i]), to_uint8(batch["texture"][i]), to_uint8(generated[i]),
+                            to_uint8(batch["image"][i])], axis=1) for i in range(len(generated))]
+    grid = np.concatenate(rows, axis=0)
+    scale = max(1, 128 // grid.shape[1] * 4) if grid.shape[1] < 512 else 1
+    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
