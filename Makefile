@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_render.py
+	$(BIN)/python benchmarks/bench_synthesis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out
