@@ -65,8 +65,7 @@ def denoise(model, scheduler, batch: dict, steps: int, guidance: float, seeds: l
             x0 = unconditional + guidance * (conditional - unconditional)
         else:
             x0 = model(sample, timesteps, normal, texture, quat)
-        step_generators = generators if scheduler.__class__.__name__ == "DDPMScheduler" else None
-        sample = scheduler.step(x0, t, sample, generator=step_generators).prev_sample
+        sample = scheduler.step(x0, t, sample, generator=generators).prev_sample  # DDPM draws its noise here
     return sample.clamp(-1, 1)
 
 

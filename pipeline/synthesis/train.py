@@ -78,13 +78,24 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() else "no"
     accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=config.gradient_accumulation)
-    torch.manual_seed(seed)
-    model = HandObjectUNet.from_synthesis_config(config)
-    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
-                   model_config=model.config)
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        model = HandObjectUNet.from_pretrained(checkpoint / "unet")
+    else:
+        torch.manual_seed(seed)
+        model = HandObjectUNet.from_synthesis_config(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=0.0)
     lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
+                   model_config=model.config)
+    step, losses = 0, []
+    if checkpoint is not None:
+        state = torch.load(checkpoint / "training_state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        ema.load_state_dict(state["ema"])
+        step, losses = int(state["step"]), list(state["losses"])
     scheduler = noise_scheduler(config)
     dataset = model_dataset(data, config.image_size)
     shard_sampler = ShardSampler(dataset, seed=seed, num_replicas=accelerator.num_processes,
@@ -93,21 +104,6 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     batches_per_epoch = len(shard_sampler) // per_device
     if batches_per_epoch == 0:
         raise InputError(f"has {len(dataset)} rows, fewer than one batch of {per_device}", data)
-
-    step, losses = 0, []
-    checkpoint = latest_checkpoint(out) if resume else None
-    if checkpoint is not None:
-        model = HandObjectUNet.from_pretrained(checkpoint / "unet")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
-                                      weight_decay=0.0)
-        lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
-        state = torch.load(checkpoint / "training_state.pt", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["lr_schedule"])
-        ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
-                       model_config=model.config)
-        ema.load_state_dict(state["ema"])
-        step, losses = int(state["step"]), list(state["losses"])
     model.train()  # from_pretrained returns eval mode, whose attention kernels round differently
     model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     ema.to(accelerator.device)
