@@ -40,10 +40,6 @@ def atomic_write_npz(path: str | Path, arrays: dict) -> Path:
 
 def atomic_write_png(path: str | Path, image) -> Path:
     """An RGB/L uint8 array as a PNG, written atomically."""
-    import io
+    from pipeline.imaging import png_bytes
 
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, png_bytes(image))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -16,18 +15,11 @@ from tqdm import tqdm
 from pipeline.config import ObjectsConfig
 from pipeline.camera import crop_intrinsics, project, square_box
 from pipeline.errors import InputError
+from pipeline.imaging import png_bytes
 
 # Canonical joints whose mean is the palm centre: wrist and the four finger bases.
 PALM_JOINTS = [0, 5, 9, 13, 17]
 PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # MANO layout: the palm faces -y
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def object_pose_matrix(values) -> np.ndarray:

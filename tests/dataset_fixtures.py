@@ -8,7 +8,6 @@ crop, its flip and the 2D labels agree.
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
 from pathlib import Path
@@ -22,14 +21,13 @@ from scipy.spatial.transform import Rotation
 from pipeline.hand import load_hand_model
 from pipeline.hand.conversions import opengl_to_opencv
 from pipeline.hand.joints import reorder_joints
+from pipeline.imaging import png_bytes
 
 SIZE = 16  # side of the images in make_row
 
 
 def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(array)
 
 
 def make_row(i: int) -> dict:

@@ -11,7 +11,6 @@ and how similar synthetic poses are to the real ones before and after cross samp
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -24,6 +23,7 @@ from pipeline.data.schema import fixed_list_block
 from pipeline.data.shards import ShardWriter
 from pipeline.data.storage import Location
 from pipeline.errors import InputError
+from pipeline.imaging import figure_png, pyplot
 from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
 from pipeline.sampling.pose_vectors import pose_vectors, unit_rows
 from pipeline.sampling.prepare import finish_specs, place_grasps, random_rotations, rotate_about_wrist
@@ -186,15 +186,10 @@ def _novel_grasps(real, grasps, grasp_wrist, drawn, hand_model, name, sampling: 
 def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:
     """Fig. 4 of the paper as a PNG: left, similarity among kept real poses (FPS vs random);
     right, mean similarity of synthetic poses to the real ones before and after cross sampling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def joined(key):
         return np.concatenate(figures[key]) if figures[key] else np.zeros(0)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
     values = np.concatenate([joined(key) for key in figures] + [np.ones(1)])
     bins = np.linspace(min(values.min(), 0.999), 1.0, 41)  # pose similarities crowd near 1: zoom in
     for key, colour in (("random", "tab:gray"), ("fps", "tab:blue")):
@@ -207,8 +202,4 @@ def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:
     axes[1].set(title="synthetic to real: mean similarity", xlabel="cosine similarity")
     for axis in axes:
         axis.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

@@ -9,7 +9,6 @@ batch it was generated in. Classifier-free guidance mixes the x0 predictions:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.errors import InputError
+from pipeline.imaging import png_bytes
 from pipeline.synthesis.data import model_dataset
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
@@ -127,9 +127,7 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
                 picture = Image.fromarray(array)
                 if picture.size[0] != size:
                     picture = picture.resize((size, size), Image.Resampling.BICUBIC)
-                buffer = io.BytesIO()
-                picture.save(buffer, format="PNG")
-                writer.write({**rows.raw(index), "image": buffer.getvalue(), "source": "synthetic",
+                writer.write({**rows.raw(index), "image": png_bytes(picture), "source": "synthetic",
                               "gen": {**gen, "seed": sample_seed_value}})
                 bar.update()
         bar.close()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pipeline.config import SynthesisConfig
 from pipeline.data.reader import ShardSampler, collate_samples
 from pipeline.errors import InputError
+from pipeline.imaging import figure_png, png_bytes, pyplot
 from pipeline.paths import atomic_write_bytes
 from pipeline.synthesis.data import model_dataset
 from pipeline.synthesis.model import HandObjectUNet
@@ -221,14 +222,7 @@ def _write_progress(out, step, losses, model, ema, scheduler, grid_batch, config
 
 
 def loss_curve_png(losses: list[float]) -> bytes:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(6, 3.5))
+    fig, axis = pyplot().subplots(figsize=(6, 3.5))
     steps = np.arange(1, len(losses) + 1)
     axis.plot(steps, losses, color="tab:gray", alpha=0.4, label="per step")
     window = max(1, len(losses) // 20)
@@ -237,17 +231,11 @@ def loss_curve_png(losses: list[float]) -> bytes:
         axis.plot(steps[window - 1:], smooth, color="tab:blue", label=f"mean of {window}")
     axis.set(xlabel="step", ylabel="weighted x0 loss", yscale="log", title="synth train")
     axis.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def sample_grid_png(batch: dict, generated: torch.Tensor) -> bytes:
     """Rows: normal | texture | generated | real image, one per sample."""
-    import io
-
     from PIL import Image
 
     def to_uint8(x):
@@ -257,7 +245,5 @@ def sample_grid_png(batch: dict, generated: torch.Tensor) -> bytes:
                             to_uint8(batch["image"][i])], axis=1) for i in range(len(generated))]
     grid = np.concatenate(rows, axis=0)
     scale = max(1, 128 // grid.shape[1] * 4) if grid.shape[1] < 512 else 1
-    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale),
+                                                  Image.Resampling.NEAREST))

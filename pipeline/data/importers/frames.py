@@ -10,13 +10,13 @@ Crop geometry (boxes, intrinsics of a crop) is in :mod:`pipeline.camera`.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.imaging import png_bytes
 
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 
@@ -72,6 +72,4 @@ def crop_image_png(path: Path, box, size: int, mirrored: bool) -> bytes:
         raise InputError(f"cannot read the image ({exc})", path) from None
     if mirrored:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    buffer = io.BytesIO()
-    crop.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(crop)
