@@ -23,10 +23,10 @@ from PIL import Image
 from pipeline.hand import load_hand_model
 from pipeline.objects import load_object_library
 from renderers.commands import random_scene
-from renderers.conditions import ConditionRenderer, LIGHT_DIRECTIONS, light_pose
+from renderers.conditions import ConditionRenderer, LIGHT_DIRECTIONS
 from renderers.photo import PhotoRenderer
 from renderers.platform import import_pyrender, platform_status
-from renderers.scene import FLIP, FLIP4, closed_faces, set_intrinsics
+from renderers.scene import FLIP, FLIP4, closed_faces, light_pose, set_intrinsics
 from pipeline.geometry import vertex_normals
 
 SIZE = 256

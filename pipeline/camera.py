@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_DEPTH_M = 0.02  # a hand closer to the camera plane than this is treated as behind it
+
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """``[..., 3]`` camera points to ``[..., 2]`` pixels."""

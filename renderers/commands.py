@@ -14,20 +14,13 @@ from tqdm import tqdm
 
 from pipeline.config import ObjectsConfig
 from pipeline.camera import crop_intrinsics, project, square_box
+from pipeline.data.schema import pose12_matrix
 from pipeline.errors import InputError
 from pipeline.imaging import png_bytes
 
 # Canonical joints whose mean is the palm centre: wrist and the four finger bases.
 PALM_JOINTS = [0, 5, 9, 13, 17]
 PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # MANO layout: the palm faces -y
-
-
-def object_pose_matrix(values) -> np.ndarray:
-    """Row-major R (9) + t (3) as a 4x4 object-to-camera matrix."""
-    values = np.asarray(values, dtype=np.float64)
-    pose = np.eye(4)
-    pose[:3, :3], pose[:3, 3] = values[:9].reshape(3, 3), values[9:]
-    return pose
 
 
 def random_scene(hand_model, library, names: list[str], size: int, rng: np.random.Generator) -> dict:
@@ -108,7 +101,7 @@ class ConditionJob:
                                             for k in ("hand_pose", "hand_betas", "hand_trans")))
         scene_objects = []
         if labels.get("object_id") is not None and labels.get("object_pose") is not None:
-            scene_objects.append((self.library[labels["object_id"]], object_pose_matrix(labels["object_pose"]),
+            scene_objects.append((self.library[labels["object_id"]], pose12_matrix(labels["object_pose"]),
                                   bool(labels.get("mirrored"))))
         maps = self.renderer.render(vertices[0].numpy(), self.hand_model.faces, scene_objects,
                                     np.asarray(labels["K"]))

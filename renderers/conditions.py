@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.geometry import vertex_normals
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP, FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, closed_faces, \
+from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, hand_mesh, light_pose, \
     set_intrinsics, split_object
 
 HAND_TEXTURE_RGB = (1.0, 1.0, 0.9)
@@ -39,18 +38,6 @@ SHADER_SWAPS = {name: (str(SHADERS / f"{ours}.vert"), str(SHADERS / f"{ours}.fra
 # Directions the three texture-pass lights shine towards, in the OpenGL camera frame.
 LIGHT_DIRECTIONS = ((0.5, -0.6, -1.0), (-0.7, -0.2, -1.0), (0.0, 0.8, -0.6))
 HAND_LABEL, OBJECT_LABEL = 1, 2
-
-
-def light_pose(direction) -> np.ndarray:
-    """A node pose whose -z axis (where pyrender's directional lights shine) is ``direction``."""
-    back = -np.asarray(direction, dtype=np.float64)
-    back /= np.linalg.norm(back)
-    helper = np.array([0.0, 1.0, 0.0]) if abs(back[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    right = np.cross(helper, back)
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=1)
-    return pose
 
 
 class ConditionRenderer:
@@ -72,14 +59,6 @@ class ConditionRenderer:
     def renderer(self):
         """The process's offscreen context of this size (created once, shared, reused)."""
         return offscreen_renderer(self.image_size, self.image_size)
-
-    def hand_mesh(self, vertices: np.ndarray, faces: np.ndarray, material):
-        """A pyrender mesh of the capped hand, in the OpenGL camera frame."""
-        faces = closed_faces(faces)
-        return self.pyrender.Mesh([self.pyrender.Primitive(
-            positions=(vertices @ FLIP).astype(np.float32),
-            normals=(vertex_normals(vertices, faces) @ FLIP).astype(np.float32),
-            indices=faces.astype(np.uint32), material=material, mode=4)])
 
     def add_objects(self, objects, seg_map: dict) -> tuple[list, list]:
         """Solid and visual nodes of each object (the solid one labelled for segmentation)."""
@@ -106,7 +85,7 @@ class ConditionRenderer:
         vertices, faces = check_mesh("hand", hand_vertices, hand_faces)
         set_intrinsics(self._camera, K)
         pr = self.pyrender
-        hand_node = self.scene.add(self.hand_mesh(vertices, faces, self._hand_material))
+        hand_node = self.scene.add(hand_mesh(pr, vertices, faces, self._hand_material))
         seg_map = {hand_node: (HAND_LABEL,) * 3}
         solids, visuals = [], []
         programs = self.renderer._renderer._program_cache

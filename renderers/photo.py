@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipeline.geometry import vertex_normals
-from renderers.conditions import light_pose
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP, FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, closed_faces, \
+from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, hand_mesh, light_pose, \
     set_intrinsics, split_object
 
 # Skin tones (linear-ish sRGB albedo) from light to dark; a subject picks one and jitters it.
@@ -82,7 +80,6 @@ class PhotoRenderer:
                skin_tone=None) -> np.ndarray:
         K = check_intrinsics(K)
         vertices, faces = check_mesh("hand", hand_vertices, hand_faces)
-        faces = closed_faces(faces)
         rng = np.random.default_rng(seed)
         pr = self.pyrender
         skin = np.asarray(skin_tone, dtype=np.float64) if skin_tone is not None else random_skin_tone(rng)
@@ -96,9 +93,7 @@ class PhotoRenderer:
         scene.add(pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(0.4, 1.2)), pose=light_pose(fill))
         material = pr.MetallicRoughnessMaterial(baseColorFactor=[*skin, 1.0], metallicFactor=0.0,
                                                 roughnessFactor=float(rng.uniform(0.45, 0.7)))
-        scene.add(pr.Mesh([pr.Primitive(positions=(vertices @ FLIP).astype(np.float32),
-                                        normals=(vertex_normals(vertices, faces) @ FLIP).astype(np.float32),
-                                        indices=faces.astype(np.uint32), material=material, mode=4)]))
+        scene.add(hand_mesh(pr, vertices, faces, material))
         for item in objects:
             asset, pose, mirrored = split_object(item)
             scene.add(self.meshes.visual(asset, mirrored, full=True), pose=FLIP4 @ pose)

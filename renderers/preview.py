@@ -5,20 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from renderers.platform import import_pyrender
+from renderers.scene import look_at
 
 SKIN = (0.80, 0.57, 0.45)
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """Camera-to-world pose for pyrender (OpenGL camera looking down its -z)."""
-    back = eye - target
-    back = back / np.linalg.norm(back)
-    right = np.cross(up, back)
-    right = right / np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=1)
-    pose[:3, 3] = eye
-    return pose
 
 
 def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,

@@ -13,11 +13,39 @@ import functools
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.geometry import close_boundary_loops
+from pipeline.geometry import close_boundary_loops, vertex_normals
 
 FLIP = np.diag([1.0, -1.0, -1.0])
 FLIP4 = np.diag([1.0, -1.0, -1.0, 1.0])
 ZNEAR, ZFAR = 0.01, 20.0
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Camera-to-world pose for pyrender (OpenGL camera looking down its -z)."""
+    back = eye - target
+    back = back / np.linalg.norm(back)
+    right = np.cross(up, back)
+    right = right / np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=1)
+    pose[:3, 3] = eye
+    return pose
+
+
+def light_pose(direction) -> np.ndarray:
+    """A node pose whose -z axis (where pyrender's directional lights shine) is ``direction``."""
+    direction = np.asarray(direction, dtype=np.float64)
+    up = np.array([0.0, 1.0, 0.0]) if abs(direction[1]) < 0.9 * np.linalg.norm(direction) else np.array([1.0, 0.0, 0.0])
+    return look_at(np.zeros(3), direction, up)
+
+
+def hand_mesh(pyrender, vertices: np.ndarray, faces: np.ndarray, material):
+    """A pyrender mesh of the hand (camera frame, OpenCV) with its open wrist capped, in OpenGL."""
+    faces = closed_faces(faces)
+    return pyrender.Mesh([pyrender.Primitive(
+        positions=(vertices @ FLIP).astype(np.float32),
+        normals=(vertex_normals(vertices, faces) @ FLIP).astype(np.float32),
+        indices=faces.astype(np.uint32), material=material, mode=4)])
 
 
 def check_intrinsics(K) -> np.ndarray:

@@ -28,7 +28,7 @@ import pyspng
 import torch
 
 from pipeline.data.manifest import read_manifest
-from pipeline.data.schema import KINDS, fixed_list_block
+from pipeline.data.schema import KINDS, fixed_list_block, pose12_matrix
 from pipeline.errors import InputError
 
 PNG_COLUMNS = ("image", "normal", "texture", "mask")
@@ -52,10 +52,6 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
-def _object_pose(values: np.ndarray) -> np.ndarray:
-    return np.concatenate([values[:9].reshape(3, 3), values[9:, None]], axis=1)
-
-
 def decode_value(column: str, value):
     """One cell as the model wants it (see the module docstring)."""
     if value is None:
@@ -64,7 +60,7 @@ def decode_value(column: str, value):
         return decode_png(value)
     if isinstance(value, np.ndarray):
         if column == "object_pose":
-            value = _object_pose(value)
+            value = pose12_matrix(value)[:3]
         elif column in SHAPES:
             value = value.reshape(SHAPES[column])
         return torch.from_numpy(np.array(value, dtype=np.float32))

@@ -199,6 +199,16 @@ GRASP = RecordKind("grasp", 1, GRASP_FIELDS, check_grasp_row, id_column="grasp_i
 KINDS: dict[str, RecordKind] = {SAMPLE.name: SAMPLE, GRASP.name: GRASP}
 
 
+def pose12_matrix(values) -> np.ndarray:
+    """A 12-value pose column (row-major R, then t) as a 4x4 matrix; ``[..., 12]`` -> ``[..., 4, 4]``."""
+    values = np.asarray(values, dtype=np.float64)
+    matrix = np.zeros(values.shape[:-1] + (4, 4))
+    matrix[..., :3, :3] = values[..., :9].reshape(values.shape[:-1] + (3, 3))
+    matrix[..., :3, 3] = values[..., 9:]
+    matrix[..., 3, 3] = 1.0
+    return matrix
+
+
 def fixed_list_block(column) -> tuple[np.ndarray, np.ndarray]:
     """A fixed-size float list column as ``[rows, size]`` numpy plus its validity mask."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

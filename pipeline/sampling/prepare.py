@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from pipeline.camera import crop_intrinsics, outer_crop_box, project, square_box
+from pipeline.camera import MIN_DEPTH_M, crop_intrinsics, outer_crop_box, project, square_box
 from pipeline.hand.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, canonicalize_quaternion, \
     matrix_to_axis_angle
 
-MIN_DEPTH_M = 0.02
 
 
 def random_rotations(n: int, max_degrees: float, rng: np.random.Generator) -> np.ndarray:

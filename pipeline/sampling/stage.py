@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from pipeline.config import DataConfig, SamplingConfig
 from pipeline.data.manifest import read_columns
-from pipeline.data.schema import fixed_list_block
+from pipeline.data.schema import fixed_list_block, pose12_matrix
 from pipeline.data.shards import ShardWriter
 from pipeline.data.storage import Location
 from pipeline.errors import InputError
@@ -91,8 +91,9 @@ def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, def
     with torch.no_grad():
         grasp_wrist = (hand_model.rest_wrist(torch.as_tensor(grasps["hand_betas"])).double().numpy()
                        + grasps["hand_trans"])
-    real_vectors = pose_vectors(real["hand_pose"], real["joints_3d"][:, :3], real["object_pose"][:, :9].reshape(-1, 3, 3),
-                                real["object_pose"][:, 9:])
+    object_poses = pose12_matrix(real["object_pose"])
+    real_vectors = pose_vectors(real["hand_pose"], real["joints_3d"][:, :3], object_poses[:, :3, :3],
+                                object_poses[:, :3, 3])
     identity = np.broadcast_to(np.eye(3), (len(grasp_wrist), 3, 3))
     grasp_vectors = pose_vectors(grasps["hand_pose"], grasp_wrist, identity, np.zeros_like(grasp_wrist))
     shares = np.full(len(objects), sampling.total // len(objects))
@@ -153,9 +154,9 @@ def _novel_views(real, kept, sampling: SamplingConfig, rng) -> dict:
     rows = np.repeat(kept, sampling.views_per_pose)
     delta = random_rotations(len(rows), sampling.perturbation_deg, rng)
     wrist = real["joints_3d"][rows, :3]
-    pose, rotation, translation = rotate_about_wrist(real["hand_pose"][rows], wrist,
-                                                     real["object_pose"][rows, :9].reshape(-1, 3, 3),
-                                                     real["object_pose"][rows, 9:], delta)
+    object_poses = pose12_matrix(real["object_pose"][rows])
+    pose, rotation, translation = rotate_about_wrist(real["hand_pose"][rows], wrist, object_poses[:, :3, :3],
+                                                     object_poses[:, :3, 3], delta)
     view = np.tile(np.arange(sampling.views_per_pose), len(kept))
     return {"sample_id": np.asarray([f"{real['sample_id'][r]}/view{v}" for r, v in zip(rows, view)], dtype=object),
             "dataset": real["dataset"][rows], "sequence_id": real["sample_id"][rows], "hand_pose": pose,

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.data.reader import ShardDataset, collate_samples
+from pipeline.data.reader import ShardDataset, collate_samples, decode_value
 from pipeline.errors import InputError
 from pipeline.imaging import png_bytes
-from pipeline.synthesis.data import model_dataset
+from pipeline.synthesis.data import CONDITION_COLUMNS, ModelInputs
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 
@@ -105,8 +105,15 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     training = json.loads((folder / "synthesis.json").read_text()) if (folder / "synthesis.json").exists() else {}
     guidance = training.get("guidance", 3.0) if guidance is None else guidance
     sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
-    conditions = model_dataset(specs, model.config.image_size, with_image=False)
-    rows = ShardDataset(specs, decode=False)
+    rows = ShardDataset(specs, decode=False)  # read once: conditions are decoded from the same raw rows
+    if not len(rows):
+        raise InputError("has no rows", specs)
+    to_inputs = ModelInputs(model.config.image_size, with_image=False)
+
+    def model_inputs(row: dict) -> dict:
+        return to_inputs({column: decode_value(column, row[column]) for column in CONDITION_COLUMNS})
+
+    model_inputs(rows.raw(0))  # specs without maps fail here, naming the sample, before any work
     manifest = rows.manifest
     size = manifest.get("image_size") or model.config.image_size
     gen = {"checkpoint_sha": digest, "steps": steps, "scheduler": scheduler, "guidance": float(guidance)}
@@ -114,20 +121,21 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     with ShardWriter(out, name=f"{manifest['name']}_synthetic", rows_per_shard=manifest["shards"][0]["rows"]
                      if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
                      info={"hand_model": manifest.get("hand_model")}) as writer:
-        indices = list(range(writer.resume_rows, len(conditions)))
+        indices = list(range(writer.resume_rows, len(rows)))
         bar = tqdm(total=len(indices), desc=f"synth generate ({scheduler}-{steps})", unit="img",
                    disable=not progress)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            batch = collate_samples([conditions[i] for i in chunk])
+            raw = [rows.raw(i) for i in chunk]
+            batch = collate_samples([model_inputs(row) for row in raw])
             seeds = [sample_seed(seed, sample_id) for sample_id in batch["sample_id"]]
             images = denoise(model, sampler, batch, steps, guidance, seeds)
-            for index, image, sample_seed_value in zip(chunk, images, seeds):
+            for row, image, sample_seed_value in zip(raw, images, seeds):
                 array = ((image.float().cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
                 picture = Image.fromarray(array)
                 if picture.size[0] != size:
                     picture = picture.resize((size, size), Image.Resampling.BICUBIC)
-                writer.write({**rows.raw(index), "image": png_bytes(picture), "source": "synthetic",
+                writer.write({**row, "image": png_bytes(picture), "source": "synthetic",
                               "gen": {**gen, "seed": sample_seed_value}})
                 bar.update()
         bar.close()

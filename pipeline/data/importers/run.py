@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import DataConfig, SamplingConfig
-from pipeline.camera import crop_intrinsics, crop_points, project, square_box
+from pipeline.camera import MIN_DEPTH_M, crop_intrinsics, crop_points, project, square_box
 from pipeline.data.importers.frames import MIRROR, HandModels, SourceFrame, crop_image_png
 from pipeline.data.shards import ShardWriter
 from pipeline.errors import InputError
@@ -35,7 +35,6 @@ FORMATS = {
     "handoccnet-json": "pipeline.data.importers.handoccnet",
 }
 CHUNK = 1024
-MIN_DEPTH_M = 0.02
 
 
 def check_hands(frames: list[SourceFrame], models: HandModels, scale: float, tolerance_mm: float) -> dict:
