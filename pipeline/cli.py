@@ -230,6 +230,59 @@ def data_import(fmt, root, split, mano, out_dir, image_size, annotations, limit,
 
 
 @cli.group()
+def grasp() -> None:
+    """Novel grasps: optimise and validate them on objects, report how good they are."""
+
+
+@grasp.command("run")
+@click.option("--objects", "objects", default="builtin", show_default=True,
+              help="LIBRARY[:NAME,NAME...]: 'builtin:mug,banana', a YCB or mesh folder; no names: all objects.")
+@click.option("--per-object", type=click.IntRange(1), required=True, help="Grasps optimised and validated per object.")
+@click.option("--out", "out_dir", required=True, help="Output dataset folder or URI (grasp records).")
+@click.option("--iterations", type=click.IntRange(1), default=None, help="Optimisation steps (default: config).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Hands optimised together (default: config).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace a different dataset already in --out.")
+@common_options
+def grasp_run(objects, per_object, out_dir, iterations, batch_size, device, overwrite, config_path, seed,
+              as_json) -> None:
+    """Resting poses, batched grasp optimisation and validation -> grasp records (resumable per object)."""
+    from grasp_sim.run import run_grasps
+
+    config = _config(config_path)
+    updates = {k: v for k, v in (("iterations", iterations), ("batch_size", batch_size)) if v is not None}
+    result = run_grasps(objects, out_dir, per_object=per_object, seed=config.seed if seed is None else seed,
+                        config=config.grasp.model_copy(update=updates), hand=config.hand.model,
+                        vhacd=config.objects.vhacd.pybullet_params(), device=device,
+                        rows_per_shard=config.data.rows_per_shard, overwrite=overwrite)
+    _emit(result, as_json)
+
+
+@grasp.command("report")
+@click.argument("dataset")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.json, histograms.png and contact_sheet.png.")
+@click.option("--per-object", type=click.IntRange(0, 50), default=3, show_default=True,
+              help="Accepted grasps of each object on the contact sheet.")
+@common_options
+def grasp_report(dataset, out_dir, per_object, config_path, seed, as_json) -> None:
+    """Pass rate of each check per object, value histograms, a contact sheet of accepted grasps."""
+    from grasp_sim.report import grasp_report as make_report
+
+    result = make_report(dataset, out_dir, sheet_per_object=per_object)
+    if as_json:
+        _emit(result, True)
+        return
+    overall = result["overall"]
+    click.echo(f"{overall['accepted']} of {overall['grasps']} grasps accepted; pass rate per check: "
+               + ", ".join(f"{k} {v:.0%}" for k, v in overall["pass_rate"].items() if v is not None))
+    for name, entry in result["objects"].items():
+        click.echo(f"  {name}: {entry['accepted']}/{entry['grasps']}"
+                   + (f", diversity {entry['diversity_mm']} mm" if "diversity_mm" in entry else ""))
+    click.echo(f"report: {Path(out_dir) / 'report.json'}")
+
+
+@cli.group()
 def render() -> None:
     """Renderers: condition maps for datasets, previews of random scenes."""
 

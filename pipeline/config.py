@@ -119,6 +119,56 @@ class SynthesisConfig(StrictModel):
     sample_steps: int = Field(25, ge=1)
 
 
+class GraspEnergyWeights(StrictModel):
+    """Weights of the grasp energy's terms (DexGraspNet's MANO branch: 1, 100, 100, 10, prior 0.5)."""
+
+    force_closure: float = Field(1.0, ge=0)
+    contact_distance: float = Field(100.0, ge=0, description="per metre of |SDF| at the contact points")
+    penetration: float = Field(100.0, ge=0, description="per metre of hand vertices' depth inside the object")
+    self_penetration: float = Field(10.0, ge=0, description="per metre of overlap between finger capsules")
+    joint_limits: float = Field(1.0, ge=0, description="per radian beyond the anatomical limits")
+    plane: float = Field(100.0, ge=0, description="per metre of hand vertices below the supporting plane")
+
+
+class GraspConfig(StrictModel):
+    """Resting poses, grasp optimisation and validation (``grasp_sim``)."""
+
+    batch_size: int = Field(64, ge=1, description="hands optimised together per object")
+    iterations: int = Field(1000, ge=1, description="optimisation steps per batch (DexGraspNet: 6000)")
+    contact_points: int = Field(4, ge=2, le=16, description="contact points of the force-closure term; "
+                                                            "the first always on the thumb")
+    switch_probability: float = Field(0.5, ge=0, le=1, description="chance that a contact point is redrawn "
+                                                                   "in a step")
+    step_size: float = Field(0.005, gt=0, description="first step (radians or metres after RMS normalisation)")
+    step_decay: float = Field(0.95, gt=0, le=1, description="step factor, applied 120 times over the run "
+                                                            "(every 50 of 6000 steps)")
+    rms_momentum: float = Field(0.98, ge=0, lt=1)
+    temperature: float = Field(18.0, gt=0, description="first Metropolis temperature")
+    temperature_decay: float = Field(0.95, gt=0, le=1, description="temperature factor, applied 200 times over "
+                                                                   "the run (every 30 of 6000 steps)")
+    weights: GraspEnergyWeights = Field(default_factory=GraspEnergyWeights)
+    object_points: int = Field(256, ge=1, description="object surface samples for the object-in-hand depth")
+    init_distance_m: tuple[float, float] = Field((0.02, 0.05), description="palm to object hull at the start")
+    init_tilt_deg: float = Field(20.0, ge=0, le=90, description="palm direction jitter around the hull normal")
+    betas_std: float = Field(0.5, ge=0, description="hand shapes drawn from N(0, std²) per grasp")
+    contact_mm: float = Field(5.0, gt=0, description="a finger touches when one of its vertices is this close")
+    max_intersection_cm3: float = Field(1.0, gt=0, description="reject above this object volume inside the hand")
+    max_self_penetration_mm: float = Field(3.0, gt=0, description="reject above this overlap of finger segments")
+    max_displacement_mm: float = Field(20.0, gt=0, description="reject above this simulated object displacement")
+    voxel_mm: float = Field(2.0, gt=0, le=10, description="grid pitch of the intersection volume")
+    stability_mass_kg: float | None = Field(1.0, gt=0, description="object mass in the stability test "
+                                                                    "(ObMan: 1 kg); null: the object's own")
+    stability_friction: float = Field(3.0, gt=0, description="friction in the stability test (ObMan: 3)")
+    grip_mm: float = Field(1.5, ge=0, le=5, description="the stability test's hand surface sits this far out "
+                                                          "along its normals: a static rigid hand touching at zero "
+                                                          "depth exerts no grip, soft finger pads squeeze")
+    stability_steps: int = Field(35, ge=1, description="simulation steps of 1/240 s per gravity direction")
+    stability_tilt_deg: float = Field(45.0, ge=0, le=90, description="gravity is tried straight down and tilted "
+                                                                      "this far towards ±x and ±y")
+    resting_drops: int = Field(32, ge=1, description="random drops onto the plane per object")
+    resting_angle_deg: float = Field(10.0, gt=0, description="drops whose up directions differ less are one pose")
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file; later stages add their own sections here."""
 
@@ -129,6 +179,7 @@ class PipelineConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    grasp: GraspConfig = Field(default_factory=GraspConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

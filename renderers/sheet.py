@@ -27,3 +27,37 @@ def contact_sheet(assets, cell_size: int = 224, columns: int = 5) -> np.ndarray:
         draw.text((x + 6, y + cell_size + 2), asset.name, fill=(20, 20, 20))
         draw.text((x + 6, y + cell_size + 15), f"{asset.category}, {size_cm} cm", fill=(90, 90, 90))
     return np.asarray(sheet)
+
+
+def grasp_sheet(grasps: dict, indices, hand_model, library: str, cell_size: int = 224, columns: int = 6) -> np.ndarray:
+    """RGB uint8 grid of grasp records (``grasps``: column arrays, ``indices``: rows to draw), each
+    hand with its object in a three-quarter view from the hand's side, the table's up direction up."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from pipeline.data.schema import pose12_matrix
+    from pipeline.objects import load_object_library
+    from renderers.preview import SKIN
+
+    objects = load_object_library(library)
+    label_height = 18
+    rows = max(1, math.ceil(len(indices) / columns))
+    sheet = Image.new("RGB", (columns * cell_size, rows * (cell_size + label_height)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for cell, row in enumerate(indices):
+        asset = objects[str(grasps["object_id"][row])]
+        with torch.no_grad():
+            vertices, _ = hand_model(*(torch.as_tensor(grasps[c][row][None], dtype=hand_model.dtype)
+                                       for c in ("hand_pose", "hand_betas", "hand_trans")))
+        vertices = vertices[0].cpu().numpy()
+        up = pose12_matrix(grasps["resting_pose"][row])[2, :3]
+        toward_hand = vertices.mean(axis=0) - asset.vertices.mean(axis=0)
+        toward_hand /= max(np.linalg.norm(toward_hand), 1e-9)
+        direction = np.cross(up, toward_hand) + 0.7 * toward_hand + 0.5 * up  # three-quarter view
+        image = render_views([(vertices, hand_model.closed_faces, SKIN), asset.visual], [direction], up=up,
+                             size=cell_size)
+        x, y = (cell % columns) * cell_size, (cell // columns) * (cell_size + label_height)
+        sheet.paste(Image.fromarray(image), (x, y))
+        draw.text((x + 6, y + cell_size + 2), f"{grasps['grasp_id'][row]}  "
+                  f"{float(grasps['sim_displacement_mm'][row]):.0f} mm", fill=(20, 20, 20))
+    return np.asarray(sheet)

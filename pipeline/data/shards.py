@@ -140,6 +140,10 @@ class ShardWriter:
         for row in rows:
             self.write(row)
 
+    def end_shard(self) -> None:
+        """Write what is buffered as a shard now, so that a resumed run restarts after it."""
+        self._flush()
+
     def _flush(self) -> None:
         if not self._buffer:
             return

@@ -1,0 +1,126 @@
+"""``handbooster grasp report``: how trustworthy a set of grasp records is, in numbers and pictures.
+
+Writes ``report.json`` (pass rate of each check per object and overall, value percentiles,
+diversity), ``histograms.png`` (each check's value, all grasps vs accepted, with its
+threshold) and ``contact_sheet.png`` (accepted grasps rendered with their objects).
+
+Diversity is the mean pairwise distance between accepted grasps of one object: the mean
+Euclidean distance of the 21 joints, in the object's frame, in millimetres.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import GraspConfig
+from pipeline.data.manifest import read_columns
+from pipeline.errors import InputError
+from pipeline.imaging import figure_png, pyplot
+from pipeline.paths import atomic_write_bytes, atomic_write_png
+
+from grasp_sim.validation import CHECKS
+
+VALUE_COLUMNS = ("contact_fingers", "penetration_depth_mm", "intersection_volume_cm3", "self_penetration_mm",
+                 "sim_displacement_mm")
+COLUMNS = ["grasp_id", "object_id", "resting_pose", "hand_pose", "hand_betas", "hand_trans", "accepted",
+           "reject_reasons", *VALUE_COLUMNS]
+
+
+def load_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
+    """Manifest and columns of a grasp dataset as numpy arrays."""
+    manifest, table = read_columns(where, None)
+    if manifest["kind"] != "grasp":
+        raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} records",
+                         where)
+    arrays = {}
+    for name in COLUMNS:
+        values = table.column(name).to_pylist()
+        arrays[name] = np.asarray(values, dtype=np.float64 if name in ("resting_pose", "hand_pose", "hand_betas",
+                                                                         "hand_trans") else None)
+    arrays["failed"] = {check: np.asarray([check in reasons.split(",") for reasons in arrays["reject_reasons"]])
+                        for check in CHECKS}
+    return manifest, arrays
+
+
+def mean_pairwise_joint_distance(joints: np.ndarray) -> float | None:
+    """Mean over pairs of the mean per-joint distance, ``joints [N, 21, 3]`` in metres -> mm."""
+    if len(joints) < 2:
+        return None
+    flat = torch.as_tensor(joints)
+    distance = (flat[:, None] - flat[None]).norm(dim=-1).mean(dim=-1)
+    upper = torch.triu_indices(len(joints), len(joints), offset=1)
+    return float(distance[upper[0], upper[1]].mean()) * 1000
+
+
+def _summary(arrays: dict, rows: np.ndarray) -> dict:
+    count = int(rows.sum())
+    result = {"grasps": count, "accepted": int(arrays["accepted"][rows].sum())}
+    result["pass_rate"] = {check: round(1 - float(arrays["failed"][check][rows].mean()), 4) if count else None
+                           for check in CHECKS}
+    result["pass_rate"]["all"] = round(result["accepted"] / count, 4) if count else None
+    return result
+
+
+def _percentiles(values: np.ndarray) -> dict:
+    if not len(values):
+        return {}
+    return {f"p{q}": round(float(np.percentile(values, q)), 3) for q in (10, 50, 90)}
+
+
+def _histograms(arrays: dict, config: GraspConfig) -> bytes:
+    plt = pyplot()
+    limits = {"intersection_volume_cm3": config.max_intersection_cm3, "self_penetration_mm": config.max_self_penetration_mm,
+              "sim_displacement_mm": config.max_displacement_mm, "contact_fingers": None, "penetration_depth_mm": None}
+    fig, axes = plt.subplots(1, len(VALUE_COLUMNS), figsize=(4 * len(VALUE_COLUMNS), 3.2))
+    accepted = arrays["accepted"].astype(bool)
+    for axis, column in zip(axes, VALUE_COLUMNS):
+        values = arrays[column].astype(float)
+        bins = np.arange(-0.5, 6.5) if column == "contact_fingers" else 30
+        axis.hist(values, bins=bins, color="0.7", label="all")
+        axis.hist(values[accepted], bins=bins if column == "contact_fingers" else np.histogram_bin_edges(values, 30),
+                  color="tab:green", alpha=0.8, label="accepted")
+        if limits[column] is not None:
+            axis.axvline(limits[column], color="tab:red", linestyle="--", label="limit")
+        axis.set_title(column)
+        axis.set_yscale("log" if column != "contact_fingers" else "linear")
+    axes[0].legend()
+    return figure_png(fig)
+
+
+def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None = None,
+                 sheet_per_object: int = 3) -> dict:
+    """Write report.json, histograms.png and contact_sheet.png for the grasp dataset ``where``."""
+    from pipeline.hand import load_hand_model
+
+    manifest, arrays = load_grasps(where)
+    config = config or GraspConfig.model_validate(manifest["config"].get("grasp", {}))
+    out = Path(out)
+    objects = sorted(set(arrays["object_id"].tolist()))
+    hand_model = load_hand_model(hand or manifest.get("hand_model") or "builtin", dtype=torch.float64)
+    accepted = arrays["accepted"].astype(bool)
+    report = {"dataset": str(where), "overall": _summary(arrays, np.ones(len(accepted), bool)), "objects": {}}
+    report["overall"]["accepted_values"] = {c: _percentiles(arrays[c][accepted].astype(float)) for c in VALUE_COLUMNS}
+    for name in objects:
+        rows = arrays["object_id"] == name
+        entry = _summary(arrays, rows)
+        keep = np.flatnonzero(rows & accepted)
+        if len(keep):
+            with torch.no_grad():
+                _, joints = hand_model(*(torch.as_tensor(arrays[c][keep]) for c in ("hand_pose", "hand_betas",
+                                                                                      "hand_trans")))
+            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints.numpy()) or 0.0, 2)
+        report["objects"][name] = entry
+    atomic_write_bytes(out / "histograms.png", _histograms(arrays, config))
+    chosen = [i for name in objects for i in np.flatnonzero((arrays["object_id"] == name) & accepted)[:sheet_per_object]]
+    if chosen:
+        from renderers.sheet import grasp_sheet
+
+        atomic_write_png(out / "contact_sheet.png", grasp_sheet(arrays, chosen, hand_model, manifest["config"]["library"]))
+    report["files"] = {"histograms": str(out / "histograms.png"),
+                       "contact_sheet": str(out / "contact_sheet.png") if chosen else None}
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    return report
