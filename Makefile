@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_objects.py
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_grasp.py
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_synthesis.py

@@ -37,11 +37,12 @@ def hand_pose(params: torch.Tensor, anatomy) -> torch.Tensor:
     return torch.cat([rotation, anatomy.to_axis_angle(angles)], dim=1)
 
 
-def surface_normals(sdf, points: torch.Tensor) -> torch.Tensor:
-    """Unit SDF gradients at ``points`` (no graph kept: the normals are treated as constants)."""
-    with torch.enable_grad():
-        query = points.detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(sdf(query).sum(), query)
+def surface_normals(sdf, points: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Unit SDF gradients at ``points`` by central differences, differentiable with respect to
+    the points (a grid SDF has no second derivative to backpropagate through its gradient), so
+    the force-closure term can also turn contacts around edges, not only slide them."""
+    offsets = eps * torch.eye(3, dtype=points.dtype, device=points.device)
+    gradient = (sdf(points[..., None, :] + offsets) - sdf(points[..., None, :] - offsets)) / (2 * eps)
     return gradient / gradient.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
 
