@@ -229,3 +229,14 @@ def test_grasp_records_feed_pose_sampling(tmp_path):
                progress=False)
     grasps = load_accepted_grasps(tmp_path / "g")
     assert set(grasps) >= {"hand_pose", "hand_betas", "hand_trans", "object_id"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_makes_valid_records(tmp_path):
+    from grasp_sim.run import run_grasps
+
+    summary = run_grasps("builtin:tennis_ball", tmp_path / "g", per_object=4, device="cuda",
+                         config=GraspConfig(iterations=50, resting_drops=2), progress=False)
+    assert summary["grasps"] == 4
+    table = _grasp_table(tmp_path / "g")
+    assert np.isfinite(np.asarray(table["hand_pose"])).all()
