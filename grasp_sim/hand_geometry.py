@@ -19,7 +19,7 @@ import torch
 
 from pipeline.geometry import vertex_normals
 from pipeline.hand.anatomy import palm_side_normal
-from pipeline.hand.joints import CANONICAL21, FINGER_CHAINS, FINGERS
+from pipeline.hand.joints import CANONICAL21, FINGER_CHAINS, FINGERS, PALM_JOINTS
 
 PAD_FACING = 0.45  # cos of the largest angle between a pad's normal and the way to the grip centre
 PALM_FACING = 0.75  # cos of the largest angle between a palm vertex's normal and the palm normal
@@ -134,11 +134,10 @@ def build_hand_geometry(hand_model) -> HandGeometry:
 
     # Pads: in the relaxed pose, finger vertices whose normals face the grip's centre.
     normals = vertex_normals(grip_vertices, hand_model.closed_faces)
+    # The relaxed pose keeps the flat hand's global orientation, so its palm normal holds.
     tips = grip_joints[[CANONICAL21.index(f"{f}4") for f in FINGERS]]
-    palm_joints = grip_joints[[0] + [CANONICAL21.index(f"{f}1") for f in FINGERS[1:]]]
-    rest_palm_normal = palm_normal  # the relaxed pose keeps the flat hand's global orientation
-    palm_centre_rest = palm_joints.mean(axis=0)
-    grip_centre = 0.5 * (tips.mean(axis=0) + palm_centre_rest + 0.03 * rest_palm_normal)
+    grip_palm_centre = grip_joints[list(PALM_JOINTS)].mean(axis=0)
+    grip_centre = 0.5 * (tips.mean(axis=0) + grip_palm_centre + 0.03 * palm_normal)
     toward = grip_centre - grip_vertices
     toward /= np.linalg.norm(toward, axis=1, keepdims=True)
     facing = (normals * toward).sum(axis=1)
@@ -146,8 +145,8 @@ def build_hand_geometry(hand_model) -> HandGeometry:
     candidate_ids, candidate_part = [], []
     for part in range(len(FINGERS) + 1):
         if part == 0:
-            near_centre = np.linalg.norm(grip_vertices - palm_centre_rest, axis=1) < PALM_RADIUS_M
-            mask = (parts == 0) & near_centre & ((normals @ rest_palm_normal) > PALM_FACING)
+            near_centre = np.linalg.norm(grip_vertices - grip_palm_centre, axis=1) < PALM_RADIUS_M
+            mask = (parts == 0) & near_centre & ((normals @ palm_normal) > PALM_FACING)
         else:
             mask = (parts == part) & np.isin(skin_joint, list(distal_levels)) & (facing > PAD_FACING)
         ids = np.flatnonzero(mask)
@@ -168,6 +167,6 @@ def build_hand_geometry(hand_model) -> HandGeometry:
         rest_overlap=torch.as_tensor(rest_overlap, dtype=hand_model.dtype),
         penetration_vertex_ids=torch.as_tensor(farthest_points(rest_vertices, PENETRATION_VERTICES), dtype=torch.long),
         faces=torch.as_tensor(hand_model.closed_faces, dtype=torch.long),
-        palm_centre=rest_joints[[0] + [CANONICAL21.index(f"{f}1") for f in FINGERS[1:]]].mean(axis=0),
+        palm_centre=rest_joints[list(PALM_JOINTS)].mean(axis=0),
         palm_normal=palm_normal,
     )

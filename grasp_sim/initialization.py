@@ -44,10 +44,8 @@ def _jitter(directions: np.ndarray, max_deg: float, rng: np.random.Generator) ->
 def initial_params(asset, geometry, hand_model, betas: torch.Tensor, resting_poses: np.ndarray,
                    config: GraspConfig, rng: np.random.Generator) -> torch.Tensor:
     """Optimiser parameters ``[B, 51]`` (see :mod:`grasp_sim.energy`) for ``B = len(betas)`` hands."""
-    import trimesh
-
     batch = len(betas)
-    hull = trimesh.Trimesh(asset.vertices, asset.faces, process=False).convex_hull
+    hull = asset.trimesh.convex_hull  # trimesh caches it on the mesh
     points, normals = sample_surface(hull.vertices, hull.faces, hull.vertex_normals, 64 * batch,
                                      int(rng.integers(1 << 31)))
     up = resting_poses[:, 2, :3]

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.config import GraspConfig
-from pipeline.data.manifest import read_columns
-from pipeline.errors import InputError
+from pipeline.data.manifest import read_grasp_arrays
 from pipeline.imaging import figure_png, pyplot
 from pipeline.paths import atomic_write_bytes, atomic_write_png
 
@@ -31,16 +30,9 @@ COLUMNS = ["grasp_id", "object_id", "resting_pose", "hand_pose", "hand_betas", "
 
 
 def load_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
-    """Manifest and columns of a grasp dataset as numpy arrays."""
-    manifest, table = read_columns(where, None)
-    if manifest["kind"] != "grasp":
-        raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} records",
-                         where)
-    arrays = {}
-    for name in COLUMNS:
-        values = table.column(name).to_pylist()
-        arrays[name] = np.asarray(values, dtype=np.float64 if name in ("resting_pose", "hand_pose", "hand_betas",
-                                                                         "hand_trans") else None)
+    """Manifest and report columns of a grasp dataset, plus which checks each grasp failed."""
+    manifest, arrays = read_grasp_arrays(where, COLUMNS)
+    arrays["accepted"] = arrays["accepted"].astype(bool)
     arrays["failed"] = {check: np.asarray([check in reasons.split(",") for reasons in arrays["reject_reasons"]])
                         for check in CHECKS}
     return manifest, arrays

@@ -16,10 +16,9 @@ from pipeline.config import ObjectsConfig
 from pipeline.camera import crop_intrinsics, project, square_box
 from pipeline.data.schema import pose12_matrix
 from pipeline.errors import InputError
+from pipeline.hand.joints import PALM_JOINTS
 from pipeline.imaging import png_bytes
 
-# Canonical joints whose mean is the palm centre: wrist and the four finger bases.
-PALM_JOINTS = [0, 5, 9, 13, 17]
 PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # MANO layout: the palm faces -y
 
 
@@ -38,7 +37,7 @@ def random_scene(hand_model, library, names: list[str], size: int, rng: np.rando
     pose = torch.cat([torch.as_tensor((twist * align).as_rotvec()), articulation])[None].to(hand_model.dtype)
     with torch.no_grad():
         _, joints = hand_model(pose)
-        trans = torch.as_tensor(points[pick] + 0.02 * normals[pick]) - joints[0, PALM_JOINTS].mean(0).double()
+        trans = torch.as_tensor(points[pick] + 0.02 * normals[pick]) - joints[0, list(PALM_JOINTS)].mean(0).double()
         vertices, joints = hand_model(pose, trans=trans[None].to(hand_model.dtype))
     vertices, joints = vertices[0].double().numpy(), joints[0].double().numpy()
     K0 = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.data.schema import KINDS
+from pipeline.data.schema import KINDS, fixed_list_block
 from pipeline.data.shards import MANIFEST
 from pipeline.data.storage import Location
 from pipeline.errors import InputError
@@ -53,6 +54,25 @@ def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Tabl
         wanted = columns or schema.names
         return manifest, pa.table({c: pa.array([], schema.field(c).type) for c in wanted})
     return manifest, pa.concat_tables(tables)
+
+
+def column_arrays(table: pa.Table, names) -> dict[str, np.ndarray]:
+    """Columns as numpy: fixed-size float lists as ``[rows, size]`` float64, the rest as objects."""
+    out = {}
+    for name in names:
+        column = table.column(name)
+        out[name] = fixed_list_block(column)[0].astype(np.float64) if hasattr(column.type, "list_size") \
+            else np.asarray(column.to_pylist(), dtype=object)
+    return out
+
+
+def read_grasp_arrays(where, columns: list[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The manifest and the named columns of a grasp dataset (``handbooster grasp run``) as numpy."""
+    manifest, table = read_columns(where, columns)
+    if manifest["kind"] != "grasp":
+        raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} "
+                         "records", where)
+    return manifest, column_arrays(table, columns)
 
 
 def _schema_problems(name: str, schema: pa.Schema, expected: pa.Schema) -> list[str]:

@@ -36,6 +36,9 @@ JOINT_PART = tuple(0 if name == "wrist" else PART_NAMES.index(name[:-1]) for nam
 # Fingertip vertices of the official MANO topology (thumb, index, middle, ring, little).
 MANO_TIP_VERTEX_IDS = (744, 320, 443, 554, 671)
 
+# CANONICAL21 indices of the wrist and the four finger bases: their mean is the palm's centre.
+PALM_JOINTS = (0,) + tuple(CANONICAL21.index(f"{finger}1") for finger in FINGERS[1:])
+
 ORDERS = {"mano16": MANO16, "mano21": MANO21, "canonical21": CANONICAL21}
 
 

@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import DataConfig, SamplingConfig
-from pipeline.data.manifest import read_columns
-from pipeline.data.schema import fixed_list_block, pose12_matrix
+from pipeline.data.manifest import column_arrays, read_columns, read_grasp_arrays
+from pipeline.data.schema import pose12_matrix
 from pipeline.data.shards import ShardWriter
 from pipeline.data.storage import Location
 from pipeline.errors import InputError
@@ -33,33 +33,21 @@ REAL_COLUMNS = ["sample_id", "dataset", "object_id", "is_grasping", "hand_pose",
 GRASP_COLUMNS = ["grasp_id", "object_id", "hand_pose", "hand_betas", "hand_trans", "accepted"]
 
 
-def _arrays(table, names) -> dict[str, np.ndarray]:
-    out = {}
-    for name in names:
-        column = table.column(name)
-        out[name] = fixed_list_block(column)[0].astype(np.float64) if hasattr(column.type, "list_size") \
-            else np.asarray(column.to_pylist(), dtype=object)
-    return out
-
-
 def load_real_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
     manifest, table = read_columns(where, REAL_COLUMNS)
     if manifest["kind"] != "sample":
         raise InputError(f"expected a dataset of samples, this one holds {manifest['kind']} records", where)
     keep = np.asarray([bool(g) and p is not None for g, p in zip(table.column("is_grasping").to_pylist(),
                                                                    table.column("object_pose").to_pylist())])
-    real = _arrays(table.filter(keep), REAL_COLUMNS)
+    real = column_arrays(table.filter(keep), REAL_COLUMNS)
     real["mirrored"] = np.asarray([bool(m) for m in real["mirrored"]])
     return manifest, real
 
 
 def load_accepted_grasps(where) -> dict[str, np.ndarray]:
-    manifest, table = read_columns(where, GRASP_COLUMNS)
-    if manifest["kind"] != "grasp":
-        raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} "
-                         "records", where)
-    keep = np.asarray([bool(a) for a in table.column("accepted").to_pylist()], dtype=bool)
-    return _arrays(table.filter(keep), GRASP_COLUMNS)
+    _, grasps = read_grasp_arrays(where, GRASP_COLUMNS)
+    keep = grasps["accepted"].astype(bool)
+    return {name: values[keep] for name, values in grasps.items()}
 
 
 def _pairwise_similarity(vectors: np.ndarray) -> np.ndarray:
