@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.data.schema import pose12_matrix
 from pipeline.paths import atomic_write_bytes, cache_dir
 
 CACHE_VERSION = 1
@@ -32,8 +33,6 @@ class RestingPose:
 
     @property
     def matrix(self) -> np.ndarray:
-        from pipeline.data.schema import pose12_matrix
-
         return pose12_matrix(self.pose)
 
     @property

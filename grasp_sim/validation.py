@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from pipeline.config import GraspConfig
+from pipeline.geometry import vertex_normals
 
 CHECKS = ("contact", "intersection", "self_penetration", "stability")
 
@@ -62,8 +63,6 @@ def intersection_volume(object_sdf, object_bounds: np.ndarray, hand_vertices: np
 
 def gripping_surface(vertices: np.ndarray, faces: np.ndarray, grip_m: float) -> np.ndarray:
     """The hand surface moved ``grip_m`` out along its normals: the soft pads' squeeze."""
-    from pipeline.geometry import vertex_normals
-
     return vertices + grip_m * vertex_normals(vertices, faces)
 
 
@@ -73,7 +72,8 @@ class GraspValidator:
     def __init__(self, asset, hand_model, geometry, config: GraspConfig, world, vhacd: dict | None = None):
         self.asset, self.hand_model, self.geometry, self.config = asset, hand_model, geometry, config
         self.world, self.vhacd = world, vhacd
-        self.parts = torch.as_tensor(np.asarray(hand_model.vertex_parts), dtype=torch.long)
+        parts = np.asarray(hand_model.vertex_parts)
+        self.finger_vertices = [torch.as_tensor(parts == part) for part in range(1, 6)]  # thumb .. little
         self.faces = hand_model.closed_faces
         self.bounds = np.stack([asset.vertices.min(axis=0), asset.vertices.max(axis=0)])
 
@@ -90,7 +90,7 @@ class GraspValidator:
         contact_limit = config.contact_mm / 1000
         results = []
         for b in range(len(vertices)):
-            touching = [bool((distance[b][self.parts == part] <= contact_limit).any()) for part in range(1, 6)]
+            touching = [bool((distance[b][on_finger] <= contact_limit).any()) for on_finger in self.finger_vertices]
             volume = intersection_volume(self.asset.sdf, self.bounds, vertices[b], self.faces, config.voxel_mm / 1000)
             # Faces farther from the object than the displacement limit can only be reached by an
             # object that has already failed; leaving them out keeps every verdict and saves time.
