@@ -128,12 +128,14 @@ def objects_list(library, names, config_path, seed, as_json) -> None:
 
 @objects.command("prepare")
 @_library_options
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Objects prepared at once in separate processes (0: one at a time in this one).")
 @common_options
-def objects_prepare(library, names, config_path, seed, as_json) -> None:
+def objects_prepare(library, names, workers, config_path, seed, as_json) -> None:
     """Precompute and cache SDF grids and convex decompositions (progress bar)."""
     from pipeline.objects.commands import prepare_objects
 
-    _emit(prepare_objects(_objects_config(config_path, library), _names(names)), as_json)
+    _emit(prepare_objects(_objects_config(config_path, library), _names(names), workers=workers), as_json)
 
 
 @objects.command("sheet")
@@ -199,6 +201,23 @@ def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> N
     from pipeline.data.overview import register_dataset
 
     _emit(register_dataset(dataset, registry, overwrite), as_json)
+
+
+@data.command("demo")
+@click.option("--out", "out_dir", required=True, help="Output folder: OUT/s0_train, s0_test, s1_train, s1_test, grasps.")
+@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True,
+              help="small: 8 objects, 4 subjects, 512 frames (minutes on a laptop CPU); medium, large: GPU machines.")
+@click.option("--registry", type=click.Path(file_okay=False), default="data_manifests", show_default=True,
+              help="Folder the dataset is registered in, as demo.json.")
+@click.option("--overwrite", is_flag=True, help="Replace a different demo dataset (or record) already there.")
+@common_options
+def data_demo(out_dir, size, registry, overwrite, config_path, seed, as_json) -> None:
+    """Make the embedded demo dataset: grasps, rendered capture sequences, s0/s1 splits (resumable)."""
+    from flows.demo_data import build_demo
+
+    config = _config(config_path)
+    _emit(build_demo(out_dir, size, seed=config.seed if seed is None else seed, config=config, registry=registry,
+                     overwrite=overwrite), as_json)
 
 
 @data.command("import")

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, hand_mesh, light_pose, \
+from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, add_lights, check_intrinsics, check_mesh, hand_mesh, \
     set_intrinsics, split_object
 
 HAND_TEXTURE_RGB = (1.0, 1.0, 0.9)
@@ -50,8 +50,8 @@ class ConditionRenderer:
         self._camera = pr.IntrinsicsCamera(1.0, 1.0, 0.0, 0.0, znear=ZNEAR, zfar=ZFAR)
         self.scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.3] * 3)
         self.scene.add(self._camera)
-        for direction in LIGHT_DIRECTIONS:
-            self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.8), pose=light_pose(direction))
+        add_lights(pr, self.scene, [(pr.DirectionalLight(color=np.ones(3), intensity=0.8), direction)
+                                    for direction in LIGHT_DIRECTIONS])
         self._hand_material = pr.MetallicRoughnessMaterial(baseColorFactor=[*HAND_TEXTURE_RGB, 1.0],
                                                            metallicFactor=0.0, roughnessFactor=1.0)
 

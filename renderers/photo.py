@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, check_intrinsics, check_mesh, hand_mesh, light_pose, \
+from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, add_lights, check_intrinsics, check_mesh, hand_mesh, \
     set_intrinsics, split_object
 
 # Skin tones (linear-ish sRGB albedo) from light to dark; a subject picks one and jitters it.
@@ -88,9 +88,10 @@ class PhotoRenderer:
         set_intrinsics(camera, K)
         scene.add(camera)
         key = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 0.5), -1.0])  # from the camera side, up to ~60 deg off
-        scene.add(pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(2.5, 4.5)), pose=light_pose(key))
+        key_light = pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(2.5, 4.5))
         fill = np.array([-key[0], rng.uniform(-0.5, 0.8), rng.uniform(-1.0, -0.3)])
-        scene.add(pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(0.4, 1.2)), pose=light_pose(fill))
+        add_lights(pr, scene, [(key_light, key),
+                               (pr.DirectionalLight(color=_light_colour(rng), intensity=rng.uniform(0.4, 1.2)), fill)])
         material = pr.MetallicRoughnessMaterial(baseColorFactor=[*skin, 1.0], metallicFactor=0.0,
                                                 roughnessFactor=float(rng.uniform(0.45, 0.7)))
         scene.add(hand_mesh(pr, vertices, faces, material))

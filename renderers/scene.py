@@ -39,6 +39,30 @@ def light_pose(direction) -> np.ndarray:
     return look_at(np.zeros(3), direction, up)
 
 
+@functools.lru_cache(maxsize=None)
+def _ordered_node_class(pyrender):
+    class OrderedNode(pyrender.Node):
+        """A node hashing to a fixed number, so sets of such nodes iterate in that order."""
+
+        def __init__(self, order: int, **kwargs):
+            self.order = order
+            super().__init__(**kwargs)
+
+        def __hash__(self) -> int:
+            return self.order
+
+    return OrderedNode
+
+
+def add_lights(pyrender, scene, lights) -> None:
+    """Add directional ``(light, direction)`` pairs in a fixed order. pyrender sums the lights
+    in the iteration order of a set of nodes, which follows memory addresses: with ordinary
+    nodes a pixel can differ by one level from one run to the next."""
+    node_class = _ordered_node_class(pyrender)
+    for order, (light, direction) in enumerate(lights):
+        scene.add_node(node_class(order, light=light, matrix=light_pose(direction)))
+
+
 def hand_mesh(pyrender, vertices: np.ndarray, faces: np.ndarray, material):
     """A pyrender mesh of the hand (camera frame, OpenCV) with its open wrist capped, in OpenGL."""
     faces = closed_faces(faces)

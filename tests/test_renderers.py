@@ -135,6 +135,18 @@ def test_photo_renderer_is_deterministic_per_seed(scene_parts):
     assert np.array_equal(first, again) and np.abs(first.astype(int) - other).mean() > 5
 
 
+
+def test_lights_are_summed_in_the_order_they_were_added():
+    """pyrender iterates a set of light nodes; ordinary nodes make that order (and the last bit
+    of every lit pixel) follow memory addresses, so that re-runs differed by one level."""
+    from renderers.scene import add_lights
+
+    pr = platform.import_pyrender()
+    for attempt in range(20):
+        scene = pr.Scene()
+        add_lights(pr, scene, [(pr.DirectionalLight(intensity=float(i)), (0.1 * i, 0.2, -1.0)) for i in range(5)])
+        assert [node.light.intensity for node in scene.light_nodes] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
 def test_bad_meshes_and_cameras_are_refused():
     renderer = ConditionRenderer(32)
     sphere = trimesh.creation.icosphere(radius=0.05)

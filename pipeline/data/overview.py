@@ -96,23 +96,36 @@ def inspect_dataset(where, out: str | Path | None = None, samples: int = 8, seed
     return result
 
 
-def register_dataset(where, registry: str | Path = "data_manifests", overwrite: bool = False) -> dict:
-    """Validate the dataset, then copy its manifest (plus where it lives) to ``registry/<name>.json``."""
+def registry_record(where) -> dict:
+    """Validate the dataset; its manifest plus where it lives, as the registry keeps it."""
     report = validate_dataset(where)
     if report["problems"]:
         raise InputError(f"not registered: {len(report['problems'])} problem(s): " + "; ".join(report["problems"]),
                          where)
     location, manifest = read_manifest(where)
     text = str(location)
-    record = {**manifest, "location": text if "://" in text else str(Path(text).resolve())}
-    path = Path(registry) / f"{manifest['name']}.json"
+    return {**manifest, "location": text if "://" in text else str(Path(text).resolve())}
+
+
+def write_registry_record(record: dict, registry: str | Path = "data_manifests", overwrite: bool = False) -> Path:
+    """``registry/<name>.json``; a different record already there is kept unless ``overwrite``."""
+    path = Path(registry) / f"{record['name']}.json"
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    record = json.loads(text)  # compared as it reads back from the file
     if path.exists() and not overwrite:
         try:
             existing = json.loads(path.read_text())
         except json.JSONDecodeError:
             existing = None
         if existing != record:
-            raise InputError(f"a different dataset is registered as '{manifest['name']}'; pass --overwrite to "
+            raise InputError(f"a different dataset is registered as '{record['name']}'; pass --overwrite to "
                              "replace the record", path)
-    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-    return {"registered": str(path), "name": manifest["name"], "rows": manifest["rows"], "location": record["location"]}
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def register_dataset(where, registry: str | Path = "data_manifests", overwrite: bool = False) -> dict:
+    """Validate the dataset, then copy its manifest (plus where it lives) to ``registry/<name>.json``."""
+    record = registry_record(where)
+    path = write_registry_record(record, registry, overwrite)
+    return {"registered": str(path), "name": record["name"], "rows": record["rows"], "location": record["location"]}

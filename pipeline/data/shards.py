@@ -69,8 +69,9 @@ class ShardWriter:
         self.kind = kind
         self.rows_per_shard = rows_per_shard
         self.context = {"image_size": image_size}
-        self.identity = {"name": name, "kind": kind.name, "schema_version": kind.version,
-                         "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {}}
+        identity = {"name": name, "kind": kind.name, "schema_version": kind.version,
+                    "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {}}
+        self.identity = json.loads(json.dumps(identity))  # as the journal will read it back (tuples -> lists)
         self.info = info or {}
         self._buffer: list[dict] = []
         self._ids: set[str] = set()

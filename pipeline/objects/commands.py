@@ -23,19 +23,38 @@ def list_objects(config: ObjectsConfig, names: list[str] | None = None) -> dict:
     return {"library": library.source, "count": len(summaries), "objects": summaries}
 
 
-def prepare_objects(config: ObjectsConfig, names: list[str] | None = None, progress: bool = True) -> dict:
-    """Compute and cache each object's SDF grid and convex decomposition."""
+def _prepare_one(library_source: str, name: str, voxels: int, vhacd: dict) -> dict:
+    asset = load_object_library(library_source)[name]
+    result = asset.prepare(voxels=voxels, vhacd=vhacd)
+    result["pieces"] = len(asset.convex_pieces(vhacd))
+    return result
+
+
+def prepare_objects(config: ObjectsConfig, names: list[str] | None = None, progress: bool = True,
+                    workers: int = 0) -> dict:
+    """Compute and cache each object's SDF grid and convex decomposition; ``workers`` > 0
+    prepares that many objects at once in separate processes (each is mostly one core)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     library = load_object_library(config.library)
+    names = library.checked_names(names)
+    jobs = [(library.source, name, config.sdf_voxels, config.vhacd.pybullet_params()) for name in names]
+    bar = tqdm(total=len(names), desc="preparing objects", unit="object", disable=not progress)
     prepared = {}
-    bar = tqdm(library.checked_names(names), desc="preparing objects", unit="object", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        asset = library[name]
-        result = asset.prepare(voxels=config.sdf_voxels, vhacd=config.vhacd.pybullet_params())
-        result["pieces"] = len(asset.convex_pieces(config.vhacd.pybullet_params()))
-        prepared[name] = result
+    if workers > 0 and len(names) > 1:
+        with ProcessPoolExecutor(min(workers, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for name, result in zip(names, pool.map(_prepare_one, *zip(*jobs))):
+                prepared[name] = result
+                bar.update()
+    else:
+        for name, job in zip(names, jobs):
+            bar.set_postfix_str(name)
+            prepared[name] = _prepare_one(*job)
+            bar.update()
+    bar.close()
     return {"library": library.source, "prepared": prepared}
 
 

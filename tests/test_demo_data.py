@@ -1,0 +1,164 @@
+"""The embedded demo dataset: determinism, resume, labels against pixels, grasping split, splits."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.camera import project
+from pipeline.data.manifest import column_arrays, read_columns, read_manifest
+from pipeline.data.schema import pose12_matrix
+from renderers.demo import SPLITS, DemoSize
+
+pytestmark = pytest.mark.xdist_group("demo")  # one worker builds the module's demo once
+
+# Two quick objects, an unseen third subject, two sequences each, one camera: 72 frames.
+TINY = DemoSize(objects=("tennis_ball", "tomato_soup_can"), subjects=3, sequences=2, approach_frames=2,
+                lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=300)
+LABELS = ["sample_id", "sequence_id", "frame", "object_id", "is_grasping", "split", "K", "hand_pose", "hand_betas",
+          "hand_trans", "joints_3d", "joints_2d", "object_pose"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from flows.demo_data import build_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    result = build_demo(root / "demo", TINY, seed=3, registry=root / "registry", progress=False)
+    return root, result
+
+
+def _rows(where, columns=LABELS) -> dict[str, np.ndarray]:
+    _, table = read_columns(where, columns)
+    return column_arrays(table, columns)
+
+
+def _shard_digests(where) -> list[str]:
+    return [shard["sha256"] for shard in read_manifest(where)[1]["shards"]]
+
+
+def test_demo_builds_four_registered_splits(demo):
+    root, result = demo
+    assert result["objects"] == list(TINY.objects) and result["frames_rendered"] == TINY.frames()
+    record = json.loads((root / "registry" / "demo.json").read_text())
+    assert record["kind"] == "collection" and record["generator"]["seed"] == 3
+    assert set(record["splits"]) == set(SPLITS)
+    total = {"s0": 0, "s1": 0}
+    for split in SPLITS:
+        manifest = record["splits"][split]
+        assert manifest["name"] == f"demo_{split}" and manifest["config"]["seed"] == 3
+        assert manifest["counts"]["split"] == {split: manifest["rows"]} and manifest["rows"] > 0
+        total[split[:2]] += manifest["rows"]
+    assert total == {"s0": TINY.frames(), "s1": TINY.frames()}  # every frame in one split of each protocol
+
+
+def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkeypatch):
+    import renderers.demo
+    from flows.demo_data import build_demo
+
+    root, _ = demo
+    real_render, calls = renderers.demo.render_frame, []
+
+    def failing_render(*args):
+        calls.append(1)
+        if len(calls) > 40:  # past the first object (36 frames): its shards are on disk
+            raise RuntimeError("simulated crash")
+        return real_render(*args)
+
+    monkeypatch.setattr(renderers.demo, "render_frame", failing_render)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_demo(tmp_path / "demo", TINY, seed=3, registry=None, progress=False)
+    monkeypatch.setattr(renderers.demo, "render_frame", real_render)
+    resumed = build_demo(tmp_path / "demo", TINY, seed=3, registry=None, progress=False)
+    assert resumed["frames_resumed"] == TINY.frames() // 2 and resumed["frames_rendered"] == TINY.frames() // 2
+    for split in SPLITS:
+        assert _shard_digests(tmp_path / "demo" / split) == _shard_digests(root / "demo" / split)
+
+
+def test_labels_agree_with_pixels(demo, hand_model):
+    """Joints of the hand where no object hides it fall on mask = 1; visible object points on 2.
+    What hides what is re-rendered from the stored labels alone (the object alone: the hand
+    moved behind the camera)."""
+    from pipeline.objects import load_object_library
+    from renderers.conditions import ConditionRenderer
+
+    root, _ = demo
+    rows = _rows(root / "demo" / "s0_train", [*LABELS, "mask"])
+    library = load_object_library("builtin")
+    size = read_manifest(root / "demo" / "s0_train")[1]["image_size"]
+    renderer = ConditionRenderer(size)
+    hits = {"joint": [], "object": []}
+    for i in range(len(rows["sample_id"])):
+        mask = np.asarray(Image.open(io.BytesIO(rows["mask"][i])))
+        K = rows["K"][i].reshape(3, 3)
+        with torch.no_grad():
+            vertices, joints = (t[0].numpy() for t in hand_model(*(torch.as_tensor(rows[k][i:i + 1]) for k in (
+                "hand_pose", "hand_betas", "hand_trans"))))
+        np.testing.assert_allclose(joints.ravel(), rows["joints_3d"][i], atol=1e-5)
+        np.testing.assert_allclose(project(joints, K).ravel(), rows["joints_2d"][i], atol=1e-2)
+        asset, pose = library[rows["object_id"][i]], pose12_matrix(rows["object_pose"][i])
+        scene = renderer.render(vertices, hand_model.faces, [(asset, pose)], K)["depth"]
+        alone = {"joint": renderer.render(vertices, hand_model.faces, [], K)["depth"],
+                 "object": renderer.render(vertices - [0, 0, 10], hand_model.faces, [(asset, pose)], K)["depth"]}
+        points = {"joint": rows["joints_2d"][i].reshape(21, 2),
+                  "object": project(asset.vertices @ pose[:3, :3].T + pose[:3, 3], K)}
+        for what, label in (("joint", 1), ("object", 2)):
+            pixel = np.round(points[what]).astype(int)
+            inside = ((pixel >= 0) & (pixel < size)).all(axis=1)
+            u, v = pixel[inside].T
+            front = (alone[what][v, u] > 0) & (np.abs(scene[v, u] - alone[what][v, u]) < 1e-3)  # not hidden
+            hits[what].extend(mask[v[front], u[front]] == label)
+    for what in hits:
+        assert len(hits[what]) > 500 and np.mean(hits[what]) >= 0.9, (what, len(hits[what]), np.mean(hits[what]))
+
+
+def test_grasping_split_finds_the_lift_frames(demo):
+    from pipeline.sampling.grasp_split import grasping_frames
+
+    root, _ = demo
+    for split in SPLITS:
+        rows = _rows(root / "demo" / split)
+        lifting = rows["frame"].astype(int) > TINY.approach_frames
+        np.testing.assert_array_equal(rows["is_grasping"].astype(bool), lifting)
+        poses = pose12_matrix(rows["object_pose"])
+        found = grasping_frames(poses[:, :3, :3], poses[:, :3, 3], rows["sequence_id"], rows["frame"].astype(int))
+        np.testing.assert_array_equal(found, lifting)
+
+
+def test_splits_are_disjoint(demo):
+    root, _ = demo
+    rows = {split: _rows(root / "demo" / split) for split in SPLITS}
+    sequences = {split: set(rows[split]["sequence_id"]) for split in SPLITS}
+    subjects = {split: {s.split("/")[1] for s in sequences[split]} for split in SPLITS}
+    for protocol in ("s0", "s1"):
+        assert not sequences[f"{protocol}_train"] & sequences[f"{protocol}_test"]
+        assert sequences[f"{protocol}_train"] | sequences[f"{protocol}_test"] == sequences["s0_train"] | sequences[
+            "s0_test"]
+    assert subjects["s1_test"] == {"subject-02"} and "subject-02" not in subjects["s1_train"]
+    assert not sequences["s0_test"] & sequences["s1_test"]
+    for protocol in ("s0", "s1"):
+        train, test = (read_manifest(root / "demo" / f"{protocol}_{part}")[1]["grasp_ids"] for part in ("train", "test"))
+        assert train and test and not set(train) & set(test)
+        # The same check on the pixels' labels: the closed fingers (grasp frame on) of train and test differ.
+        fingers = {part: {tuple(np.round(pose[3:], 4)) for pose, frame in zip(
+            rows[f"{protocol}_{part}"]["hand_pose"], rows[f"{protocol}_{part}"]["frame"])
+            if frame >= TINY.approach_frames} for part in ("train", "test")}
+        assert fingers["train"] and fingers["test"] and not fingers["train"] & fingers["test"]
+
+
+def test_cli_refuses_a_folder_holding_another_dataset(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.data.shards import ShardWriter
+
+    with ShardWriter(tmp_path / "demo" / "s1_test", name="something_else"):
+        pass
+    code = main(["data", "demo", "--out", str(tmp_path / "demo"), "--registry", str(tmp_path / "registry")])
+    error = capsys.readouterr().err
+    assert code == 2 and "s1_test" in error and "different dataset" in error
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["s1_test"]  # no grasps, no other split
+    assert not (tmp_path / "registry").exists()
