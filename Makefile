@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+PYTEST_ARGS ?= -n 2
 DEMO_OUT ?= out/demo
 
 .PHONY: venv test demo bench clean
@@ -28,12 +28,15 @@ demo: venv
 	$(BIN)/handbooster objects list
 	$(BIN)/handbooster objects sheet --out $(DEMO_OUT)/objects.png
 	$(BIN)/handbooster render preview --out $(DEMO_OUT)/render_preview.png
+	$(BIN)/handbooster data demo --out $(DEMO_OUT)/dataset --size small
+	$(BIN)/handbooster data inspect $(DEMO_OUT)/dataset/s0_train --out $(DEMO_OUT)/dataset_samples.png
 
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_objects.py
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_grasp.py
+	$(BIN)/python benchmarks/bench_demo.py
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_synthesis.py

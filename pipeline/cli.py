@@ -210,14 +210,16 @@ def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> N
 @click.option("--registry", type=click.Path(file_okay=False), default="data_manifests", show_default=True,
               help="Folder the dataset is registered in, as demo.json.")
 @click.option("--overwrite", is_flag=True, help="Replace a different demo dataset (or record) already there.")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
+              help="Objects prepared at once on a cold cache (0: one at a time in this process).")
 @common_options
-def data_demo(out_dir, size, registry, overwrite, config_path, seed, as_json) -> None:
+def data_demo(out_dir, size, registry, overwrite, workers, config_path, seed, as_json) -> None:
     """Make the embedded demo dataset: grasps, rendered capture sequences, s0/s1 splits (resumable)."""
     from flows.demo_data import build_demo
 
     config = _config(config_path)
     _emit(build_demo(out_dir, size, seed=config.seed if seed is None else seed, config=config, registry=registry,
-                     overwrite=overwrite), as_json)
+                     overwrite=overwrite, workers=workers), as_json)
 
 
 @data.command("import")

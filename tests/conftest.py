@@ -7,6 +7,9 @@ os.environ.setdefault("HANDBOOSTER_CACHE", tempfile.mkdtemp(prefix="handbooster-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one thread per xdist worker: more only spin against the other worker
+
 
 @pytest.fixture(scope="session")
 def hand_model():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,8 +16,6 @@ from pipeline.data.manifest import column_arrays, read_columns, read_manifest
 from pipeline.data.schema import pose12_matrix
 from renderers.demo import SPLITS, DemoSize
 
-pytestmark = pytest.mark.xdist_group("demo")  # one worker builds the module's demo once
-
 # Two quick objects, an unseen third subject, two sequences each, one camera: 72 frames.
 TINY = DemoSize(objects=("tennis_ball", "tomato_soup_can"), subjects=3, sequences=2, approach_frames=2,
                 lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=300)
@@ -26,10 +25,17 @@ LABELS = ["sample_id", "sequence_id", "frame", "object_id", "is_grasping", "spli
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """One tiny demo per test session: the first xdist worker builds it, the other waits on the
+    lock and finds it finished (build_demo resumes everything)."""
+    from filelock import FileLock
+
     from flows.demo_data import build_demo
 
-    root = tmp_path_factory.mktemp("demo")
-    result = build_demo(root / "demo", TINY, seed=3, registry=root / "registry", progress=False)
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-demo"
+    root.mkdir(exist_ok=True)
+    with FileLock(f"{root}.lock"):
+        result = build_demo(root / "demo", TINY, seed=3, registry=root / "registry", workers=0, progress=False)
     return root, result
 
 
@@ -44,7 +50,8 @@ def _shard_digests(where) -> list[str]:
 
 def test_demo_builds_four_registered_splits(demo):
     root, result = demo
-    assert result["objects"] == list(TINY.objects) and result["frames_rendered"] == TINY.frames()
+    assert result["objects"] == list(TINY.objects)
+    assert result["frames_rendered"] + result["frames_resumed"] == TINY.frames()
     record = json.loads((root / "registry" / "demo.json").read_text())
     assert record["kind"] == "collection" and record["generator"]["seed"] == 3
     assert set(record["splits"]) == set(SPLITS)
@@ -72,9 +79,9 @@ def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkey
 
     monkeypatch.setattr(renderers.demo, "render_frame", failing_render)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_demo(tmp_path / "demo", TINY, seed=3, registry=None, progress=False)
+        build_demo(tmp_path / "demo", TINY, seed=3, registry=None, workers=0, progress=False)
     monkeypatch.setattr(renderers.demo, "render_frame", real_render)
-    resumed = build_demo(tmp_path / "demo", TINY, seed=3, registry=None, progress=False)
+    resumed = build_demo(tmp_path / "demo", TINY, seed=3, registry=None, workers=0, progress=False)
     assert resumed["frames_resumed"] == TINY.frames() // 2 and resumed["frames_rendered"] == TINY.frames() // 2
     for split in SPLITS:
         assert _shard_digests(tmp_path / "demo" / split) == _shard_digests(root / "demo" / split)
