@@ -67,6 +67,29 @@ def demo_grasps(out: Path, size: DemoSize, seed: int, config: PipelineConfig, gr
     return {column: np.concatenate([part[column] for part in parts]) for column in GRASP_COLUMNS}, folders
 
 
+def write_frames(writers: dict, frames) -> tuple[int, int]:
+    """Write each ``(splits, row, render)`` into its s0 and s1 split, rendering only frames that
+    some split still lacks; returns (rendered, skipped). Shards end where the object changes,
+    so that what a split holds is always a prefix of whole objects (the unit a re-run resumes at)."""
+    produced = {split: 0 for split in writers}
+    rendered = skipped = 0
+    current_object = None
+    for splits, row, render in frames:
+        if row["object_id"] != current_object:
+            for writer in writers.values():
+                writer.end_shard()
+            current_object = row["object_id"]
+        targets = [f"{protocol}_{part}" for protocol, part in splits.items()]
+        todo = [split for split in targets if produced[split] >= writers[split].resume_rows]
+        images = render() if todo else {}
+        rendered, skipped = rendered + bool(todo), skipped + (not todo)
+        for split in todo:
+            writers[split].write({**row, **images, "split": split})
+        for split in targets:
+            produced[split] += 1
+    return rendered, skipped
+
+
 def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: PipelineConfig | None = None,
                registry: str | Path | None = "data_manifests", overwrite: bool = False, workers: int = PREPARE_WORKERS,
                progress: bool = True) -> dict:
@@ -81,13 +104,6 @@ def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: Pipel
     from pipeline.objects import load_object_library
     from pipeline.objects.commands import prepare_objects
 
-    clock = [time.perf_counter()]
-    stages: dict[str, float] = {}
-
-    def lap(stage: str) -> None:
-        clock.append(time.perf_counter())
-        stages[stage] = round(clock[-1] - clock[-2], 1)
-
     config = config or PipelineConfig()
     size_name, demo_size = resolve_size(size)
     out = Path(out)
@@ -98,17 +114,16 @@ def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: Pipel
                  "image_size": config.data.image_size, "crop_scale": config.data.crop_scale,
                  "grasp_rre_deg": config.sampling.grasp_rre_deg, "grasp_rte_mm": config.sampling.grasp_rte_mm,
                  "grasp": grasp_config.model_dump(mode="json")}
-    produced = {split: 0 for split in SPLITS}
-    rendered = skipped = 0
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:  # opened first: a folder holding another dataset fails before any work
         writers = {split: stack.enter_context(ShardWriter(
             out / split, name=f"{DATASET}_{split}", rows_per_shard=config.data.rows_per_shard,
             image_size=config.data.image_size, config=generator, overwrite=overwrite)) for split in SPLITS}
         prepare_objects(config.objects.model_copy(update={"library": "builtin"}), list(demo_size.objects),
                         progress=progress, workers=workers)
-        lap("prepare_objects")
+        prepared = time.perf_counter()
         grasps, grasp_folders = demo_grasps(out, demo_size, seed, config, grasp_config, overwrite, progress)
-        lap("grasps")
+        grasped = time.perf_counter()
         hand_model = load_hand_model(config.hand.model, dtype=torch.float64)
         plan = plan_demo(grasps, library, hand_model.num_betas, demo_size, seed)
         if not plan["objects"]:
@@ -119,28 +134,17 @@ def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: Pipel
             writer.info.update({"hand_model": hand_model.name, "objects_used": plan["objects"],
                                 "objects_left_out": plan["left_out"], "grasp_folders": grasp_folders,
                                 "grasp_ids": used[split]})
-        current_object = None
-        for splits, row, render in demo_frames(plan, library, hand_model, demo_size, config.data, config.sampling,
-                                               progress):
-            if row["object_id"] != current_object:  # shards end at objects: the unit a re-run resumes at
-                for writer in writers.values():
-                    writer.end_shard()
-                current_object = row["object_id"]
-            targets = [f"{protocol}_{part}" for protocol, part in splits.items()]
-            todo = [split for split in targets if produced[split] >= writers[split].resume_rows]
-            images = render() if todo else {}
-            rendered, skipped = rendered + bool(todo), skipped + (not todo)
-            for split in targets:
-                if split in todo:
-                    writers[split].write({**row, **images, "split": split})
-                produced[split] += 1
-    lap("frames")
+        rendered, skipped = write_frames(writers, demo_frames(plan, library, hand_model, demo_size, config.data,
+                                                              config.sampling, progress))
+    finished = time.perf_counter()
     result = {"out": str(out), "size": size_name, "seed": seed, "objects": plan["objects"],
               "objects_left_out": plan["left_out"], "grasp_folders": grasp_folders,
               "splits": {split: {"rows": writers[split].manifest["rows"], "grasps": len(used[split])}
                          for split in SPLITS},
               "frames_rendered": rendered, "frames_resumed": skipped,
-              "stage_seconds": stages, "seconds": round(clock[-1] - clock[0], 1)}
+              "stage_seconds": {"prepare_objects": round(prepared - started, 1), "grasps": round(grasped - prepared, 1),
+                                "frames": round(finished - grasped, 1)},
+              "seconds": round(finished - started, 1)}
     if registry is not None:
         record = {"name": DATASET, "kind": "collection", "generator": generator,
                   "splits": {split: registry_record(out / split) for split in SPLITS}}
