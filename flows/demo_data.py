@@ -43,7 +43,8 @@ def resolve_size(size: str | DemoSize) -> tuple[str, DemoSize]:
 
 
 def demo_grasps(out: Path, size: DemoSize, seed: int, config: PipelineConfig, grasp_config: GraspConfig,
-                overwrite: bool = False, progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
+                device: str = "cpu", overwrite: bool = False,
+                progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
     """Grasp records of the demo's objects: rounds of ``size.grasps_per_object`` attempts for
     the objects still short of one accepted grasp per pool, at most ``MAX_GRASP_ROUNDS``."""
     from grasp_sim.run import run_grasps
@@ -59,7 +60,7 @@ def demo_grasps(out: Path, size: DemoSize, seed: int, config: PipelineConfig, gr
         where = out / "grasps" / f"round-{round_index}"
         run_grasps("builtin:" + ",".join(short), where, per_object=size.grasps_per_object, seed=seed + round_index,
                    config=grasp_config, hand=config.hand.model, vhacd=config.objects.vhacd.pybullet_params(),
-                   rows_per_shard=config.data.rows_per_shard, overwrite=overwrite, progress=progress)
+                   device=device, rows_per_shard=config.data.rows_per_shard, overwrite=overwrite, progress=progress)
         _, arrays = read_grasp_arrays(where, GRASP_COLUMNS)
         arrays["grasp_id"] = np.array([f"round-{round_index}/{g}" for g in arrays["grasp_id"]])
         parts.append(arrays)
@@ -92,10 +93,10 @@ def write_frames(writers: dict, frames) -> tuple[int, int]:
 
 def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: PipelineConfig | None = None,
                registry: str | Path | None = "data_manifests", overwrite: bool = False, workers: int = PREPARE_WORKERS,
-               progress: bool = True) -> dict:
+               device: str = "cpu", progress: bool = True) -> dict:
     """Make (or finish) the demo dataset in ``out``; see the module docstring. ``workers``:
-    objects prepared at once (SDF grids, convex pieces) on a cold cache. Returns a summary
-    with the seconds each stage took."""
+    objects prepared at once (SDF grids, convex pieces) on a cold cache; ``device``: where the
+    grasps are optimised. Returns a summary with the seconds each stage took."""
     import torch
 
     from pipeline.data.overview import registry_record, write_registry_record
@@ -122,7 +123,7 @@ def build_demo(out, size: str | DemoSize = "small", seed: int = 0, config: Pipel
         prepare_objects(config.objects.model_copy(update={"library": "builtin"}), list(demo_size.objects),
                         progress=progress, workers=workers)
         prepared = time.perf_counter()
-        grasps, grasp_folders = demo_grasps(out, demo_size, seed, config, grasp_config, overwrite, progress)
+        grasps, grasp_folders = demo_grasps(out, demo_size, seed, config, grasp_config, device, overwrite, progress)
         grasped = time.perf_counter()
         hand_model = load_hand_model(config.hand.model, dtype=torch.float64)
         plan = plan_demo(grasps, library, hand_model.num_betas, demo_size, seed)

@@ -204,7 +204,8 @@ def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> N
 
 
 @data.command("demo")
-@click.option("--out", "out_dir", required=True, help="Output folder: OUT/s0_train, s0_test, s1_train, s1_test, grasps.")
+@click.option("--out", "out_dir", required=True,
+              help="Output folder: OUT/s0_train, s0_test, s1_train, s1_test and OUT/grasps.")
 @click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True,
               help="small: 8 objects, 4 subjects, 512 frames (minutes on a laptop CPU); medium, large: GPU machines.")
 @click.option("--registry", type=click.Path(file_okay=False), default="data_manifests", show_default=True,
@@ -212,14 +213,15 @@ def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> N
 @click.option("--overwrite", is_flag=True, help="Replace a different demo dataset (or record) already there.")
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
               help="Objects prepared at once on a cold cache (0: one at a time in this process).")
+@click.option("--device", default="cpu", show_default=True, help="Where grasps are optimised: cpu, cuda or cuda:N.")
 @common_options
-def data_demo(out_dir, size, registry, overwrite, workers, config_path, seed, as_json) -> None:
+def data_demo(out_dir, size, registry, overwrite, workers, device, config_path, seed, as_json) -> None:
     """Make the embedded demo dataset: grasps, rendered capture sequences, s0/s1 splits (resumable)."""
     from flows.demo_data import build_demo
 
     config = _config(config_path)
     _emit(build_demo(out_dir, size, seed=config.seed if seed is None else seed, config=config, registry=registry,
-                     overwrite=overwrite, workers=workers), as_json)
+                     overwrite=overwrite, workers=workers, device=device), as_json)
 
 
 @data.command("import")

@@ -185,7 +185,8 @@ def frame_row(hand_model, frame: dict, extrinsics: np.ndarray, K_full: np.ndarra
                 "hand_trans": trans.astype(np.float32), "hand_quat": quat.astype(np.float32),
                 "joints_3d": joints.astype(np.float32).ravel(),
                 "joints_2d": project(joints, K).astype(np.float32).ravel(),
-                "object_pose": np.concatenate([object_camera[:3, :3].ravel(), object_camera[:3, 3]]).astype(np.float32)},
+                "object_pose": np.concatenate([object_camera[:3, :3].ravel(),
+                                               object_camera[:3, 3]]).astype(np.float32)},
     }
 
 

@@ -149,7 +149,8 @@ def test_splits_are_disjoint(demo):
     assert subjects["s1_test"] == {"subject-02"} and "subject-02" not in subjects["s1_train"]
     assert not sequences["s0_test"] & sequences["s1_test"]
     for protocol in ("s0", "s1"):
-        train, test = (read_manifest(root / "demo" / f"{protocol}_{part}")[1]["grasp_ids"] for part in ("train", "test"))
+        train, test = (read_manifest(root / "demo" / f"{protocol}_{part}")[1]["grasp_ids"]
+                       for part in ("train", "test"))
         assert train and test and not set(train) & set(test)
         # The same check on the pixels' labels: the closed fingers (grasp frame on) of train and test differ.
         fingers = {part: {tuple(np.round(pose[3:], 4)) for pose, frame in zip(

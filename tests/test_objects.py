@@ -212,10 +212,14 @@ def test_objects_cli_list_prepare_sheet(tmp_path, capsys, library):
 
     config = tmp_path / "cfg.yaml"
     config.write_text("objects:\n  vhacd:\n    resolution: 20000\n")
-    assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--json"]) == 0
+    assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--workers", "2",
+                 "--json"]) == 0
     prepared = json.loads(capsys.readouterr().out)["prepared"]
     assert prepared["golf_ball"]["sdf"] == "analytic" and prepared["tuna_can"]["sdf"].endswith(".npz")
     assert prepared["tuna_can"]["pieces"] >= 1
+    # The worker processes honoured the config: this process finds the same cached files.
+    assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prepared"] == prepared
 
     out = tmp_path / "sheet.png"
     assert main(["objects", "sheet", "--objects", "mug,banana,cracker_box", "--columns", "3", "--out", str(out)]) == 0
