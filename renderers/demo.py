@@ -140,8 +140,8 @@ def grasp_pool(splits: dict[str, str]) -> str:
 
 
 def sequence_frames(hand_model, plan: dict, subject_betas: np.ndarray, size: DemoSize) -> list[dict]:
-    """One planned sequence (approach, grasp, lift): hand parameters in the object's frame and
-    the object's pose in the world, per frame."""
+    """One planned sequence (approach, grasp, lift): hand parameters in the object's frame (with
+    the subject's rest wrist they turn about) and the object's pose in the world, per frame."""
     grasp, table_pose, centre = plan["grasp"], plan["table_pose"], plan["centre"]
     with torch.no_grad():
         wrists = hand_model.rest_wrist(torch.as_tensor(np.stack([grasp["hand_betas"], subject_betas]))).double().numpy()
@@ -162,7 +162,8 @@ def sequence_frames(hand_model, plan: dict, subject_betas: np.ndarray, size: Dem
         moved[:3, :3] = turn
         moved[:3, 3] = centre_world - turn @ centre_world + np.array([0.0, 0.0, LIFT_M * lift])
         frames.append({"frame": index, "pose": np.concatenate([grasp["hand_pose"][:3], fingers]),
-                       "trans": trans + (1 - progress) * APPROACH_M * approach, "object_world": moved @ table_pose})
+                       "trans": trans + (1 - progress) * APPROACH_M * approach, "wrist": wrists[1],
+                       "object_world": moved @ table_pose})
     return frames
 
 
@@ -170,9 +171,8 @@ def frame_row(hand_model, frame: dict, extrinsics: np.ndarray, K_full: np.ndarra
               data: DataConfig) -> dict:
     """Labels of one frame seen by one camera, in the crop around the hand (no images yet)."""
     object_camera = extrinsics @ frame["object_world"]
+    pose, trans = transform_hand(frame["pose"], frame["trans"], frame["wrist"], object_camera)
     with torch.no_grad():
-        wrist = hand_model.rest_wrist(torch.as_tensor(betas[None])).double().numpy()[0]
-        pose, trans = transform_hand(frame["pose"], frame["trans"], wrist, object_camera)
         vertices, joints = (t[0].double().numpy() for t in hand_model(
             torch.as_tensor(pose[None]), torch.as_tensor(betas[None]), torch.as_tensor(trans[None])))
     box = square_box(project(vertices, K_full), data.crop_scale)
