@@ -18,16 +18,25 @@ from pathlib import Path
 import torch
 
 from grasp_sim.report import grasp_report
-from grasp_sim.run import run_grasps
-from pipeline.config import GraspConfig
+from grasp_sim.stage import GraspInputs, grasps
+from pipeline.config import PipelineConfig, with_overrides
 
 
-def measure(label: str, objects: str, out: Path, per_object: int, config: GraspConfig, device: str) -> dict:
+def run_grasps(objects: str, out: Path, per_object: int, config: PipelineConfig, device: str, progress: bool = True):
+    library, _, names = objects.rpartition(":") if ":" in objects else (objects, "", "")
+    config = with_overrides(config, {"objects.library": library, "grasp.per_object": per_object, "run.device": device,
+                                     "run.progress": progress, "run.overwrite": True})
+    return grasps(config, GraspInputs(objects=[n for n in names.split(",") if n] or None), out)
+
+
+def measure(label: str, objects: str, out: Path, per_object: int, config: PipelineConfig, device: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    summary = run_grasps(objects, out, per_object=per_object, config=config, device=device, progress=True)
+    summary = run_grasps(objects, out, per_object, config, device)
     seconds = time.perf_counter() - started
-    report = grasp_report(out, out / "report")
+    from renderers.sheet import grasp_sheet
+
+    report = grasp_report(out, out / "report", sheet=grasp_sheet)
     return {"label": label, "seconds": seconds, "grasps": summary["grasps"], "accepted": summary["accepted"],
             "report": report}
 
@@ -41,22 +50,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
     args = parser.parse_args()
-    config = GraspConfig()
-    config = config.model_copy(update={k: v for k, v in (("iterations", args.iterations),
-                                                         ("batch_size", args.batch_size)) if v is not None})
+    config = with_overrides(PipelineConfig(), {"grasp.iterations": args.iterations,
+                                               "grasp.batch_size": args.batch_size})
+    one_step = with_overrides(config, {"grasp.iterations": 1})
     out = Path(args.out)
     # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
-    run_grasps(args.objects, out / "warm", per_object=1, config=config.model_copy(update={"iterations": 1}),
-               device=args.device, progress=False)
+    run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
     results = [
-        measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object,
-                config.model_copy(update={"iterations": 1}), args.device),
-        measure(f"optimised ({config.iterations} steps)", args.objects, out / "optimised", args.per_object, config,
-                args.device),
+        measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step, args.device),
+        measure(f"optimised ({config.grasp.iterations} steps)", args.objects, out / "optimised", args.per_object,
+                config, args.device),
     ]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"\nmachine: {device}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-          f"batch {config.batch_size}, {args.per_object} grasps per object")
+          f"batch {config.grasp.batch_size}, {args.per_object} grasps per object")
     header = f"{'':26s} {'grasps':>7s} {'accepted':>9s} {'rate':>6s} {'s':>8s} {'grasps/s':>9s} {'accepted/s':>11s}"
     print(header)
     for r in results:

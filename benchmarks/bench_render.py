@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.geometry import vertex_normals
 from pipeline.hand import load_hand_model
 from pipeline.objects import load_object_library
-from renderers.commands import random_scene
-from renderers.conditions import ConditionRenderer, LIGHT_DIRECTIONS
+from renderers.conditions import LIGHT_DIRECTIONS, ConditionRenderer
 from renderers.photo import PhotoRenderer
 from renderers.platform import import_pyrender, platform_status
+from renderers.random_scenes import random_scene
 from renderers.scene import FLIP, FLIP4, closed_faces, light_pose, set_intrinsics
-from pipeline.geometry import vertex_normals
 
 SIZE = 256
 

@@ -71,7 +71,7 @@ class HandGeometry:
     palm_centre: np.ndarray  # [3] rest-pose palm centre (wrist frame of the flat hand)
     palm_normal: np.ndarray  # [3] unit, out of the palm
 
-    def to(self, device) -> "HandGeometry":
+    def to(self, device) -> HandGeometry:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
         return HandGeometry(**moved)
 

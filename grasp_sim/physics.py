@@ -49,7 +49,7 @@ class PhysicsWorld:
                                           physicsClientId=self.client)
         self._shapes: dict[str, int] = {}
 
-    def __enter__(self) -> "PhysicsWorld":
+    def __enter__(self) -> PhysicsWorld:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grasp_sim.validation import CHECKS
 from pipeline.config import GraspConfig
 from pipeline.data.manifest import read_grasp_arrays
 from pipeline.imaging import figure_png, pyplot
 from pipeline.paths import atomic_write_bytes, atomic_write_png
-
-from grasp_sim.validation import CHECKS
 
 VALUE_COLUMNS = ("contact_fingers", "penetration_depth_mm", "intersection_volume_cm3", "self_penetration_mm",
                  "sim_displacement_mm")
@@ -84,8 +83,9 @@ def _histograms(arrays: dict, config: GraspConfig) -> bytes:
 
 
 def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None = None,
-                 sheet_per_object: int = 3) -> dict:
-    """Write report.json, histograms.png and contact_sheet.png for the grasp dataset ``where``."""
+                 sheet_per_object: int = 3, sheet=None) -> dict:
+    """Write report.json, histograms.png and, given ``sheet(arrays, rows, hand_model, library) ->
+    RGB array`` (the renderers' ``grasp_sheet``), contact_sheet.png for the grasp dataset ``where``."""
     from pipeline.hand import load_hand_model
 
     manifest, arrays = load_grasps(where)
@@ -108,10 +108,9 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
         report["objects"][name] = entry
     atomic_write_bytes(out / "histograms.png", _histograms(arrays, config))
     chosen = [i for name in objects for i in np.flatnonzero((arrays["object_id"] == name) & accepted)[:sheet_per_object]]
+    chosen = chosen if sheet is not None else []
     if chosen:
-        from renderers.sheet import grasp_sheet
-
-        atomic_write_png(out / "contact_sheet.png", grasp_sheet(arrays, chosen, hand_model, manifest["config"]["library"]))
+        atomic_write_png(out / "contact_sheet.png", sheet(arrays, chosen, hand_model, manifest["config"]["library"]))
     report["files"] = {"histograms": str(out / "histograms.png"),
                        "contact_sheet": str(out / "contact_sheet.png") if chosen else None}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())

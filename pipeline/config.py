@@ -7,19 +7,21 @@ and every error names the file, the dotted key and what was expected.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, MissingResource
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are rejected, assignments re-validated."""
+    """Base for config sections: unknown keys are rejected, NaN and infinities too, and
+    assignments re-validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class HandConfig(StrictModel):
@@ -69,6 +71,9 @@ class SamplingConfig(StrictModel):
 
     grasp_rre_deg: float = Field(5.0, gt=0, description="object rotation from the sequence's first frame, degrees")
     grasp_rte_mm: float = Field(10.0, gt=0, description="object translation from the sequence's first frame, mm")
+    sampler: Literal["cross", "fps", "random"] = Field(
+        "cross", description="cross: farthest pose sampling, then cross-distribution draws (the full method); "
+                             "fps: uniform draws from the FPS-kept grasps; random: no FPS, uniform draws")
     real_per_object: int = Field(10, ge=1, description="M: real grasping poses kept per object by farthest pose sampling")
     synthetic_per_object: int = Field(500, ge=1, description="N: simulated grasps kept per object by farthest pose sampling")
     total: int = Field(1000, ge=0, description="K: novel-grasp specs drawn by cross-distribution sampling, all objects")
@@ -85,6 +90,9 @@ class SynthesisConfig(StrictModel):
     config file's ``synthesis`` section override the preset.
     """
 
+    preset: Literal["tiny", "small", "base"] = Field(
+        "tiny", description="tiny: 32 px (tests, the CPU demo); small: 64 px; base: the paper's 128 px model. "
+                            "Every other key set in the config overrides the preset's value")
     image_size: int = Field(128, ge=16, le=512, description="side of the generated images, pixels")
     block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 256, 256])
     layers_per_block: int = Field(2, ge=1, le=4)
@@ -115,8 +123,9 @@ class SynthesisConfig(StrictModel):
     sample_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     num_workers: int = Field(2, ge=0)
-    sample_scheduler: Literal["ddpm", "ddim", "dpm"] = "dpm"
-    sample_steps: int = Field(25, ge=1)
+    sample_scheduler: Literal["ddpm", "ddim", "dpm"] = Field("dpm", description="sampler of synth generate")
+    sample_steps: int = Field(25, ge=1, le=1000, description="denoising steps of synth generate")
+    generate_batch_size: int = Field(16, ge=1, description="images generated together")
 
 
 class GraspEnergyWeights(StrictModel):
@@ -133,6 +142,7 @@ class GraspEnergyWeights(StrictModel):
 class GraspConfig(StrictModel):
     """Resting poses, grasp optimisation and validation (``grasp_sim``)."""
 
+    per_object: int = Field(64, ge=1, description="grasp records made per object (accepted or not)")
     batch_size: int = Field(64, ge=1, description="hands optimised together per object")
     iterations: int = Field(1000, ge=1, description="optimisation steps per batch (DexGraspNet: 6000)")
     contact_points: int = Field(4, ge=2, le=16, description="contact points of the force-closure term; "
@@ -169,41 +179,132 @@ class GraspConfig(StrictModel):
     resting_angle_deg: float = Field(10.0, gt=0, description="drops whose up directions differ less are one pose")
 
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+
+
+class RunConfig(StrictModel):
+    """How a run executes: where, with how many processes, whether it may replace outputs.
+
+    Never part of what an output records as its identity: the same data made on 2 or 16
+    cores, or resumed with ``overwrite``, is the same data."""
+
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    workers: int = Field(2, ge=0, le=256, description="processes for parallel work (0: all in this process)")
+    overwrite: bool = Field(False, description="replace an output folder that holds a different dataset")
+    resume: bool = Field(False, description="continue a training run from the newest checkpoint in its folder")
+    progress: bool = Field(True, description="show progress bars")
+
+
+class DemoConfig(StrictModel):
+    """The embedded demo dataset: a size preset, and any of its values set explicitly.
+
+    ``size`` picks the preset (``pipeline.demo.plan.SIZES``); every other key, when set,
+    overrides the preset's value."""
+
+    size: Literal["tiny", "small", "medium", "large"] = Field(
+        "small", description="tiny: tests; small: a laptop CPU in minutes; medium, large: GPU machines")
+    objects: list[str] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
+    subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
+    sequences: int | None = Field(None, ge=1, description="sequences per object and subject")
+    approach_frames: int | None = Field(None, ge=1, description="frames of the hand approaching, before the grasp")
+    lift_frames: int | None = Field(None, ge=1, description="frames of the object being lifted, after the grasp")
+    views: int | None = Field(None, ge=1, description="cameras filming each sequence")
+    grasps_per_object: int | None = Field(None, ge=3, description="grasps optimised per object and round")
+    grasp_iterations: int | None = Field(None, ge=1, description="optimisation steps of the demo's grasps")
+
+
 class PipelineConfig(StrictModel):
-    """Root of a pipeline config file; later stages add their own sections here."""
+    """Root of a pipeline config file: a section per stage, plus how the run executes."""
 
     name: str = "handbooster"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="every stage's random seed")
+    run: RunConfig = Field(default_factory=RunConfig)
     hand: HandConfig = Field(default_factory=HandConfig)
     objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     grasp: GraspConfig = Field(default_factory=GraspConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _describe_error(error: dict[str, Any]) -> str:
+def _describe_error(error: dict[str, Any], names: dict[str, str] | None = None) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    label = f"{names[key]} ({key})" if names and key in names else f"'{key}'"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if error["type"] == "missing":
         return f"missing key '{key}'"
     got = error.get("input")
-    return f"'{key}': {error['msg']} (got {got!r})"
+    return f"{label}: {error['msg']} (got {got!r})"
 
 
-def validate_config(data: dict[str, Any], model: type[ModelT], source: str | Path) -> ModelT:
-    """Validate a mapping against ``model``; errors name ``source`` and every bad key."""
+def validate_config(data: dict[str, Any], model: type[ModelT], source: str | Path,
+                    names: dict[str, str] | None = None) -> ModelT:
+    """Validate a mapping against ``model``; errors name ``source`` and every bad key (and,
+    through ``names``, the flag or parameter that set it)."""
     if not isinstance(data, dict):
-        raise InputError(f"expected a mapping of config keys, got {type(data).__name__}", source)
+        raise ConfigError(f"expected a mapping of config keys, got {type(data).__name__}", source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_describe_error(e) for e in exc.errors())
-        raise InputError(problems, source) from None
+        problems = "; ".join(_describe_error(e, names) for e in exc.errors())
+        raise ConfigError(problems, source) from None
+
+
+def with_overrides(config: ModelT, overrides: dict[str, Any], source: str = "command line",
+                   names: dict[str, str] | None = None) -> ModelT:
+    """``config`` with dotted keys (``"grasp.iterations"``) set to new values, validated as a
+    whole: the one way flags, seeds and Prefect parameters reach a config. ``None`` values
+    are skipped (a flag left out keeps the config's value); keys the config file left unset
+    stay unset, so presets still fill them. ``names`` maps keys to the flags that set them."""
+    data = config.model_dump(exclude_unset=True)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"'{dotted}' is not a config key", source)
+        section[leaf] = value
+    return validate_config(data, type(config), source, names)
+
+
+def config_record(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The seed and the named sections (or single dotted keys such as ``sampling.grasp_rte_mm``),
+    dumped in full, defaults included, as JSON values: what an output records about the
+    settings that shaped it, and what resuming compares."""
+    record: dict[str, Any] = {"seed": config.seed}
+    dumped = config.model_dump(mode="json")
+    for name in sections:
+        value: Any = dumped
+        for part in name.split("."):
+            value = value[part]
+        record[name] = value
+    return record
+
+
+def parse_device(spec: str) -> str:
+    """``auto`` resolved, and a CUDA device checked to exist (``MissingResource`` if not)."""
+    if not re.match(DEVICE_PATTERN, spec):
+        raise ConfigError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MissingResource(f"device {spec!r} asked for, but torch sees no CUDA GPU (use device cpu)")
+        index = int(spec.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise MissingResource(f"device {spec!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
+    return spec
 
 
 def load_config(path: str | Path | None, model: type[ModelT] = PipelineConfig) -> ModelT:  # type: ignore[assignment]
@@ -212,11 +313,13 @@ def load_config(path: str | Path | None, model: type[ModelT] = PipelineConfig) -
         return model()
     path = Path(path)
     if not path.is_file():
-        raise InputError("config file not found", path)
+        raise ConfigError("config file not found", path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}): expected a YAML config file", path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"not valid YAML{where}", path) from None
+        raise ConfigError(f"not valid YAML{where}", path) from None
     return validate_config(data, model, path)

@@ -27,8 +27,18 @@ import numpy as np
 from tqdm import tqdm
 
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, add_lights, check_intrinsics, check_mesh, hand_mesh, \
-    set_intrinsics, split_object
+from renderers.scene import (
+    FLIP4,
+    ZFAR,
+    ZNEAR,
+    MeshCache,
+    add_lights,
+    check_intrinsics,
+    check_mesh,
+    hand_mesh,
+    set_intrinsics,
+    split_object,
+)
 
 HAND_TEXTURE_RGB = (1.0, 1.0, 0.9)
 SHADERS = Path(__file__).parent / "shaders"

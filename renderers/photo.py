@@ -13,20 +13,20 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pipeline.hand.skin import random_skin_tone
 from renderers.platform import import_pyrender, offscreen_renderer
-from renderers.scene import FLIP4, ZFAR, ZNEAR, MeshCache, add_lights, check_intrinsics, check_mesh, hand_mesh, \
-    set_intrinsics, split_object
-
-# Skin tones (linear-ish sRGB albedo) from light to dark; a subject picks one and jitters it.
-SKIN_TONES = np.array([
-    [0.93, 0.76, 0.65], [0.87, 0.67, 0.54], [0.80, 0.58, 0.45], [0.70, 0.49, 0.36],
-    [0.58, 0.39, 0.27], [0.45, 0.30, 0.20], [0.33, 0.22, 0.15],
-])
-
-
-def random_skin_tone(rng: np.random.Generator) -> np.ndarray:
-    base = SKIN_TONES[rng.integers(len(SKIN_TONES))]
-    return np.clip(base * rng.uniform(0.93, 1.07) + rng.normal(0, 0.015, 3), 0.05, 1.0)
+from renderers.scene import (
+    FLIP4,
+    ZFAR,
+    ZNEAR,
+    MeshCache,
+    add_lights,
+    check_intrinsics,
+    check_mesh,
+    hand_mesh,
+    set_intrinsics,
+    split_object,
+)
 
 
 def _light_colour(rng) -> np.ndarray:

@@ -65,3 +65,8 @@ def _tilt(yaw: float, pitch: float) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = Rotation.from_euler("yx", [yaw, pitch]).as_matrix()
     return pose
+
+
+def hand_picture(vertices: np.ndarray, faces: np.ndarray, size: int = 384) -> np.ndarray:
+    """Back, palm and three-quarter views of a hand, side by side."""
+    return render_views([(vertices, faces, SKIN)], [(0, 1, 1e-4), (0, -1, 1e-4), (0.35, 0.45, 1.0)], size=size)

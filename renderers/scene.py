@@ -39,7 +39,7 @@ def light_pose(direction) -> np.ndarray:
     return look_at(np.zeros(3), direction, up)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ordered_node_class(pyrender):
     class OrderedNode(pyrender.Node):
         """A node hashing to a fixed number, so sets of such nodes iterate in that order."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import ObjectsConfig
+from pipeline.errors import InputError
 from renderers.preview import render_views
 
 VIEW_DIRECTION = (0.55, -0.75, 0.45)  # from the front, a little above and to the side
@@ -61,3 +64,16 @@ def grasp_sheet(grasps: dict, indices, hand_model, library: str, cell_size: int 
         draw.text((x + 6, y + cell_size + 2), f"{grasps['grasp_id'][row]}  "
                   f"{float(grasps['sim_displacement_mm'][row]):.0f} mm", fill=(20, 20, 20))
     return np.asarray(sheet)
+
+
+def object_sheet(config: ObjectsConfig, out: Path, names: list[str] | None = None, columns: int = 5) -> dict:
+    """Render a labelled contact sheet of the library to ``out`` (PNG)."""
+    from pipeline.objects import load_object_library
+    from pipeline.paths import atomic_write_png
+
+    if out.suffix.lower() != ".png":
+        raise InputError("expected a .png output path", out)
+    library = load_object_library(config.library)
+    assets = library.select(names)
+    atomic_write_png(out, contact_sheet(assets, columns=columns))
+    return {"library": library.source, "objects": len(assets), "out": str(out)}

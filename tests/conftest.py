@@ -37,3 +37,12 @@ def random_rotations(n: int, seed: int) -> torch.Tensor:
     from scipy.spatial.transform import Rotation
 
     return torch.as_tensor(Rotation.random(n, random_state=seed).as_rotvec())
+
+
+def make_config(overrides: dict | None = None, base=None):
+    """A PipelineConfig with dotted keys set (``{"data.image_size": 64}``), quiet and in-process
+    unless the test says otherwise."""
+    from pipeline.config import PipelineConfig, with_overrides
+
+    defaults = {"run.progress": False, "run.workers": 0}
+    return with_overrides(base or PipelineConfig(), {**defaults, **(overrides or {})}, source="test")

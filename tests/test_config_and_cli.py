@@ -7,7 +7,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import InputError
 
@@ -74,12 +74,12 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
 
 
 def test_info_json_and_console_script():
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "info", "--json"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "info", "--json"], capture_output=True, text=True,
                             check=True)
     info = json.loads(result.stdout)
     assert info["torch_device"] in ("cpu", "cuda") and "builtin" in info["hand_models"]
     assert info["render_platform"]["ok"], info["render_platform"]
-    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "hand", "export", "--out", "x.stl"],
+    bad = subprocess.run([sys.executable, "-m", "flows.cli", "hand", "export", "--out", "x.stl"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
 
@@ -91,3 +91,24 @@ def test_shipped_configs_load():
     assert configs
     for path in configs:
         load_config(path)
+
+
+def test_help_loads_no_heavy_library():
+    """``handbooster --help`` (and every group's) answers without torch, pyrender or pybullet."""
+    script = ("import sys\nfrom flows.cli import cli, main\n"
+              "for args in [['--help']] + [[name, '--help'] for name in cli.commands]:\n"
+              "    main(args)\n"
+              "print(sorted(m for m in ('torch', 'pyrender', 'pybullet', 'prefect', 'diffusers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_flags_go_through_the_same_validation_as_the_config_file(tmp_path, capsys):
+    assert main(["hand", "export", "--seed", "-1", "--out", str(tmp_path / "h.obj")]) == 2
+    assert "--seed (seed): Input should be greater than or equal to 0 (got -1)" in capsys.readouterr().err
+    assert main(["synth", "generate", "--ckpt", str(tmp_path), "--specs", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--guidance", "nan"]) == 2
+    assert "--guidance (synthesis.guidance)" in capsys.readouterr().err
+    assert main(["grasp", "run", "--per-object", "0", "--out", str(tmp_path / "g")]) == 2
+    assert "--per-object (grasp.per_object)" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

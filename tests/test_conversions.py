@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import random_rotations
 from scipy.spatial.transform import Rotation
 
 from pipeline.hand import rotations
 from pipeline.hand.conversions import opengl_to_opencv, pca_to_flat
 from pipeline.hand.joints import CANONICAL21, MANO21, permutation, reorder_joints
+
+from conftest import random_rotations
 
 
 def test_joint_orders():

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-import dataset_fixtures as fx
-from pipeline.cli import main
-from pipeline.config import DataConfig
+from flows.cli import main
 from pipeline.data import validate_dataset
-from pipeline.data.importers import import_dataset
+from pipeline.data.importers import ImportInputs, import_data
 from pipeline.data.reader import ShardDataset
 from pipeline.errors import InputError
 from pipeline.hand import load_hand_model
+
+import dataset_fixtures as fx
+from conftest import make_config
 
 MAKERS = {"dexycb": fx.make_dexycb, "ho3d": fx.make_ho3d, "handoccnet-json": fx.make_handoccnet}
 SIZE = 128
@@ -26,9 +27,13 @@ def make(fmt: str, tmp_path: Path) -> tuple[Path, dict]:
     return root, MAKERS[fmt](root)
 
 
+def import_dataset(fmt, root, split, out, workers: int = 0, data_image_size: int | None = None):
+    config = make_config({"hand.model": "builtin", "data.image_size": data_image_size, "run.workers": workers})
+    return import_data(config, ImportInputs(format=fmt, root=str(root), split=split), out)
+
+
 def run(fmt, root, info, out, **kwargs):
-    return import_dataset(fmt, root, info["split"], out, mano="builtin", data=DataConfig(image_size=SIZE),
-                          progress=False, **kwargs)
+    return import_dataset(fmt, root, info["split"], out, data_image_size=SIZE, **kwargs)
 
 
 def folder_state(path: Path) -> dict:
@@ -78,17 +83,17 @@ def test_dexycb_splits_grasping_and_objects(tmp_path):
     assert {r["object_id"] for r in rows} == {"025_mug"}
     left = [r for r in rows if r["sequence_id"].startswith("20200709-subject-01/20200709_140001")]
     assert left and all(r["mirrored"] for r in left) and not any(r["mirrored"] for r in rows if r not in left)
-    test_report = import_dataset("dexycb", root, "s0_val", tmp_path / "val", mano="builtin", progress=False)
+    test_report = import_dataset("dexycb", root, "s0_val", tmp_path / "val")
     assert test_report["frames"] == 6  # the fifth sequence, two cameras, three frames
 
 
 def test_rerun_resumes_and_yields_the_same_manifest(tmp_path):
     root, info = make("ho3d", tmp_path)
     run("ho3d", root, info, tmp_path / "out")
-    first = (tmp_path / "out" / "manifest.json").read_bytes()
+    first = (tmp_path / "out" / ".manifest.json").read_bytes()
     again = run("ho3d", root, info, tmp_path / "out", workers=2)
     assert again["resumed_rows"] == again["imported"]
-    assert (tmp_path / "out" / "manifest.json").read_bytes() == first
+    assert (tmp_path / "out" / ".manifest.json").read_bytes() == first
     parallel = run("ho3d", root, info, tmp_path / "parallel", workers=2)
     assert parallel["rows"] == again["rows"]
     assert folder_state(tmp_path / "parallel")["part-00000.parquet"] == folder_state(tmp_path / "out")["part-00000.parquet"]
@@ -130,6 +135,6 @@ def test_wrong_hand_model_is_caught_before_writing(tmp_path):
 def test_unknown_split_and_root(tmp_path):
     root, _ = make("dexycb", tmp_path)
     with pytest.raises(InputError, match="s0_train, s0_val"):
-        import_dataset("dexycb", root, "s9_train", tmp_path / "out", progress=False)
+        import_dataset("dexycb", root, "s9_train", tmp_path / "out")
     with pytest.raises(InputError, match="dataset root not found"):
-        import_dataset("ho3d", tmp_path / "nowhere", "train", tmp_path / "out", progress=False)
+        import_dataset("ho3d", tmp_path / "nowhere", "train", tmp_path / "out")

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import duckdb
 import numpy as np
@@ -10,12 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_fixtures import SIZE, make_row
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.data import ShardWriter
-from pipeline.data.overview import inspect_dataset, register_dataset
+from pipeline.data.overview import inspect_dataset
 from pipeline.data.reader import MixedDataset, ShardDataset, ShardSampler, collate_samples, to_unit_float
+from pipeline.data.registry import register_dataset
 from pipeline.errors import InputError
+
+from dataset_fixtures import SIZE, make_row
 
 ROWS = [make_row(i) for i in range(23)]
 
@@ -132,7 +135,9 @@ def test_register_copies_the_manifest_once(dataset_dir, tmp_path):
     registry = tmp_path / "data_manifests"
     result = register_dataset(dataset_dir, registry)
     record = json.loads((registry / "demo.json").read_text())
-    assert record["rows"] == 23 and record["location"] == str(dataset_dir.resolve()) and result["name"] == "demo"
+    assert record["rows"] == 23 and result["name"] == "demo"
+    assert record["location"] == os.path.relpath(dataset_dir.resolve(), registry.resolve())  # never an absolute path
+    assert (registry / record["location"]).resolve() == dataset_dir.resolve()
     register_dataset(dataset_dir, registry)  # same dataset again: fine
     other = write(tmp_path / "other", ROWS[:5])
     with pytest.raises(InputError, match="different dataset"):

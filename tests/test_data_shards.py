@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.data import ShardWriter, read_manifest, validate_dataset
 from pipeline.data import shards as shards_module
 from pipeline.errors import InputError
@@ -38,7 +38,7 @@ def test_round_trip_is_exact_and_opens_with_plain_pyarrow(tmp_path):
         assert read["sample_id"] == row["sample_id"] and read["image"] == row["image"]
         assert np.array_equal(np.float32(read["hand_pose"]), row["hand_pose"])
         assert read["normal"] is None and read["gen"] is None
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["manifest.json", "part-00000.parquet",
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [".manifest.json", "part-00000.parquet",
                                                                    "part-00001.parquet", "part-00002.parquet"]
 
 
@@ -56,7 +56,7 @@ def test_interrupted_run_resumes_to_the_same_manifest(tmp_path, monkeypatch):
     monkeypatch.setattr(shards_module, "parquet_bytes", failing)
     with pytest.raises(RuntimeError, match="killed"):
         write(tmp_path / "ds")
-    assert not (tmp_path / "ds" / "manifest.json").exists()
+    assert not (tmp_path / "ds" / ".manifest.json").exists()
     monkeypatch.setattr(shards_module, "parquet_bytes", real_bytes)
     writer = ShardWriter(tmp_path / "ds", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0})
     assert writer.resume_rows == 4
@@ -96,7 +96,7 @@ def test_bad_rows_name_the_sample_and_column(tmp_path, column, value, message):
     row = {**make_row(3), column: value}
     with pytest.raises(InputError, match=f"sample 'demo/0003': column {message}"):
         write(tmp_path / "ds", rows=[row])
-    assert not (tmp_path / "ds" / "manifest.json").exists()
+    assert not (tmp_path / "ds" / ".manifest.json").exists()
 
 
 def test_duplicate_ids_are_refused(tmp_path):
@@ -121,19 +121,19 @@ def test_validate_catches_flipped_bytes_truncation_and_schema_problems(tmp_path,
 
     foreign = pa.table({"sample_id": ["x"], "source": ["real"]})
     pq.write_table(foreign, out / "part-00000.parquet")
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / ".manifest.json").read_text())
     data = (out / "part-00000.parquet").read_bytes()
     manifest["shards"][0].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), rows=1)
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / ".manifest.json").write_text(json.dumps(manifest))
     problems = validate_dataset(out)["problems"]
     assert any("part-00000.parquet: missing column 'image'" in p for p in problems)
 
     manifest["schema_version"] = 99
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / ".manifest.json").write_text(json.dumps(manifest))
     assert main(["data", "validate", str(out)]) == 2
     assert "reads sample schema v1, the dataset is v99" in capsys.readouterr().err
     assert main(["data", "validate", str(tmp_path / "nothing")]) == 2
-    assert "no manifest.json" in capsys.readouterr().err
+    assert "no .manifest.json" in capsys.readouterr().err
 
 
 def test_bad_input_rolls_back_what_the_run_wrote(tmp_path):

@@ -14,11 +14,13 @@ from PIL import Image
 from pipeline.camera import project
 from pipeline.data.manifest import column_arrays, read_columns, read_manifest
 from pipeline.data.schema import pose12_matrix
-from renderers.demo import SPLITS, DemoSize
+from pipeline.demo.plan import SIZES, SPLITS
+
+from conftest import make_config
 
 # Two quick objects, an unseen third subject, two sequences each, one camera: 72 frames.
-TINY = DemoSize(objects=("tennis_ball", "tomato_soup_can"), subjects=3, sequences=2, approach_frames=2,
-                lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=300)
+TINY = SIZES["tiny"]
+CONFIG = make_config({"seed": 3, "demo.size": "tiny"})
 LABELS = ["sample_id", "sequence_id", "frame", "object_id", "is_grasping", "split", "K", "hand_pose", "hand_betas",
           "hand_trans", "joints_3d", "joints_2d", "object_pose"]
 
@@ -29,13 +31,13 @@ def demo(tmp_path_factory):
     lock and finds it finished (build_demo resumes everything)."""
     from filelock import FileLock
 
-    from flows.demo_data import build_demo
+    from flows.stage import DemoInputs, demo
 
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-demo"
     root.mkdir(exist_ok=True)
     with FileLock(f"{root}.lock"):
-        result = build_demo(root / "demo", TINY, seed=3, registry=root / "registry", workers=0, progress=False)
+        result = demo(CONFIG, DemoInputs(registry=str(root / "registry")), root / "demo")
     return root, result
 
 
@@ -65,11 +67,11 @@ def test_demo_builds_four_registered_splits(demo):
 
 
 def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkeypatch):
-    import renderers.demo
-    from flows.demo_data import build_demo
+    import flows.stage
+    from flows.stage import DemoInputs
 
     root, _ = demo
-    real_render, calls = renderers.demo.render_frame, []
+    real_render, calls = flows.stage.render_frame, []
 
     def failing_render(*args):
         calls.append(1)
@@ -77,11 +79,11 @@ def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkey
             raise RuntimeError("simulated crash")
         return real_render(*args)
 
-    monkeypatch.setattr(renderers.demo, "render_frame", failing_render)
+    monkeypatch.setattr(flows.stage, "render_frame", failing_render)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_demo(tmp_path / "demo", TINY, seed=3, registry=None, workers=0, progress=False)
-    monkeypatch.setattr(renderers.demo, "render_frame", real_render)
-    resumed = build_demo(tmp_path / "demo", TINY, seed=3, registry=None, workers=0, progress=False)
+        flows.stage.demo(CONFIG, DemoInputs(), tmp_path / "demo")
+    monkeypatch.setattr(flows.stage, "render_frame", real_render)
+    resumed = flows.stage.demo(CONFIG, DemoInputs(), tmp_path / "demo")
     assert resumed["frames_resumed"] == TINY.frames() // 2 and resumed["frames_rendered"] == TINY.frames() // 2
     for split in SPLITS:
         assert _shard_digests(tmp_path / "demo" / split) == _shard_digests(root / "demo" / split)
@@ -159,13 +161,51 @@ def test_splits_are_disjoint(demo):
         assert fingers["train"] and fingers["test"] and not fingers["train"] & fingers["test"]
 
 
+def test_demo_split_folders_open_in_every_arrow_tool(demo, tmp_path):
+    """A dataset folder is what pandas, pyarrow, DuckDB and Hugging Face datasets open as it is."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    root, result = demo
+    folder = root / "demo" / "s0_train"
+    rows = result["splits"]["s0_train"]["rows"]
+    assert len(pd.read_parquet(folder)) == rows
+    assert pq.read_table(folder, columns=["sample_id"]).num_rows == rows
+    assert duckdb.sql(f"select count(*) from read_parquet('{folder}/*.parquet')").fetchall()[0][0] == rows
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    loaded = datasets.load_dataset("parquet", data_dir=str(folder), cache_dir=str(tmp_path / "hf"))
+    assert loaded["train"].num_rows == rows and "image" in loaded["train"].column_names
+
+
+def test_plan_rules_without_rendering_or_grasp_optimisation():
+    """Splits and grasp pools are plain functions of the plan: no OpenGL, no optimiser."""
+    from pipeline.demo.plan import grasp_pools, sequence_splits
+
+    size = SIZES["small"]
+    splits = [sequence_splits(o, s, q, size) for o in range(3) for s in range(size.subjects)
+              for q in range(size.sequences)]
+    unseen = [sp for i, sp in enumerate(splits) if i % size.subjects == size.subjects - 1]
+    assert unseen and all(sp == {"s0": "train", "s1": "test"} for sp in unseen)
+    assert sum(sp["s0"] == "test" for sp in splits) >= 1
+    ids = np.array(["a"] * 8 + ["b"] * 2)
+    pools = grasp_pools(ids, np.ones(10, bool), np.arange(10))
+    assert set(pools) == {"a"}  # b has fewer than three accepted grasps
+    flat = [i for pool in pools["a"].values() for i in pool]
+    assert sorted(flat) == list(range(8)) and len(pools["a"]["train"]) == 4
+
+
 def test_cli_refuses_a_folder_holding_another_dataset(tmp_path, capsys):
-    from pipeline.cli import main
+    from flows.cli import main
     from pipeline.data.shards import ShardWriter
 
     with ShardWriter(tmp_path / "demo" / "s1_test", name="something_else"):
         pass
-    code = main(["data", "demo", "--out", str(tmp_path / "demo"), "--registry", str(tmp_path / "registry")])
+    code = main(["data", "demo", "--out", str(tmp_path / "demo"), "--registry", str(tmp_path / "registry"),
+                 "--size", "tiny"])
     error = capsys.readouterr().err
     assert code == 2 and "s1_test" in error and "different dataset" in error
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["s1_test"]  # no grasps, no other split

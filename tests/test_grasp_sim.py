@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from pipeline.config import GraspConfig
 from pipeline.data.schema import pose12_matrix
 
+from conftest import make_config
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -147,7 +149,7 @@ def test_box_resting_poses_are_its_faces(library):
 
 def test_optimiser_lowers_the_energy(library, hand_model, geometry):
     from grasp_sim.resting import find_resting_poses
-    from grasp_sim.run import optimise_batch
+    from grasp_sim.stage import optimise_batch
 
     ball = library["tennis_ball"]
     batch = optimise_batch(ball, hand_model, geometry, find_resting_poses(ball, drops=4), 6, seed=3,
@@ -164,14 +166,22 @@ def _grasp_table(folder):
     return table.to_pydict()
 
 
-def test_same_seed_same_grasps_and_resume_skips_finished_objects(tmp_path, monkeypatch):
-    import grasp_sim.run as run
+def run_grasps(names: list[str], out, per_object: int, seed: int = 0, device: str = "cpu", **grasp):
+    from grasp_sim.stage import GraspInputs, grasps
 
-    config = GraspConfig(iterations=15, batch_size=3, resting_drops=4)
-    objects = "builtin:golf_ball,tennis_ball"
-    first = run.run_grasps(objects, tmp_path / "a", per_object=4, seed=7, config=config, progress=False)
+    config = make_config({"seed": seed, "grasp.per_object": per_object, "run.device": device,
+                          **{f"grasp.{key}": value for key, value in grasp.items()}})
+    return grasps(config, GraspInputs(objects=names), out)
+
+
+def test_same_seed_same_grasps_and_resume_skips_finished_objects(tmp_path, monkeypatch):
+    import grasp_sim.stage as run
+
+    config = {"iterations": 15, "batch_size": 3, "resting_drops": 4}
+    objects = ["golf_ball", "tennis_ball"]
+    first = run_grasps(objects, tmp_path / "a", per_object=4, seed=7, **config)
     assert first["grasps"] == 8
-    again = run.run_grasps(objects, tmp_path / "b", per_object=4, seed=7, config=config, progress=False)
+    run_grasps(objects, tmp_path / "b", per_object=4, seed=7, **config)
     assert _grasp_table(tmp_path / "a") == _grasp_table(tmp_path / "b")
 
     calls = []
@@ -185,15 +195,15 @@ def test_same_seed_same_grasps_and_resume_skips_finished_objects(tmp_path, monke
 
     monkeypatch.setattr(run, "optimise_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run.run_grasps(objects, tmp_path / "c", per_object=4, seed=7, config=config, progress=False)
+        run_grasps(objects, tmp_path / "c", per_object=4, seed=7, **config)
     calls.clear()
-    run.run_grasps(objects, tmp_path / "c", per_object=4, seed=7, config=config, progress=False)
+    run_grasps(objects, tmp_path / "c", per_object=4, seed=7, **config)
     assert calls == ["tennis_ball", "tennis_ball"]  # the golf ball's shard was kept
     assert _grasp_table(tmp_path / "c") == _grasp_table(tmp_path / "a")
 
 
 def test_cli_grasp_run_and_report(tmp_path):
-    from pipeline.cli import cli
+    from flows.cli import cli
 
     out, report = tmp_path / "grasps", tmp_path / "report"
     runner = CliRunner()
@@ -211,7 +221,7 @@ def test_cli_grasp_run_and_report(tmp_path):
 
 
 def test_cli_unknown_object_is_a_clear_error(tmp_path, capsys):
-    from pipeline.cli import main
+    from flows.cli import main
 
     code = main(["grasp", "run", "--objects", "builtin:teapot", "--per-object", "2", "--out", str(tmp_path / "g")])
     assert code == 2
@@ -222,21 +232,17 @@ def test_cli_unknown_object_is_a_clear_error(tmp_path, capsys):
 
 def test_grasp_records_feed_pose_sampling(tmp_path):
     """What grasp run writes is what the sampling stage reads."""
-    from grasp_sim.run import run_grasps
     from pipeline.sampling.stage import load_accepted_grasps
 
-    run_grasps("builtin:golf_ball", tmp_path / "g", per_object=2, config=GraspConfig(iterations=5, resting_drops=2),
-               progress=False)
+    run_grasps(["golf_ball"], tmp_path / "g", per_object=2, iterations=5, resting_drops=2)
     grasps = load_accepted_grasps(tmp_path / "g")
     assert set(grasps) >= {"hand_pose", "hand_betas", "hand_trans", "object_id"}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_run_makes_valid_records(tmp_path):
-    from grasp_sim.run import run_grasps
-
-    summary = run_grasps("builtin:tennis_ball", tmp_path / "g", per_object=4, device="cuda",
-                         config=GraspConfig(iterations=50, resting_drops=2), progress=False)
+    summary = run_grasps(["tennis_ball"], tmp_path / "g", per_object=4, device="cuda", iterations=50,
+                         resting_drops=2)
     assert summary["grasps"] == 4
     table = _grasp_table(tmp_path / "g")
     assert np.isfinite(np.asarray(table["hand_pose"])).all()

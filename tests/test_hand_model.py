@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from conftest import random_rotations
 
 from pipeline.geometry import close_boundary_loops, self_intersections
 from pipeline.hand.conversions import mirror_pose, mirror_translation
 from pipeline.hand.joints import CANONICAL21, FINGERS, PART_NAMES
 from pipeline.hand.rotations import axis_angle_to_matrix
+
+from conftest import random_rotations
 
 
 def test_zero_pose_gives_template(hand_model, builtin_arrays):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.errors import InputError
 from pipeline.hand import load_hand_model
 from pipeline.hand.mano_file import load_model_arrays

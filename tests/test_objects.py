@@ -9,10 +9,9 @@ import torch
 import trimesh
 from PIL import Image
 
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.errors import InputError
-from pipeline.objects import load_object_library
-from pipeline.objects import decomposition
+from pipeline.objects import decomposition, load_object_library
 
 
 @pytest.fixture(scope="module")

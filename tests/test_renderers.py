@@ -5,20 +5,21 @@ import pytest
 import torch
 import trimesh
 
-import dataset_fixtures as fx
-from pipeline.cli import main
-from pipeline.config import DataConfig
+from flows.cli import main
 from pipeline.data import validate_dataset
-from pipeline.data.importers import import_dataset
+from pipeline.data.importers import ImportInputs, import_data
 from pipeline.data.reader import ShardDataset
 from pipeline.errors import InputError
 from pipeline.hand import load_hand_model
 from pipeline.objects import load_object_library
 from pipeline.objects.asset import ObjectAsset
 from renderers import platform
-from renderers.commands import random_scene
 from renderers.conditions import ConditionRenderer
 from renderers.photo import PhotoRenderer
+from renderers.random_scenes import random_scene
+
+import dataset_fixtures as fx
+from conftest import make_config
 
 SIZE = 256
 
@@ -142,7 +143,7 @@ def test_lights_are_summed_in_the_order_they_were_added():
     from renderers.scene import add_lights
 
     pr = platform.import_pyrender()
-    for attempt in range(20):
+    for _attempt in range(20):
         scene = pr.Scene()
         add_lights(pr, scene, [(pr.DirectionalLight(intensity=float(i)), (0.1 * i, 0.2, -1.0)) for i in range(5)])
         assert [node.light.intensity for node in scene.light_nodes] == [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -174,10 +175,10 @@ def test_platform_choice(monkeypatch):
 def test_render_commands_fill_an_imported_dataset(tmp_path, capsys):
     (tmp_path / "ho3d").mkdir()
     info = fx.make_ho3d(tmp_path / "ho3d")
-    import_dataset("ho3d", tmp_path / "ho3d", info["split"], tmp_path / "real", mano="builtin",
-                   data=DataConfig(image_size=64), progress=False)
+    import_data(make_config({"data.image_size": 64}), ImportInputs(format="ho3d", root=str(tmp_path / "ho3d"),
+                                                                   split=info["split"]), tmp_path / "real")
     assert main(["render", "conditions", "--dataset", str(tmp_path / "real"), "--out", str(tmp_path / "maps"),
-                 "--library", "builtin"]) == 0
+                 "--library", "builtin", "--workers", "0"]) == 0
     assert validate_dataset(tmp_path / "maps")["ok"]
     real, maps = ShardDataset(tmp_path / "real"), ShardDataset(tmp_path / "maps")
     assert len(maps) == len(real) == 5

@@ -8,11 +8,9 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-import dataset_fixtures as fx
-from pipeline.cli import main
-from pipeline.config import DataConfig, SamplingConfig
+from flows.cli import main
 from pipeline.data import ShardWriter, validate_dataset
-from pipeline.data.importers import import_dataset
+from pipeline.data.importers import ImportInputs, import_data
 from pipeline.data.manifest import read_columns
 from pipeline.data.reader import ShardDataset
 from pipeline.data.schema import GRASP
@@ -21,6 +19,9 @@ from pipeline.hand import load_hand_model
 from pipeline.sampling import grasping_frames
 from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
 from pipeline.sampling.pose_vectors import POSE_VECTOR_SIZE, pose_vectors
+
+import dataset_fixtures as fx
+from conftest import make_config
 
 
 def naive_farthest_pose_sampling(vectors, m, first):
@@ -106,32 +107,37 @@ def inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sampling")
     (tmp / "dex").mkdir()
     fx.make_dexycb(tmp / "dex")
-    import_dataset("dexycb", tmp / "dex", "s0_train", tmp / "real", mano="builtin", data=DataConfig(image_size=64),
-                   progress=False)
+    import_data(make_config({"data.image_size": 64}), ImportInputs(format="dexycb", root=str(tmp / "dex"),
+                                                                   split="s0_train"), tmp / "real")
     with ShardWriter(tmp / "grasps", GRASP, name="grasps") as writer:
         writer.write_rows(fx.make_grasp_rows("025_mug", 30, seed=1) + fx.make_grasp_rows("banana", 6, seed=2))
     return tmp
 
 
 def test_sample_stage_writes_specs_that_keep_the_grasps(inputs, tmp_path):
-    sampling = SamplingConfig(real_per_object=4, synthetic_per_object=12, total=6, views_per_pose=2)
+    sampling = {"real_per_object": 4, "synthetic_per_object": 12, "total": 6, "views_per_pose": 2}
     report = sample_and_check(inputs, tmp_path / "specs", sampling)
     assert report["objects"]["025_mug"] == {"real_grasping": 15, "real_kept": 4, "grasps_accepted": 20,
                                             "grasps_kept": 12, "grasps_drawn": 6}
     assert report["objects_without_real_frames"] == ["banana"]
     assert report["specs_by_object_and_origin"] == {"025_mug": {"real_novel_view": 8, "sim_grasp": 6}}
-    image = Image.open(tmp_path / "specs" / "similarity.png")
+    image = Image.open(tmp_path / "specs" / "__report__" / "similarity.png")
     assert image.size[0] > 500
     again = sample_and_check(inputs, tmp_path / "again", sampling)
-    paths = ("out", "report", "figure")
-    assert {k: v for k, v in again.items() if k not in paths} == {k: v for k, v in report.items() if k not in paths}
+    paths = {"out", "report", "figure", "seconds"}
+    assert again.model_dump(exclude=paths) == report.model_dump(exclude=paths)
     assert (tmp_path / "again" / "part-00000.parquet").read_bytes() == (tmp_path / "specs" / "part-00000.parquet").read_bytes()
 
 
-def sample_and_check(inputs, out, sampling):
-    from pipeline.sampling.stage import sample_conditions
+def sample_conditions(real, grasps, out, sampling: dict | None = None, seed: int = 0):
+    from pipeline.sampling.stage import SampleInputs, sample
 
-    report = sample_conditions(inputs / "real", inputs / "grasps", out, sampling=sampling, seed=0, progress=False)
+    config = make_config({"seed": seed, **{f"sampling.{k}": v for k, v in (sampling or {}).items()}})
+    return sample(config, SampleInputs(real=str(real), grasps=str(grasps)), out)
+
+
+def sample_and_check(inputs, out, sampling):
+    report = sample_conditions(inputs / "real", inputs / "grasps", out, sampling=sampling, seed=0)
     assert validate_dataset(out)["ok"]
     model = load_hand_model("builtin", dtype=torch.float64)
     specs = ShardDataset(out)
@@ -174,6 +180,5 @@ def test_sample_cli_and_bad_inputs(inputs, tmp_path, capsys):
     assert main(["sample", "--real", str(inputs / "real"), "--grasps", str(inputs / "grasps"), "--out",
                  str(tmp_path / "x"), "--per-object", "3"]) == 2
     assert "--per-object: expected two integers" in capsys.readouterr().err
-    from pipeline.sampling.stage import sample_conditions
     with pytest.raises(InputError, match="expected grasp records"):
-        sample_conditions(inputs / "real", inputs / "real", tmp_path / "y", progress=False)
+        sample_conditions(inputs / "real", inputs / "real", tmp_path / "y")

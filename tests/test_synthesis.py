@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import dataset_fixtures as fx
-from pipeline.cli import main
+from flows.cli import main
 from pipeline.data import ShardWriter, validate_dataset
 from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.synthesis.data import model_dataset
@@ -16,6 +15,8 @@ from pipeline.synthesis.objective import diffusion_loss, loss_weights
 from pipeline.synthesis.presets import resolve
 from pipeline.synthesis.sample import denoise, scheduler_for
 from pipeline.synthesis.train import _micro_step, noise_scheduler, train
+
+import dataset_fixtures as fx
 
 TINY = resolve("tiny").model_copy(update={"num_workers": 0, "sample_every": 1000, "checkpoint_every": 2,
                                           "batch_size": 4})

@@ -2,40 +2,65 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.data.schema import KINDS, fixed_list_block
-from pipeline.data.shards import MANIFEST
-from pipeline.data.storage import Location
-from pipeline.errors import InputError
+from pipeline.data.shards import JOURNAL, LEGACY_MANIFEST, MANIFEST, is_shard_name
+from pipeline.data.storage import Location, is_temporary
+from pipeline.errors import BadData, InputError
 
 REQUIRED_KEYS = ("name", "kind", "schema_version", "rows", "shards")
+
+
+def manifest_name(location: Location) -> str:
+    """``.manifest.json``, or ``manifest.json`` in a folder written before the Arrow-friendly
+    layout (it still reads; ``handbooster data migrate`` renames it)."""
+    return LEGACY_MANIFEST if not location.exists(MANIFEST) and location.exists(LEGACY_MANIFEST) else MANIFEST
 
 
 def read_manifest(where) -> tuple[Location, dict]:
     """The folder's manifest, checked for its keys, kind and schema version."""
     location = Location.parse(where)
-    if not location.exists(MANIFEST):
+    name = manifest_name(location)
+    if not location.exists(name):
         raise InputError(f"no {MANIFEST}: expected a dataset folder written by handbooster "
                          "(an interrupted run leaves none: re-run it to resume)", location)
     try:
-        manifest = json.loads(location.read_bytes(MANIFEST))
+        manifest = json.loads(location.read_bytes(name))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{MANIFEST} is not valid JSON", location) from None
+        raise BadData(f"{name} is not valid JSON", location) from None
+    if not isinstance(manifest, dict):
+        raise BadData(f"{name}: expected a JSON object", location)
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
-        raise InputError(f"{MANIFEST}: missing key(s) {', '.join(missing)}", location)
+        raise BadData(f"{name}: missing key(s) {', '.join(missing)}", location)
     kind = KINDS.get(manifest["kind"])
     if kind is None:
-        raise InputError(f"{MANIFEST}: 'kind': expected one of {', '.join(KINDS)}, got {manifest['kind']!r}", location)
+        raise BadData(f"{name}: 'kind': expected one of {', '.join(KINDS)}, got {manifest['kind']!r}", location)
     if manifest["schema_version"] != kind.version:
-        raise InputError(f"{MANIFEST}: 'schema_version': this code reads {kind.name} schema v{kind.version}, "
-                         f"the dataset is v{manifest['schema_version']}", location)
+        raise BadData(f"{name}: 'schema_version': this code reads {kind.name} schema v{kind.version}, "
+                      f"the dataset is v{manifest['schema_version']}", location)
+    for shard in manifest["shards"]:
+        path = shard.get("path") if isinstance(shard, dict) else None
+        if not isinstance(path, str) or not is_shard_name(path) or "/" in path or "\\" in path:
+            raise BadData(f"{name}: shard path {path!r}: expected a file name part-NNNNN.parquet inside the "
+                          "folder", location)
     return location, manifest
+
+
+def dataset_fingerprint(where) -> str:
+    """A digest of what a dataset holds (its name, kind and every shard's sha256): stays the
+    same wherever the folder is moved, changes with any row. Cheap: read from the manifest."""
+    _, manifest = read_manifest(where)
+    payload = json.dumps([manifest["name"], manifest["kind"], [s["sha256"] for s in manifest["shards"]]])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Table]:
@@ -89,12 +114,23 @@ def _schema_problems(name: str, schema: pa.Schema, expected: pa.Schema) -> list[
     return problems
 
 
-def validate_dataset(where) -> dict:
-    """Re-check every shard's checksum, size, row count and schema; lists every problem."""
-    location, manifest = read_manifest(where)
+def validate_dataset(where, deep: bool = False) -> dict:
+    """Re-check every shard's checksum, size, row count and schema, the manifest's counts
+    against the rows, and leftovers in the folder; lists every problem. ``deep`` also decodes
+    every image and checks its PNG mode and size."""
+    location = Location.parse(where)
+    try:
+        _, manifest = read_manifest(location)
+    except BadData as exc:
+        return {"dataset": str(location), "name": None, "rows": None, "shards": None, "problems": [exc.message],
+                "ok": False}
     kind = KINDS[manifest["kind"]]
     problems, rows = [], 0
+    if manifest_name(location) == LEGACY_MANIFEST:
+        problems.append(f"{LEGACY_MANIFEST}: handbooster 0.1's layout, which Arrow tools cannot open as a "
+                        f"folder; run 'handbooster data migrate {location}'")
     listed = {shard["path"] for shard in manifest["shards"]}
+    counted: dict[str, Counter] = {column: Counter() for column in manifest.get("counts", {})}
     for shard in manifest["shards"]:
         name = shard["path"]
         if not location.exists(name):
@@ -113,12 +149,69 @@ def validate_dataset(where) -> dict:
             continue
         if parquet.metadata.num_rows != shard["rows"]:
             problems.append(f"{name}: {parquet.metadata.num_rows} rows, manifest says {shard['rows']}")
-        problems.extend(_schema_problems(name, parquet.schema_arrow, kind.schema))
+        schema_problems = _schema_problems(name, parquet.schema_arrow, kind.schema)
+        problems.extend(schema_problems)
         rows += parquet.metadata.num_rows
-    if rows != manifest["rows"] and not problems:
+        if schema_problems:
+            continue
+        present = [c for c in counted if c in kind.schema.names]
+        table = parquet.read(columns=present)
+        for column in present:
+            counted[column].update("null" if v is None else str(v) for v in table.column(column).to_pylist())
+        if deep:
+            problems.extend(_image_problems(name, parquet, manifest.get("image_size")))
+    if rows != manifest["rows"]:
         problems.append(f"{MANIFEST}: says {manifest['rows']} rows, shards hold {rows}")
+    for column, counts in manifest.get("counts", {}).items():
+        if column in counted and dict(counted[column]) != {k: v for k, v in counts.items() if v}:
+            problems.append(f"{MANIFEST}: 'counts.{column}' says {dict(sorted(counts.items()))}, "
+                            f"the shards hold {dict(sorted(counted[column].items()))}")
     for name in location.list_files():
-        if name.startswith("part-") and name not in listed:
+        if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: not listed in {MANIFEST} (left over from another run?)")
+        elif is_temporary(name):
+            problems.append(f"{name}: a temporary file left by an interrupted write (re-run the command that "
+                            "made the dataset to resume it, or delete the file)")
+        elif name == JOURNAL:
+            problems.append(f"{name}: an unfinished run's journal (re-run the command that made the dataset to "
+                            "finish it)")
     return {"dataset": str(location), "name": manifest["name"], "rows": manifest["rows"],
-            "shards": len(manifest["shards"]), "problems": problems, "ok": not problems}
+            "shards": len(manifest["shards"]), "deep": deep, "problems": problems, "ok": not problems}
+
+
+IMAGE_MODES = {"image": "RGB", "normal": "RGB", "texture": "RGB", "mask": "L"}
+
+
+def _image_problems(name: str, parquet: pq.ParquetFile, image_size: int | None) -> list[str]:
+    """Every PNG column decoded: mode, size, and (masks) the values 0/1/2."""
+    from PIL import Image, UnidentifiedImageError
+
+    columns = [c for c in IMAGE_MODES if c in parquet.schema_arrow.names]
+    if not columns:
+        return []
+    id_column = "sample_id" if "sample_id" in parquet.schema_arrow.names else None
+    table = parquet.read(columns=columns + ([id_column] if id_column else []))
+    problems = []
+    ids = table.column(id_column).to_pylist() if id_column else list(range(table.num_rows))
+    for column in columns:
+        for sample_id, data in zip(ids, table.column(column).to_pylist()):
+            if data is None:
+                continue
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+                    mode, size, fmt = image.mode, image.size, image.format
+                    values = np.unique(np.asarray(image)) if column == "mask" else None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                problems.append(f"{name}: sample {sample_id!r}: column '{column}': does not decode as PNG ({exc})")
+                continue
+            if fmt != "PNG" or mode != IMAGE_MODES[column]:
+                problems.append(f"{name}: sample {sample_id!r}: column '{column}': expected a {IMAGE_MODES[column]} "
+                                f"PNG, got {fmt} {mode}")
+            elif image_size and size != (image_size, image_size):
+                problems.append(f"{name}: sample {sample_id!r}: column '{column}': expected {image_size}x{image_size} "
+                                f"pixels, got {size[0]}x{size[1]}")
+            elif values is not None and not set(values.tolist()) <= {0, 1, 2}:
+                problems.append(f"{name}: sample {sample_id!r}: column 'mask': values {sorted(values.tolist())}, "
+                                "expected 0, 1, 2")
+    return problems

@@ -1,25 +1,23 @@
-"""``data inspect`` and ``data register``: what is in a dataset, and a record of it in the repo."""
+"""``data inspect``: what is in a dataset, counted and drawn."""
 
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.data.manifest import read_columns, read_manifest, validate_dataset
+from pipeline.data.manifest import read_columns, read_manifest
 from pipeline.data.schema import KINDS
-from pipeline.errors import InputError
-from pipeline.paths import atomic_write_bytes, atomic_write_png
+from pipeline.errors import BadData, InputError
+from pipeline.hand.joints import CANONICAL_PARENTS
+from pipeline.paths import atomic_write_png
 
 COUNT_COLUMNS = ("source", "split", "object_id", "origin")
 PANELS = ("image", "normal", "texture", "mask")
 MASK_COLOURS = np.array([[0, 0, 0], [235, 180, 140], [70, 150, 230]], dtype=np.uint8)
-# Canonical skeleton: each joint's parent (wrist; thumb, index, middle, ring, little 1-4).
-PARENTS = [-1] + [0 if k == 0 else 1 + 4 * f + k - 1 for f in range(5) for k in range(4)]
 FINGER_COLOURS = [(255, 60, 60), (255, 200, 0), (60, 220, 60), (0, 200, 255), (200, 90, 255)]
 
 
@@ -31,12 +29,17 @@ def _counts(where, manifest) -> dict[str, dict[str, int]]:
             for column in present if table.num_rows}
 
 
-def _panel(data: bytes | None, column: str, side: int) -> Image.Image:
+def _panel(data: bytes | None, column: str, side: int, sample_id=None) -> Image.Image:
     if data is None:
         panel = Image.new("RGB", (side, side), (45, 45, 45))
         ImageDraw.Draw(panel).text((4, side // 2 - 6), f"no {column}", fill=(160, 160, 160))
         return panel
-    image = Image.open(io.BytesIO(data))
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadData(f"sample {sample_id!r}: column '{column}': does not decode as PNG ({exc}); run "
+                      "'handbooster data validate --deep'") from None
     if column == "mask":
         image = Image.fromarray(MASK_COLOURS[np.clip(np.asarray(image), 0, 2)])
     return image.convert("RGB").resize((side, side), Image.Resampling.NEAREST)
@@ -50,7 +53,7 @@ def draw_joints(panel: Image.Image, joints_2d, image_size: int) -> None:
     points = (np.asarray(joints_2d, dtype=np.float64).reshape(21, 2) + 0.5) * scale
     draw = ImageDraw.Draw(panel)
     radius = max(1.5, panel.width / 90)
-    for joint, parent in enumerate(PARENTS):
+    for joint, parent in enumerate(CANONICAL_PARENTS):
         colour = FINGER_COLOURS[(joint - 1) // 4] if joint else (255, 255, 255)
         if parent >= 0:
             draw.line([tuple(points[parent]), tuple(points[joint])], fill=colour, width=max(1, int(radius / 1.5)))
@@ -69,7 +72,7 @@ def sample_grid(rows: list[dict], image_size: int, side: int = 160) -> np.ndarra
         top = header + r * (side + header)
         draw.text((4, top + 2), str(row.get("sample_id"))[-48:], fill=(200, 200, 200))
         for p, column in enumerate(PANELS):
-            panel = _panel(row.get(column), column, side)
+            panel = _panel(row.get(column), column, side, row.get("sample_id"))
             draw_joints(panel, row.get("joints_2d"), image_size)
             grid.paste(panel, (p * side, top + header))
     return np.asarray(grid)
@@ -94,38 +97,3 @@ def inspect_dataset(where, out: str | Path | None = None, samples: int = 8, seed
         result["grid"] = str(out)
         result["grid_samples"] = len(picks)
     return result
-
-
-def registry_record(where) -> dict:
-    """Validate the dataset; its manifest plus where it lives, as the registry keeps it."""
-    report = validate_dataset(where)
-    if report["problems"]:
-        raise InputError(f"not registered: {len(report['problems'])} problem(s): " + "; ".join(report["problems"]),
-                         where)
-    location, manifest = read_manifest(where)
-    text = str(location)
-    return {**manifest, "location": text if "://" in text else str(Path(text).resolve())}
-
-
-def write_registry_record(record: dict, registry: str | Path = "data_manifests", overwrite: bool = False) -> Path:
-    """``registry/<name>.json``; a different record already there is kept unless ``overwrite``."""
-    path = Path(registry) / f"{record['name']}.json"
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    record = json.loads(text)  # compared as it reads back from the file
-    if path.exists() and not overwrite:
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            existing = None
-        if existing != record:
-            raise InputError(f"a different dataset is registered as '{record['name']}'; pass --overwrite to "
-                             "replace the record", path)
-    atomic_write_bytes(path, text.encode())
-    return path
-
-
-def register_dataset(where, registry: str | Path = "data_manifests", overwrite: bool = False) -> dict:
-    """Validate the dataset, then copy its manifest (plus where it lives) to ``registry/<name>.json``."""
-    record = registry_record(where)
-    path = write_registry_record(record, registry, overwrite)
-    return {"registered": str(path), "name": record["name"], "rows": record["rows"], "location": record["location"]}

@@ -29,7 +29,7 @@ import torch
 
 from pipeline.data.manifest import read_manifest
 from pipeline.data.schema import KINDS, fixed_list_block, pose12_matrix
-from pipeline.errors import InputError
+from pipeline.errors import BadData, InputError
 
 PNG_COLUMNS = ("image", "normal", "texture", "mask")
 SHAPES = {"K": (3, 3), "joints_3d": (21, 3), "joints_2d": (21, 2), "object_pose": (3, 4), "vertices_3d": (-1, 3)}
@@ -177,8 +177,22 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.raw(index)
-        sample = {name: decode_value(name, value) for name, value in row.items()} if self.decode else row
+        sample = {name: self._decode(index, name, value) for name, value in row.items()} if self.decode else row
         return self.transform(sample) if self.transform is not None else sample
+
+    def _decode(self, index: int, column: str, value):
+        try:
+            return decode_value(column, value)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise BadData(f"{self.where_is(index)}: column '{column}': does not decode ({exc}); run "
+                          "'handbooster data validate --deep'", self.location) from None
+
+    def where_is(self, index: int) -> str:
+        """``part-NNNNN.parquet: sample 'ID'`` of a row, for error messages."""
+        if index < 0:
+            index += self._length
+        sample_id = self.raw(index).get("sample_id") if "sample_id" in self.columns else index
+        return f"{self._groups[self.row_group_of(index)][0]}: sample {sample_id!r}"
 
 
 class ShardSampler(torch.utils.data.Sampler):

@@ -8,8 +8,8 @@ through the same writer. A row that breaks its schema is reported by sample id a
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa

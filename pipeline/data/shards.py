@@ -1,4 +1,4 @@
-"""``ShardWriter``: rows -> Parquet shards + ``manifest.json``, atomic and resumable.
+"""``ShardWriter``: rows -> Parquet shards + ``.manifest.json``, atomic and resumable.
 
 Rows are checked against their record kind and buffered; every ``rows_per_shard`` rows a
 shard ``part-NNNNN.parquet`` (row groups of 256, zstd) is written under a temporary name and
@@ -8,7 +8,8 @@ is written last, atomically, when the writer closes without error.
 Resuming: shards are written in order, so the journal vouches for a prefix of them. A re-run
 into the same folder with the same name, kind and config finds that prefix (each shard's
 checksum re-verified), starts at ``writer.resume_rows`` and redoes everything after it. A
-folder holding a different dataset is refused unless ``overwrite=True``.
+folder holding a different dataset is refused unless ``overwrite=True``. The writer holds
+the folder's lock from start to close: a second process writing the same folder is refused.
 
 Bad input (an :class:`InputError` raised inside the ``with`` block) rolls back what this run
 wrote, so the folder is left as it was; any other exception (a crash, Ctrl-C) keeps the
@@ -17,6 +18,7 @@ journal so that the next run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -26,11 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.data.schema import SAMPLE, RecordKind, RowError, to_table
-from pipeline.data.storage import Location
-from pipeline.errors import InputError
+from pipeline.data.storage import Location, folder_lock, is_temporary
+from pipeline.errors import DatasetConflict, InputError
 
-MANIFEST = "manifest.json"
-JOURNAL = "_progress.json"
+MANIFEST = ".manifest.json"
+JOURNAL = ".progress.json"
+LEGACY_MANIFEST = "manifest.json"  # written by handbooster 0.1 before the Arrow-friendly layout
 ROW_GROUP_SIZE = 256
 
 
@@ -38,9 +41,8 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def _is_temporary(name: str) -> bool:
-    """Names that :meth:`Location.write_atomic` uses before the final move."""
-    return name.startswith(".") and ".tmp-" in name
+def is_shard_name(name: str) -> bool:
+    return name.startswith("part-") and name.endswith(".parquet")
 
 
 def code_version() -> str:
@@ -66,6 +68,15 @@ class ShardWriter:
             raise ValueError("rows_per_shard must be positive")
         self.location = Location.parse(out)
         self._folder_existed = self.location.exists()
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(folder_lock(self.location))
+        try:
+            self._open(kind, name, rows_per_shard, image_size, config, info, overwrite)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _open(self, kind, name, rows_per_shard, image_size, config, info, overwrite) -> None:
         self.kind = kind
         self.rows_per_shard = rows_per_shard
         self.context = {"image_size": image_size}
@@ -87,33 +98,37 @@ class ShardWriter:
 
     def _clear(self) -> None:
         for name in self.location.list_files():
-            if name in (MANIFEST, JOURNAL) or (name.startswith("part-") and name.endswith(".parquet")) \
-                    or _is_temporary(name):
+            if name in (MANIFEST, JOURNAL, LEGACY_MANIFEST) or is_shard_name(name) or is_temporary(name):
                 self.location.delete(name)
 
     def _resume(self) -> None:
-        source = JOURNAL if self.location.exists(JOURNAL) else MANIFEST if self.location.exists(MANIFEST) else None
+        files = self.location.list_files()
+        source = JOURNAL if JOURNAL in files else MANIFEST if MANIFEST in files else None
         if source is None:
-            if any(n.startswith("part-") for n in self.location.list_files()):
-                raise InputError("holds shards without a manifest or progress journal; "
-                                 "pass overwrite (--overwrite) to replace them", self.location)
+            if LEGACY_MANIFEST in files:
+                raise DatasetConflict("holds a dataset in handbooster 0.1's layout (manifest.json); run "
+                                      "'handbooster data migrate' on it, or pass overwrite=True to replace it",
+                                      self.location)
+            if any(is_shard_name(n) for n in files):
+                raise DatasetConflict("holds shards without a manifest or progress journal; "
+                                      "pass overwrite=True to replace them", self.location)
             return
         try:
             previous = json.loads(self.location.read_bytes(source))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{source} is not valid JSON; pass overwrite (--overwrite) to start again",
-                             self.location) from None
+            raise DatasetConflict(f"{source} is not valid JSON; pass overwrite=True to start again",
+                                  self.location) from None
         if previous.get("identity") != self.identity:
-            raise InputError("holds a different dataset (name, kind, shard size or config differ); "
-                             "pass overwrite (--overwrite) to replace it", self.location)
+            raise DatasetConflict(f"holds a different dataset ({_difference(previous.get('identity'), self.identity)}); "
+                                  "pass overwrite=True to replace it", self.location)
         for entry in previous.get("shards", []):
             if not self.location.exists(entry["path"]) or self.location.sha256(entry["path"]) != \
                     (entry["sha256"], entry["bytes"]):
                 break
             self.shards.append(entry)
+        vouched = {s["path"] for s in self.shards}
         for name in self.location.list_files():  # leftovers of an interrupted run: redone
-            vouched = {s["path"] for s in self.shards}
-            if _is_temporary(name) or (name.startswith("part-") and name not in vouched):
+            if is_temporary(name) or (is_shard_name(name) and name not in vouched):
                 self.location.delete(name)
 
     @property
@@ -159,7 +174,7 @@ class ShardWriter:
         self._write_json(JOURNAL, {"identity": self.identity, "shards": self.shards})
 
     def _write_json(self, name: str, payload: dict) -> None:
-        self.location.write_atomic(name, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+        self.location.write_json(name, payload)
 
     def close(self) -> dict:
         """Flush the last shard and write the manifest; returns it."""
@@ -184,9 +199,10 @@ class ShardWriter:
         }
         self._write_json(MANIFEST, self.manifest)
         self.location.delete(JOURNAL)
+        self._lock.close()
         return self.manifest
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def rollback(self) -> None:
@@ -203,10 +219,30 @@ class ShardWriter:
             self.location.remove_if_empty()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        elif issubclass(exc_type, InputError):
-            self.rollback()
+        try:
+            if exc_type is None:
+                self.close()
+            elif issubclass(exc_type, InputError):
+                self.rollback()
+        finally:
+            self._lock.close()
+
+
+def _difference(before: dict | None, now: dict) -> str:
+    """Which identity keys differ, for the error message (``config.grasp.iterations``)."""
+    if not isinstance(before, dict):
+        return "no identity recorded"
+    changed = []
+
+    def walk(a, b, prefix):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+        elif a != b:
+            changed.append(prefix)
+
+    walk(before, now, "")
+    return "differs in " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "") if changed else "same"
 
 
 def _counts(values) -> dict[str, int]:

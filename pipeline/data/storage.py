@@ -1,12 +1,30 @@
-"""Local paths and pyarrow filesystem URIs (``file://``, ``s3://``, ``gs://``...) behind one API."""
+"""Local paths and pyarrow filesystem URIs (``file://``, ``s3://``, ``gs://``...) behind one API,
+and the one-writer-per-folder lock.
+
+A dataset folder is laid out so that every Arrow tool opens it as it is: Parquet shards, and
+handbooster's own files hidden from dataset discovery (pyarrow, pandas and DuckDB skip names
+starting with ``.`` or ``_``; Hugging Face ``datasets`` skips names starting with ``.`` and
+folders starting with ``__``): ``.manifest.json``, ``.progress.json``, ``.summary.json``,
+``.lock`` and a ``__report__/`` folder for pictures and reports.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
+
+from pipeline.errors import DatasetConflict
+
+REPORT_DIR = "__report__"
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -18,16 +36,26 @@ class Location:
     text: str
 
     @classmethod
-    def parse(cls, where: str | os.PathLike) -> "Location":
+    def parse(cls, where: str | os.PathLike) -> Location:
+        if isinstance(where, Location):
+            return where
         text = str(where)
         if "://" in text:
             fs, path = pafs.FileSystem.from_uri(text)
         else:
             fs, path = pafs.LocalFileSystem(), os.path.abspath(text)
-        return cls(fs, path.rstrip("/"), text)
+        return cls(fs, path.rstrip("/") or "/", text)
 
     def __str__(self) -> str:
         return self.text
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def child(self, name: str) -> Location:
+        """The folder ``name`` inside this one."""
+        return Location(self.fs, self.join(name), f"{self.text.rstrip('/')}/{name}")
 
     def join(self, name: str) -> str:
         return f"{self.path}/{name}"
@@ -48,12 +76,23 @@ class Location:
             return stream.read()
 
     def write_atomic(self, name: str, data: bytes) -> None:
-        """Write under a temporary name, then move into place: readers never see half a file."""
-        self.fs.create_dir(self.path, recursive=True)
-        tmp = self.join(f".{name}.tmp-{os.getpid()}")
-        with self.fs.open_output_stream(tmp) as stream:
-            stream.write(data)
-        self.fs.move(tmp, self.join(name))
+        """Write under a temporary name, then move into place: readers never see half a file,
+        and a failed write (a full disk) leaves no temporary file behind."""
+        folder = os.path.dirname(self.join(name))
+        self.fs.create_dir(folder, recursive=True)
+        base = os.path.basename(name)
+        tmp = f"{folder}/.{base}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            with self.fs.open_output_stream(tmp) as stream:
+                stream.write(data)
+            self.fs.move(tmp, self.join(name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
+
+    def write_json(self, name: str, payload) -> None:
+        self.write_atomic(name, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
     def delete(self, name: str) -> None:
         if self.exists(name):
@@ -70,3 +109,83 @@ class Location:
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+
+
+def is_temporary(name: str) -> bool:
+    """Names that :meth:`Location.write_atomic` uses before the final move."""
+    return name.startswith(".") and ".tmp-" in name
+
+
+class _Held:
+    def __init__(self, fd: int, created: bool):
+        self.fd, self.created, self.count = fd, created, 0
+
+
+_HELD: dict[str, _Held] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _acquire(key: str, location: Location) -> int:
+    """An fd holding ``KEY/.lock`` exclusively, the file naming this process; the file is the
+    one at the path (a holder that just finished unlinks its file: try again on the new one)."""
+    import fcntl
+
+    path = os.path.join(key, LOCK)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise DatasetConflict(f"is being written by {holder}; wait for it to finish or choose "
+                                      "another folder", location) from None
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})".encode(), 0)
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(where):
+    """Hold ``WHERE/.lock`` exclusively for the block: a second process writing the same folder
+    is refused at once (``DatasetConflict`` naming the folder and the process holding it). The
+    OS drops the lock when its process dies, so a crash never leaves the folder locked; a clean
+    exit removes the file. Nested uses in one process share the lock. A folder this call
+    created and that is empty afterwards is removed again. Remote filesystems are not locked."""
+    location = Location.parse(where)
+    if not location.is_local:
+        yield
+        return
+    key = os.path.realpath(location.path)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is None:
+            created = not os.path.isdir(key)
+            os.makedirs(key, exist_ok=True)
+            try:
+                held = _HELD[key] = _Held(_acquire(key, location), created)
+            except BaseException:
+                if created and not os.listdir(key):
+                    os.rmdir(key)
+                raise
+        held.count += 1
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            held.count -= 1
+            if held.count == 0:
+                del _HELD[key]
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(key, LOCK))
+                os.close(held.fd)
+                if held.created and not os.listdir(key):
+                    os.rmdir(key)

@@ -112,7 +112,7 @@ class AnatomicalSpace:
     upper: np.ndarray  # (15, 3) radians
 
     @classmethod
-    def from_rest_joints(cls, joints16: np.ndarray, tips: np.ndarray, side: str = "right") -> "AnatomicalSpace":
+    def from_rest_joints(cls, joints16: np.ndarray, tips: np.ndarray, side: str = "right") -> AnatomicalSpace:
         """Frames from rest-pose joints (16, 3) and fingertips (5, 3: thumb..little)."""
         joints16 = np.asarray(joints16, dtype=np.float64)
         tips = np.asarray(tips, dtype=np.float64)

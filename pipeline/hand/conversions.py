@@ -6,6 +6,7 @@ MANO's mean hand, HO3D stores OpenGL camera coordinates, left hands are mirrored
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pipeline.hand.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -34,15 +35,29 @@ def mirror_translation(trans: torch.Tensor) -> torch.Tensor:
     return trans * torch.tensor([-1.0, 1.0, 1.0], dtype=trans.dtype, device=trans.device)
 
 
-def opengl_to_opencv(pose: torch.Tensor, betas: torch.Tensor, trans: torch.Tensor, hand_model):
-    """Re-express hand parameters given in an OpenGL camera frame (HO3D) in OpenCV.
+def move_hand(pose, trans, rest_wrist, rotation, translation):
+    """Hand parameters after the rigid motion ``x -> rotation x + translation`` of the whole hand.
 
-    The flip F = diag(1, -1, -1) turns the mesh ``R (v - J0) + J0 + t`` into
-    ``F R (v - J0) + F (J0 + t)``: the global rotation becomes ``F R`` and the translation
-    ``F (J0 + t) - J0``, with ``J0`` the rest wrist of these betas.
+    The model turns the hand about its rest wrist ``w`` and then translates it:
+    ``v = R_g (v0 - w) + w + t``. Moved, ``R' = R R_g`` and ``t' = R (w + t) + translation - w``;
+    the finger joints do not change. Batched over leading dimensions (``pose [..., 48]``,
+    ``trans``/``rest_wrist``/``translation [..., 3]``, ``rotation [..., 3, 3]``); numpy in,
+    numpy out; torch in, torch out.
     """
+    as_numpy = isinstance(pose, np.ndarray)
+    pose, trans, rest_wrist, rotation, translation = (
+        torch.as_tensor(np.asarray(v, dtype=np.float64)) if as_numpy else v
+        for v in (pose, trans, rest_wrist, rotation, translation))
+    rotation = rotation.to(pose.dtype)
+    global_rotation = rotation @ axis_angle_to_matrix(pose[..., :3])
+    moved_pose = torch.cat([matrix_to_axis_angle(global_rotation), pose[..., 3:]], dim=-1)
+    moved_trans = (rotation @ (rest_wrist + trans)[..., None])[..., 0] + translation - rest_wrist
+    return (moved_pose.numpy(), moved_trans.numpy()) if as_numpy else (moved_pose, moved_trans)
+
+
+def opengl_to_opencv(pose: torch.Tensor, betas: torch.Tensor, trans: torch.Tensor, hand_model):
+    """Re-express hand parameters given in an OpenGL camera frame (HO3D) in OpenCV: the flip
+    ``F = diag(1, -1, -1)`` as a rigid motion of the hand (:func:`move_hand`)."""
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=pose.dtype, device=pose.device))
-    global_rot = flip @ axis_angle_to_matrix(pose[..., :3])
     wrist = hand_model.rest_wrist(betas).to(pose.dtype)
-    new_trans = (wrist + trans) @ flip.T - wrist
-    return torch.cat([matrix_to_axis_angle(global_rot), pose[..., 3:]], dim=-1), new_trans
+    return move_hand(pose, trans, wrist, flip, torch.zeros_like(trans))

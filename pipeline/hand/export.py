@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.errors import InputError
@@ -24,26 +23,29 @@ def posed_hand(model_spec: str, side: str, pose_name: str, seed: int):
     return model, vertices[0].double().numpy()
 
 
-def hand_picture(vertices: np.ndarray, faces: np.ndarray, size: int = 384) -> np.ndarray:
-    """Back, palm and three-quarter views of a hand, side by side."""
-    from renderers.preview import SKIN, render_views
-
-    return render_views([(vertices, faces, SKIN)], [(0, 1, 1e-4), (0, -1, 1e-4), (0.35, 0.45, 1.0)], size=size)
-
-
-def export_hand(model_spec: str, side: str, pose_name: str, seed: int, out: Path) -> dict:
+def check_export_path(out: Path) -> str:
+    """The output's suffix, if the exporters know it."""
     suffix = out.suffix.lower()
     if suffix not in MESH_SUFFIXES + PICTURE_SUFFIXES:
         raise InputError(f"unknown output type '{suffix}', expected one of {', '.join(MESH_SUFFIXES + PICTURE_SUFFIXES)}", out)
+    return suffix
+
+
+def export_hand(model_spec: str, side: str, pose_name: str, seed: int, out: Path, picture=None) -> dict:
+    """The posed hand as a mesh (.obj, .ply), or a picture (.png) drawn by ``picture(vertices,
+    faces) -> RGB array`` (the renderers' ``hand_picture``; the core library draws nothing)."""
     import trimesh
 
+    suffix = check_export_path(out)
+    if suffix in PICTURE_SUFFIXES and picture is None:
+        raise InputError("a .png export needs a picture renderer (handbooster hand export draws one)", out)
     model, vertices = posed_hand(model_spec, side, pose_name, seed)
     mesh = trimesh.Trimesh(vertices, model.closed_faces, process=False)
     if suffix in MESH_SUFFIXES:
         data = mesh.export(file_type=suffix[1:])
         atomic_write_bytes(out, data.encode() if isinstance(data, str) else data)
     else:
-        atomic_write_png(out, hand_picture(vertices, model.closed_faces))
+        atomic_write_png(out, picture(vertices, model.closed_faces))
     return {
         "out": str(out), "model": model.name, "side": side, "pose": pose_name, "seed": seed,
         "vertices": int(len(vertices)), "faces": int(len(model.closed_faces)),

@@ -25,6 +25,9 @@ MANO16 = (
 MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
 MANO21 = MANO16 + ("thumb4", "index4", "middle4", "ring4", "little4")
 CANONICAL21 = ("wrist",) + tuple(f"{finger}{k}" for finger in FINGERS for k in range(1, 5))
+# Each CANONICAL21 joint's parent in the skeleton (-1 for the wrist): what pictures draw.
+CANONICAL_PARENTS = (-1,) + tuple(0 if k == 1 else CANONICAL21.index(f"{finger}{k - 1}")
+                                  for finger in FINGERS for k in range(1, 5))
 
 # MANO16 indices of each finger's three joints, proximal to distal.
 FINGER_CHAINS = {

@@ -144,6 +144,16 @@ class HandModel(torch.nn.Module):
             joints16 = self.mano.J_regressor.double().cpu().numpy() @ template
         return AnatomicalSpace.from_rest_joints(joints16, template[list(self.fingertip_vertex_ids)], self.side)
 
+    @functools.cached_property
+    def palm_normal(self) -> np.ndarray:
+        """Unit normal out of the palm of the rest hand (model frame), for either side."""
+        from pipeline.hand.anatomy import palm_side_normal
+
+        with torch.no_grad():
+            joints16 = (self.mano.J_regressor.double() @ self.mano.v_template.double()).cpu().numpy()
+        normal = palm_side_normal(joints16)
+        return -normal if self.side == "left" else normal
+
     def pose_from_name(self, name: str, seed: int = 0) -> torch.Tensor:
         """A full pose (1, 48), zero global rotation: 'flat', 'relaxed', 'fist' or 'random'."""
         hand = self.anatomy.sample(1, seed)[0] if name == "random" else self.anatomy.named_pose(name)

@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.paths import cache_dir
 from pipeline.quiet import import_pybullet, silenced_native_output
 
+
 def default_vhacd_params() -> dict:
     from pipeline.config import VhacdConfig
 

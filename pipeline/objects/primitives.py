@@ -12,7 +12,7 @@ which is fine for meshing; objects built with them use a sampled grid for querie
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -55,7 +55,7 @@ class SdfGrid:
 
     @classmethod
     def from_mesh(cls, vertices: np.ndarray, faces: np.ndarray, padding: float = DEFAULT_PADDING,
-                  voxels: int = DEFAULT_VOXELS) -> "SdfGrid":
+                  voxels: int = DEFAULT_VOXELS) -> SdfGrid:
         lo = vertices.min(axis=0) - padding
         hi = vertices.max(axis=0) + padding
         pitch = grid_pitch(lo, hi, voxels)
@@ -72,7 +72,7 @@ class SdfGrid:
         atomic_write_npz(path, {"values": self.values, "lo": self.lo, "pitch": np.array(self.pitch)})
 
     @classmethod
-    def load(cls, path: Path) -> "SdfGrid":
+    def load(cls, path: Path) -> SdfGrid:
         with np.load(path, allow_pickle=False) as data:
             return cls(data["values"], data["lo"], float(data["pitch"]))
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.hand.rotations import (axis_angle_to_matrix, axis_angle_to_quaternion, canonicalize_quaternion,
-                                     matrix_to_quaternion)
+from pipeline.hand.rotations import (
+    axis_angle_to_matrix,
+    axis_angle_to_quaternion,
+    canonicalize_quaternion,
+    matrix_to_quaternion,
+)
 
 POSE_VECTOR_SIZE = 15 * 4 + 4 + 3
 

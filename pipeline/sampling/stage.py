@@ -1,32 +1,52 @@
 """The sampling stage: real grasps + simulated grasps -> condition specs, with a report.
 
-Per object present in both inputs: farthest pose sampling keeps ``M`` real grasping poses and
-``N`` accepted simulated grasps; every kept real pose gets ``views_per_pose`` novel views;
-cross-distribution sampling draws that object's share of ``total`` novel grasps from the kept
-simulated ones, each placed with the orientation and wrist position of a random real grasping
-sample and turned a little about the wrist. The report counts specs per object and origin and
-plots the paper's Fig. 4: how similar the kept real poses are to each other (FPS vs random),
-and how similar synthetic poses are to the real ones before and after cross sampling.
+Per object present in both inputs, with ``sampling.sampler = cross`` (the full method):
+farthest pose sampling keeps ``M`` real grasping poses and ``N`` accepted simulated grasps;
+every kept real pose gets ``views_per_pose`` novel views; cross-distribution sampling draws
+that object's share of ``total`` novel grasps from the kept simulated ones, each placed with
+the orientation and wrist position of a random real grasping sample and turned a little
+about the wrist. ``fps`` draws the novel grasps uniformly from the FPS-kept ones; ``random``
+keeps real and simulated poses at random and draws uniformly (the ablation's baselines). The
+report (``__report__/``) counts specs per object and origin and plots the paper's Fig. 4:
+how similar the kept real poses are to each other (FPS vs random), and how similar synthetic
+poses are to the real ones before and after cross sampling.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.config import DataConfig, SamplingConfig
+from pipeline.config import PipelineConfig, config_record
 from pipeline.data.manifest import column_arrays, read_columns, read_grasp_arrays
 from pipeline.data.schema import pose12_matrix
 from pipeline.data.shards import ShardWriter
-from pipeline.data.storage import Location
-from pipeline.errors import InputError
+from pipeline.data.storage import REPORT_DIR, Location
+from pipeline.errors import BadData
 from pipeline.imaging import figure_png, pyplot
 from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
 from pipeline.sampling.pose_vectors import pose_vectors, unit_rows
 from pipeline.sampling.prepare import finish_specs, place_grasps, random_rotations, rotate_about_wrist
+from pipeline.stage import StageInputs, StageSummary, input_path, stage
+
+SECTIONS = ("sampling", "data.crop_scale", "hand.model")
+
+
+class SampleInputs(StageInputs):
+    real: str = input_path("a real dataset (imported or demo) with the grasping split")
+    grasps: str = input_path("grasp records from the grasps stage")
+
+
+class SampleSummary(StageSummary):
+    specs: int
+    objects: dict[str, dict[str, int]]
+    specs_by_object_and_origin: dict[str, dict[str, int]]
+    dropped_behind_camera: int
+    objects_without_grasps: list[str]
+    objects_without_real_frames: list[str]
+    report: str
+    figure: str
 
 REAL_COLUMNS = ["sample_id", "dataset", "object_id", "is_grasping", "hand_pose", "hand_betas", "hand_trans",
                 "joints_3d", "object_pose", "K", "crop_box", "mirrored"]
@@ -36,7 +56,7 @@ GRASP_COLUMNS = ["grasp_id", "object_id", "hand_pose", "hand_betas", "hand_trans
 def load_real_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
     manifest, table = read_columns(where, REAL_COLUMNS)
     if manifest["kind"] != "sample":
-        raise InputError(f"expected a dataset of samples, this one holds {manifest['kind']} records", where)
+        raise BadData(f"expected a dataset of samples, this one holds {manifest['kind']} records", where)
     keep = np.asarray([bool(g) and p is not None for g, p in zip(table.column("is_grasping").to_pylist(),
                                                                    table.column("object_pose").to_pylist())])
     real = column_arrays(table.filter(keep), REAL_COLUMNS)
@@ -56,29 +76,44 @@ def _pairwise_similarity(vectors: np.ndarray) -> np.ndarray:
     return similarity[np.triu_indices(len(unit), k=1)]
 
 
-def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, default_mano: str = "builtin",
-                      sampling: SamplingConfig | None = None, data: DataConfig | None = None, seed: int = 0,
-                      overwrite: bool = False, progress: bool = True) -> dict:
-    """Write condition specs to ``out``; returns the report (also saved beside the shards).
+def hand_model_spec(config: PipelineConfig, manifest: dict) -> str:
+    """The hand model a dataset's labels were made with: ``hand.model`` when the config (or a
+    flag) sets it, else the one the manifest names, else the default."""
+    if "model" in config.hand.model_fields_set:
+        return config.hand.model
+    return manifest.get("hand_model") or config.hand.model
 
-    The hand model is ``mano``, else the one the real dataset names in its manifest, else
-    ``default_mano``: wrists and joints must come from the model the labels were made with.
+
+def _kept(vectors: np.ndarray, rows: np.ndarray, count: int, sampler: str, seed: int) -> np.ndarray:
+    """``count`` of ``rows``: farthest pose sampling, or (sampler ``random``) a random subset."""
+    count = min(count, len(rows))
+    if sampler == "random":
+        return np.sort(np.random.default_rng(seed).choice(rows, count, replace=False))
+    return rows[farthest_pose_sampling(vectors[rows], count, seed=seed)]
+
+
+@stage("sample", SampleInputs, SampleSummary, SECTIONS)
+def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> SampleSummary:
+    """Write condition specs to ``out``, and the report beside them in ``__report__/``.
+
+    The hand model is the one the real dataset's labels were made with (:func:`hand_model_spec`):
+    wrists and joints must come from the model the labels were made with.
     """
     from pipeline.hand import load_hand_model
 
-    sampling, data = sampling or SamplingConfig(), data or DataConfig()
-    manifest, real = load_real_grasps(real_dir)
-    hand_model = load_hand_model(mano or manifest.get("hand_model") or default_mano, dtype=torch.float64)
-    grasps = load_accepted_grasps(grasps_dir)
+    sampling, data, seed = config.sampling, config.data, config.seed
+    manifest, real = load_real_grasps(inputs.real)
+    hand_model = load_hand_model(hand_model_spec(config, manifest), dtype=torch.float64)
+    grasps = load_accepted_grasps(inputs.grasps)
     size = manifest.get("image_size") or data.image_size
     real_objects, grasp_objects = set(real["object_id"]), set(grasps["object_id"])
     objects = sorted(real_objects & grasp_objects)
     if not objects:
-        raise InputError(f"no object has both real grasping frames ({', '.join(sorted(real_objects)) or 'none'}) "
-                         f"and accepted grasps ({', '.join(sorted(grasp_objects)) or 'none'})", grasps_dir)
+        raise BadData(f"no object has both real grasping frames ({', '.join(sorted(real_objects)) or 'none'}) "
+                      f"and accepted grasps ({', '.join(sorted(grasp_objects)) or 'none'})", inputs.grasps)
     with torch.no_grad():
-        grasp_wrist = (hand_model.rest_wrist(torch.as_tensor(grasps["hand_betas"])).double().numpy()
-                       + grasps["hand_trans"])
+        grasp_rest_wrist = hand_model.rest_wrist(torch.as_tensor(grasps["hand_betas"])).double().numpy()
+    grasp_wrist = grasp_rest_wrist + grasps["hand_trans"]
     object_poses = pose12_matrix(real["object_pose"])
     real_vectors = pose_vectors(real["hand_pose"], real["joints_3d"][:, :3], object_poses[:, :3, :3],
                                 object_poses[:, :3, 3])
@@ -90,20 +125,19 @@ def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, def
     specs: list[dict] = []
     figures = {"fps": [], "random": [], "before": [], "after": []}
     per_object = {}
-    for index, name in enumerate(tqdm(objects, desc="sample poses", unit="object", disable=not progress)):
+    for index, name in enumerate(tqdm(objects, desc="sample poses", unit="object", disable=not config.run.progress)):
         rng = np.random.default_rng([seed, index])
         real_rows = np.flatnonzero(real["object_id"] == name)
         grasp_rows = np.flatnonzero(grasps["object_id"] == name)
-        kept_real = real_rows[farthest_pose_sampling(real_vectors[real_rows], min(sampling.real_per_object,
-                                                                                  len(real_rows)), seed=seed + index)]
-        kept_grasps = grasp_rows[farthest_pose_sampling(grasp_vectors[grasp_rows],
-                                                        min(sampling.synthetic_per_object, len(grasp_rows)),
-                                                        seed=seed + index)]
-        probabilities = cross_distribution_probabilities(grasp_vectors[kept_grasps], real_vectors[kept_real])
+        kept_real = _kept(real_vectors, real_rows, sampling.real_per_object, sampling.sampler, seed + index)
+        kept_grasps = _kept(grasp_vectors, grasp_rows, sampling.synthetic_per_object, sampling.sampler, seed + index)
+        probabilities = cross_distribution_probabilities(grasp_vectors[kept_grasps], real_vectors[kept_real]) \
+            if sampling.sampler == "cross" else np.full(len(kept_grasps), 1.0 / len(kept_grasps))
         drawn = kept_grasps[draw_without_replacement(probabilities, min(int(shares[index]), len(kept_grasps)),
                                                      seed=seed + index)]
-        specs.append(_novel_views(real, kept_real, sampling, rng))
-        specs.append(_novel_grasps(real, grasps, grasp_wrist, drawn, hand_model, name, sampling, rng))
+        view_sampler = "random" if sampling.sampler == "random" else "fps"
+        specs.append(_novel_views(real, kept_real, sampling, view_sampler, rng))
+        specs.append(_novel_grasps(real, grasps, grasp_rest_wrist, drawn, name, sampling, rng))
         mean_similarity = (unit_rows(grasp_vectors[kept_grasps]) @ unit_rows(real_vectors[kept_real]).T).mean(axis=1)
         figures["before"].append(mean_similarity)
         figures["after"].append(mean_similarity[np.isin(kept_grasps, drawn)])
@@ -117,9 +151,7 @@ def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, def
 
     merged = {key: np.concatenate([s[key] for s in specs]) for key in specs[0]}
     rows, dropped = finish_specs(hand_model, merged, size, data.crop_scale)
-    config = {"real": str(real_dir), "grasps": str(grasps_dir), "seed": seed, "hand_model": hand_model.name,
-              **sampling.model_dump(), "crop_scale": data.crop_scale}
-    origins = {}
+    origins: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = origins.setdefault(row["object_id"], {})
         counts[row["origin"]] = counts.get(row["origin"], 0) + 1
@@ -127,49 +159,50 @@ def sample_conditions(real_dir, grasps_dir, out, *, mano: str | None = None, def
               "dropped_behind_camera": dropped,
               "objects_without_grasps": sorted(real_objects - grasp_objects),
               "objects_without_real_frames": sorted(grasp_objects - real_objects)}
+    record = {**config_record(config, SECTIONS), "hand_model": hand_model.name}
     with ShardWriter(out, name=f"{manifest['name']}_specs", rows_per_shard=data.rows_per_shard, image_size=size,
-                     config=config, overwrite=overwrite, info={"hand_model": hand_model.name, "sampling": report}) \
-            as writer:
+                     config=record, overwrite=config.run.overwrite,
+                     info={"hand_model": hand_model.name, "sampling": report,
+                           "sources": {"real": inputs.real, "grasps": inputs.grasps}}) as writer:
         writer.write_rows(rows[writer.resume_rows:])
-    location = Location.parse(out)
-    location.write_atomic("sampling_report.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-    location.write_atomic("similarity.png", similarity_figure(figures))
-    return {**report, "out": str(out), "report": location.join("sampling_report.json"),
-            "figure": location.join("similarity.png")}
+    out.write_json(f"{REPORT_DIR}/sampling_report.json", report)
+    out.write_atomic(f"{REPORT_DIR}/similarity.png", similarity_figure(figures))
+    return SampleSummary(**report, report=out.join(f"{REPORT_DIR}/sampling_report.json"),
+                         figure=out.join(f"{REPORT_DIR}/similarity.png"))
 
 
-def _novel_views(real, kept, sampling: SamplingConfig, rng) -> dict:
+def _novel_views(real, kept, sampling, sampler: str, rng) -> dict:
     rows = np.repeat(kept, sampling.views_per_pose)
     delta = random_rotations(len(rows), sampling.perturbation_deg, rng)
     wrist = real["joints_3d"][rows, :3]
     object_poses = pose12_matrix(real["object_pose"][rows])
-    pose, rotation, translation = rotate_about_wrist(real["hand_pose"][rows], wrist, object_poses[:, :3, :3],
-                                                     object_poses[:, :3, 3], delta)
+    pose, trans, rotation, translation = rotate_about_wrist(real["hand_pose"][rows], real["hand_trans"][rows], wrist,
+                                                            object_poses[:, :3, :3], object_poses[:, :3, 3], delta)
     view = np.tile(np.arange(sampling.views_per_pose), len(kept))
     return {"sample_id": np.asarray([f"{real['sample_id'][r]}/view{v}" for r, v in zip(rows, view)], dtype=object),
             "dataset": real["dataset"][rows], "sequence_id": real["sample_id"][rows], "hand_pose": pose,
-            "hand_betas": real["hand_betas"][rows], "hand_trans": real["hand_trans"][rows], "K": real["K"][rows],
+            "hand_betas": real["hand_betas"][rows], "hand_trans": trans, "K": real["K"][rows],
             "crop_box": real["crop_box"][rows], "mirrored": real["mirrored"][rows], "object_id": real["object_id"][rows],
             "object_rotation": rotation, "object_translation": translation,
-            "origin": np.full(len(rows), "real_novel_view", dtype=object), "sampler": np.full(len(rows), "fps", dtype=object)}
+            "origin": np.full(len(rows), "real_novel_view", dtype=object),
+            "sampler": np.full(len(rows), sampler, dtype=object)}
 
 
-def _novel_grasps(real, grasps, grasp_wrist, drawn, hand_model, name, sampling: SamplingConfig, rng) -> dict:
+def _novel_grasps(real, grasps, grasp_rest_wrist, drawn, name, sampling, rng) -> dict:
     targets = rng.integers(len(real["sample_id"]), size=len(drawn))
-    pose, rotation, translation = place_grasps(grasps["hand_pose"][drawn], grasp_wrist[drawn],
-                                               real["hand_pose"][targets], real["joints_3d"][targets, :3])
     wrist = real["joints_3d"][targets, :3]
+    pose, trans, rotation, translation = place_grasps(grasps["hand_pose"][drawn], grasps["hand_trans"][drawn],
+                                                      grasp_rest_wrist[drawn], real["hand_pose"][targets], wrist)
     delta = random_rotations(len(drawn), sampling.perturbation_deg, rng)
-    pose, rotation, translation = rotate_about_wrist(pose, wrist, rotation, translation, delta)
+    pose, trans, rotation, translation = rotate_about_wrist(pose, trans, wrist, rotation, translation, delta)
     betas = grasps["hand_betas"][drawn]
-    with torch.no_grad():
-        trans = wrist - hand_model.rest_wrist(torch.as_tensor(betas)).double().numpy()
     return {"sample_id": np.asarray([f"sim/{name}/{grasps['grasp_id'][g]}" for g in drawn], dtype=object),
             "dataset": real["dataset"][targets], "sequence_id": grasps["grasp_id"][drawn], "hand_pose": pose,
             "hand_betas": betas, "hand_trans": trans, "K": real["K"][targets], "crop_box": real["crop_box"][targets],
             "mirrored": np.zeros(len(drawn), dtype=bool), "object_id": np.full(len(drawn), name, dtype=object),
             "object_rotation": rotation, "object_translation": translation,
-            "origin": np.full(len(drawn), "sim_grasp", dtype=object), "sampler": np.full(len(drawn), "cross", dtype=object)}
+            "origin": np.full(len(drawn), "sim_grasp", dtype=object),
+            "sampler": np.full(len(drawn), sampling.sampler, dtype=object)}
 
 
 def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:

@@ -47,7 +47,7 @@ class HandObjectUNet(ModelMixin, ConfigMixin):
         self.null_quat = torch.nn.Parameter(torch.zeros(time_dim))
 
     @classmethod
-    def from_synthesis_config(cls, config: SynthesisConfig) -> "HandObjectUNet":
+    def from_synthesis_config(cls, config: SynthesisConfig) -> HandObjectUNet:
         return cls(**{key: getattr(config, key) for key in MODEL_KEYS})
 
     def forward(self, noisy, timesteps, normal, texture, quat, drop_quat=None, drop_maps=None) -> torch.Tensor:

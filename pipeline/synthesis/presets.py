@@ -16,9 +16,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def resolve(preset: str, overrides: SynthesisConfig | None = None) -> SynthesisConfig:
-    """The preset's values, then every key the config file set explicitly."""
+def resolve(preset: str | None = None, overrides: SynthesisConfig | None = None) -> SynthesisConfig:
+    """The preset's values (``overrides.preset`` when ``preset`` is None), then every key the
+    config set explicitly."""
+    preset = preset or (overrides.preset if overrides is not None else "tiny")
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     explicit = overrides.model_dump(exclude_unset=True) if overrides is not None else {}
-    return SynthesisConfig.model_validate({**PRESETS[preset], **explicit})
+    return SynthesisConfig.model_validate({**PRESETS[preset], **explicit, "preset": preset})

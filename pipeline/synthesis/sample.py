@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.data.reader import ShardDataset, collate_samples, decode_value
-from pipeline.errors import InputError
+from pipeline.errors import BadData, InputError
 from pipeline.imaging import png_bytes
 from pipeline.synthesis.data import CONDITION_COLUMNS, ModelInputs
 
@@ -69,6 +69,18 @@ def denoise(model, scheduler, batch: dict, steps: int, guidance: float, seeds: l
     return sample.clamp(-1, 1)
 
 
+def check_generated(images: torch.Tensor, sample_ids: list[str], guidance: float) -> None:
+    """Refuse to write images that are not pictures: non-finite values, or one flat colour."""
+    values = images.float().flatten(1)
+    finite = torch.isfinite(values).all(dim=1)
+    flat = values.nan_to_num().amax(dim=1) - values.nan_to_num().amin(dim=1) < 1e-3
+    for sample_id, ok, constant in zip(sample_ids, finite.tolist(), flat.tolist()):
+        if not ok or constant:
+            what = "non-finite values" if not ok else "a single flat colour"
+            raise BadData(f"sample {sample_id!r}: the generator produced {what} (guidance {guidance}); nothing of "
+                          "this batch was written: check the checkpoint and the sampling settings")
+
+
 def checkpoint_digest(folder: Path) -> str:
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
@@ -106,30 +118,40 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     guidance = training.get("guidance", 3.0) if guidance is None else guidance
     sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
     rows = ShardDataset(specs, decode=False)  # read once: conditions are decoded from the same raw rows
+    if rows.manifest["kind"] != "sample":
+        raise BadData(f"expected condition rows (samples with normal and texture maps), this dataset holds "
+                      f"{rows.manifest['kind']} records", specs)
     if not len(rows):
-        raise InputError("has no rows", specs)
+        raise BadData("has no rows", specs)
     to_inputs = ModelInputs(model.config.image_size, with_image=False)
 
-    def model_inputs(row: dict) -> dict:
-        return to_inputs({column: decode_value(column, row[column]) for column in CONDITION_COLUMNS})
+    def model_inputs(row: dict, index: int) -> dict:
+        try:
+            decoded = {column: decode_value(column, row[column]) for column in CONDITION_COLUMNS}
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise BadData(f"{rows.where_is(index)}: a condition map does not decode ({exc}); run 'handbooster "
+                          "data validate --deep'", specs) from None
+        return to_inputs(decoded)
 
-    model_inputs(rows.raw(0))  # specs without maps fail here, naming the sample, before any work
+    model_inputs(rows.raw(0), 0)  # specs without maps fail here, naming the sample, before any work
     manifest = rows.manifest
     size = manifest.get("image_size") or model.config.image_size
     gen = {"checkpoint_sha": digest, "steps": steps, "scheduler": scheduler, "guidance": float(guidance)}
-    config = {"checkpoint": str(folder), **gen, "seed": seed, "specs": str(specs)}
+    config = {**gen, "seed": seed, "specs": manifest["name"]}
     with ShardWriter(out, name=f"{manifest['name']}_synthetic", rows_per_shard=manifest["shards"][0]["rows"]
                      if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
-                     info={"hand_model": manifest.get("hand_model")}) as writer:
+                     info={"hand_model": manifest.get("hand_model"),
+                           "sources": {"checkpoint": str(folder), "specs": str(specs)}}) as writer:
         indices = list(range(writer.resume_rows, len(rows)))
         bar = tqdm(total=len(indices), desc=f"synth generate ({scheduler}-{steps})", unit="img",
                    disable=not progress)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             raw = [rows.raw(i) for i in chunk]
-            batch = collate_samples([model_inputs(row) for row in raw])
+            batch = collate_samples([model_inputs(row, i) for row, i in zip(raw, chunk)])
             seeds = [sample_seed(seed, sample_id) for sample_id in batch["sample_id"]]
             images = denoise(model, sampler, batch, steps, guidance, seeds)
+            check_generated(images, batch["sample_id"], guidance)
             for row, image, sample_seed_value in zip(raw, images, seeds):
                 array = ((image.float().cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
                 picture = Image.fromarray(array)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pipeline.config import SynthesisConfig
 from pipeline.data.reader import ShardSampler, collate_samples
-from pipeline.errors import InputError
+from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.imaging import figure_png, png_bytes, pyplot
 from pipeline.paths import atomic_write_bytes
 from pipeline.synthesis.data import model_dataset
@@ -59,6 +59,22 @@ class FixedOrder(torch.utils.data.Sampler):
         return len(self.order)
 
 
+def load_training_state(path: Path) -> dict:
+    """A checkpoint's optimiser/EMA/step state, read with ``weights_only=True`` (tensors and plain
+    containers only: a pickle that would run code is refused, as bad data naming the file)."""
+    import pickle
+
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadData(f"refused or unreadable training state ({first}); delete this checkpoint folder to train "
+                      "from the one before it", path) from None
+    if not isinstance(state, dict) or not {"optimizer", "lr_schedule", "ema", "step", "losses"} <= set(state):
+        raise BadData("not a training state written by synth train", path)
+    return state
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = sorted(p for p in out.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit())
     return found[-1] if found else None
@@ -73,8 +89,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
 
     out = Path(out)
     max_steps = max_steps or config.max_steps
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise InputError("is not empty: pass --resume to continue its training, or choose a new folder", out)
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not resume:
+        raise DatasetConflict("is not empty: pass resume=True to continue its training, or choose a new folder", out)
     mixed = config.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() else "no"
@@ -92,7 +108,7 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
                    model_config=model.config)
     step, losses = 0, []
     if checkpoint is not None:
-        state = torch.load(checkpoint / "training_state.pt", weights_only=True)
+        state = load_training_state(checkpoint / "training_state.pt")
         optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
         ema.load_state_dict(state["ema"])

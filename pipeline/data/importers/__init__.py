@@ -1,5 +1,5 @@
 """Importers of real datasets (DexYCB, HO3D, HandOccNet JSON) into canonical shards."""
 
-from pipeline.data.importers.run import FORMATS, import_dataset
+from pipeline.data.importers.stage import FORMATS, ImportInputs, import_data
 
-__all__ = ["FORMATS", "import_dataset"]
+__all__ = ["FORMATS", "ImportInputs", "import_data"]

@@ -7,7 +7,8 @@ from importlib import metadata
 
 from pipeline.config import PipelineConfig
 
-_PACKAGES = ("handbooster", "torch", "numpy", "smplx", "trimesh", "pyrender", "PyOpenGL", "pybullet", "pydantic")
+_PACKAGES = ("handbooster", "torch", "numpy", "smplx", "trimesh", "pyrender", "PyOpenGL", "pybullet", "pydantic",
+             "diffusers", "prefect")
 
 
 def _version(package: str) -> str:

@@ -1,6 +1,6 @@
 """The grasp stage: resting poses, batched optimisation and validation, written as grasp records.
 
-``run_grasps`` makes exactly ``per_object`` grasp records per object (accepted or not, each
+``grasps`` makes exactly ``grasp.per_object`` grasp records per object (accepted or not, each
 with its measured values), object after object, one shard per object at least, so an
 interrupted run resumes at the first unfinished object (or batch, with several shards per
 object). Each batch draws everything from a seed derived from (seed, object, batch index):
@@ -17,22 +17,33 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.config import GraspConfig
+from grasp_sim.energy import TERMS, GraspEnergy, hand_pose, split_params
+from pipeline.config import GraspConfig, PipelineConfig, config_record, parse_device
 from pipeline.data.schema import GRASP
 from pipeline.data.shards import ShardWriter
-from pipeline.errors import InputError
-
-from grasp_sim.energy import TERMS, GraspEnergy, hand_pose, split_params
+from pipeline.data.storage import Location
+from pipeline.stage import StageInputs, StageSummary, stage
 
 DATASET_NAME = "grasps"
+SECTIONS = ("hand.model", "objects.library", "objects.vhacd", "grasp")
 
 
-def parse_objects(spec: str) -> tuple[str, list[str]]:
-    """``'builtin:mug,banana'`` -> ('builtin', ['mug', 'banana']); ``'builtin'`` -> all of it.
+class GraspInputs(StageInputs):
+    objects: list[str] | None = None  # names in config.objects.library; None: the whole library
 
-    The part before the last colon is the library ('builtin', a YCB or mesh folder)."""
-    library, _, names = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    return library, [n.strip() for n in names.split(",") if n.strip()]
+
+class GraspSummary(StageSummary):
+    objects: int
+    grasps: int
+    accepted: int
+    made_this_run: int
+    accepted_this_run: int
+    accepted_per_second: float | None
+    accepted_by_object_this_run: dict[str, int]
+
+    def as_reused(self) -> GraspSummary:
+        return self.model_copy(update={"reused": True, "made_this_run": 0, "accepted_this_run": 0,
+                                       "accepted_per_second": None, "accepted_by_object_this_run": {}})
 
 
 def batch_seed(seed: int, object_name: str, batch: int) -> int:
@@ -84,11 +95,9 @@ def grasp_rows(object_name: str, first: int, seed: int, batch: dict, checks: lis
     return rows
 
 
-def run_grasps(objects: str, out, *, per_object: int, seed: int = 0, config: GraspConfig | None = None,
-               hand: str = "builtin", vhacd: dict | None = None, device: str = "cpu", rows_per_shard: int = 4096,
-               overwrite: bool = False, progress: bool = True) -> dict:
-    """Make ``per_object`` validated grasp records for each object of ``objects`` (see
-    :func:`parse_objects`) into ``out``; returns a summary."""
+@stage("grasps", GraspInputs, GraspSummary, SECTIONS)
+def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspSummary:
+    """Make ``grasp.per_object`` validated grasp records for each object into ``out``."""
     from grasp_sim.hand_geometry import build_hand_geometry
     from grasp_sim.physics import PhysicsWorld
     from grasp_sim.resting import find_resting_poses
@@ -96,40 +105,38 @@ def run_grasps(objects: str, out, *, per_object: int, seed: int = 0, config: Gra
     from pipeline.hand import load_hand_model
     from pipeline.objects import load_object_library
 
-    config = config or GraspConfig()
-    if per_object < 1:
-        raise InputError(f"--per-object must be at least 1, got {per_object}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU")
-    library_spec, names = parse_objects(objects)
-    library = load_object_library(library_spec)
-    names = library.checked_names(names)
-    hand_model = load_hand_model(hand, device=device)
+    grasp, seed, per_object = config.grasp, config.seed, config.grasp.per_object
+    device = parse_device(config.run.device)
+    library = load_object_library(config.objects.library)
+    names = library.checked_names(inputs.objects)
+    vhacd = config.objects.vhacd.pybullet_params()
+    hand_model = load_hand_model(config.hand.model, device=device)
     geometry = build_hand_geometry(hand_model).to(device)
-    identity = {"objects": names, "library": library.source, "per_object": per_object, "seed": seed,
-                "hand_model": hand_model.name, "grasp": config.model_dump(mode="json"), "vhacd": vhacd or {}}
+    identity = {**config_record(config, SECTIONS), "objects": names, "library": library.source,
+                "hand_model": hand_model.name}
     started, accepted, made = time.perf_counter(), 0, 0
     per_object_accepted: dict[str, int] = {}
-    with PhysicsWorld() as world, ShardWriter(out, GRASP, name=DATASET_NAME, rows_per_shard=rows_per_shard,
-                                              config=identity, overwrite=overwrite,
+    with PhysicsWorld() as world, ShardWriter(out, GRASP, name=DATASET_NAME, rows_per_shard=config.data.rows_per_shard,
+                                              config=identity, overwrite=config.run.overwrite,
                                               info={"hand_model": hand_model.name}) as writer:
         done = writer.resume_rows
-        bar = tqdm(total=len(names) * per_object, initial=done, desc="grasps", unit="grasp", disable=not progress)
+        bar = tqdm(total=len(names) * per_object, initial=done, desc="grasps", unit="grasp",
+                   disable=not config.run.progress)
         resting_report = {}
         for object_index, name in enumerate(names):
             asset = library[name]
-            resting = find_resting_poses(asset, config.resting_drops, config.resting_angle_deg, seed, vhacd, world)
+            resting = find_resting_poses(asset, grasp.resting_drops, grasp.resting_angle_deg, seed, vhacd, world)
             resting_report[name] = [{"up": np.round(p.up, 4).tolist(), "frequency": p.frequency} for p in resting]
             already = min(per_object, max(0, done - object_index * per_object))
-            validator = GraspValidator(asset, hand_model, geometry, config, world, vhacd)
-            for batch_index in range(math.ceil(per_object / config.batch_size)):
-                first = batch_index * config.batch_size
-                size = min(config.batch_size, per_object - first)
+            validator = GraspValidator(asset, hand_model, geometry, grasp, world, vhacd)
+            for batch_index in range(math.ceil(per_object / grasp.batch_size)):
+                first = batch_index * grasp.batch_size
+                size = min(grasp.batch_size, per_object - first)
                 if first + size <= already:
                     continue
                 bar.set_postfix(object=name, accepted=accepted)
                 seed_k = batch_seed(seed, name, batch_index)
-                batch = optimise_batch(asset, hand_model, geometry, resting, size, seed_k, config)
+                batch = optimise_batch(asset, hand_model, geometry, resting, size, seed_k, grasp)
                 checks = validator(batch["pose"], batch["betas"], batch["trans"], batch["resting"])
                 rows = grasp_rows(name, first, seed_k, batch, checks)[max(0, already - first):]
                 writer.write_rows(rows)
@@ -143,8 +150,8 @@ def run_grasps(objects: str, out, *, per_object: int, seed: int = 0, config: Gra
         writer.info["resting_poses"] = resting_report
     seconds = time.perf_counter() - started
     manifest = writer.manifest
-    return {"out": str(out), "objects": len(names), "grasps": manifest["rows"],
-            "accepted": manifest["counts"]["accepted"].get("True", 0),
-            "made_this_run": made, "accepted_this_run": accepted, "seconds": round(seconds, 1),
-            "accepted_per_second": round(accepted / seconds, 3) if made else None,
-            "accepted_by_object_this_run": per_object_accepted}
+    return GraspSummary(objects=len(names), grasps=manifest["rows"],
+                        accepted=manifest["counts"]["accepted"].get("True", 0), made_this_run=made,
+                        accepted_this_run=accepted,
+                        accepted_per_second=round(accepted / seconds, 3) if made else None,
+                        accepted_by_object_this_run=per_object_accepted)

@@ -1,4 +1,4 @@
-"""The embedded demo dataset: hand-object capture sequences rendered from validated grasps.
+"""The embedded demo dataset's plan: hand-object capture sequences from validated grasps.
 
 A stand-in for DexYCB with the same structure. Each subject (a hand shape and a skin tone)
 grasps each object in ``sequences`` sequences: the object lies on the table in the resting
@@ -6,9 +6,9 @@ pose its grasp was made for; the hand approaches from 12 cm out along its own ap
 direction with its fingers closing (non-grasping frames), closes into the grasp, then lifts
 the object 12 cm while turning it up to 25° (grasping frames, found by the same RRE/RTE split
 as real data). ``views`` cameras (640x480, f ≈ 600 px, 45-70 cm away, 20-60° above the
-table) film each sequence; the PhotoRenderer paints the images (one background and lighting
-per sequence and camera), the ConditionRenderer the maps, straight into the crop around the
-hand.
+table) film each sequence. This module plans everything and computes every label; the
+renderers paint the images (one background and lighting per sequence and camera) and the
+maps, straight into the crop around the hand (``flows.stage.demo`` puts the two together).
 
 Splits as DexYCB's: ``s0`` by sequence, ``s1`` by subject (the last subject is unseen in
 training). Training and test grasps are disjoint in both: an object's accepted grasps form
@@ -19,19 +19,19 @@ subject, so no sequence is in both test splits.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from pipeline.camera import crop_intrinsics, project, square_box
-from pipeline.config import DataConfig, SamplingConfig
+from pipeline.camera import crop_intrinsics
+from pipeline.config import DataConfig, DemoConfig, SamplingConfig
+from pipeline.data.labels import hand_box, labelled_crop
 from pipeline.data.schema import pose12_matrix
-from pipeline.hand.rotations import axis_angle_to_matrix, axis_angle_to_quaternion, canonicalize_quaternion, \
-    matrix_to_axis_angle
-from pipeline.imaging import png_bytes
+from pipeline.hand.conversions import move_hand
+from pipeline.hand.skin import random_skin_tone
 
 SPLITS = ("s0_train", "s0_test", "s1_train", "s1_test")
 POOLS = ("train", "s0_test", "s1_test")
@@ -68,6 +68,8 @@ OBJECT_ORDER = ("tennis_ball", "mug", "banana", "tomato_soup_can", "apple", "scr
                 "baseball", "mustard_bottle", "marker", "tuna_can", "water_bottle", "gelatin_box", "golf_ball",
                 "bowl", "coffee_can", "sugar_box", "wood_block", "cracker_box")
 SIZES = {
+    "tiny": DemoSize(objects=("tennis_ball", "tomato_soup_can"), subjects=3, sequences=2, approach_frames=2,
+                     lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=300),
     "small": DemoSize(objects=OBJECT_ORDER[:8], subjects=4, sequences=1, approach_frames=3, lift_frames=4, views=2,
                       grasps_per_object=16, grasp_iterations=400),
     "medium": DemoSize(objects=OBJECT_ORDER, subjects=8, sequences=3, approach_frames=5, lift_frames=10, views=4,
@@ -77,13 +79,12 @@ SIZES = {
 }
 
 
-def transform_hand(pose: np.ndarray, trans: np.ndarray, wrist: np.ndarray, transform: np.ndarray):
-    """MANO parameters of a hand moved rigidly by ``transform`` (4x4): the model turns about its
-    rest wrist ``w`` and then translates, so ``R' = R_T R`` and ``t' = R_T (w + t) + t_T - w``."""
-    rotation = transform[:3, :3] @ axis_angle_to_matrix(torch.as_tensor(pose[:3])).numpy()
-    new_pose = np.array(pose, dtype=np.float64)
-    new_pose[:3] = matrix_to_axis_angle(torch.as_tensor(rotation)).numpy()
-    return new_pose, transform[:3, :3] @ (wrist + trans) + transform[:3, 3] - wrist
+def demo_size(config: DemoConfig) -> DemoSize:
+    """The ``config.size`` preset with every key the config sets explicitly."""
+    explicit = {key: value for key, value in config.model_dump(exclude={"size"}).items() if value is not None}
+    if "objects" in explicit:
+        explicit["objects"] = tuple(explicit["objects"])
+    return replace(SIZES[config.size], **explicit)
 
 
 def look_at_extrinsics(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -171,22 +172,17 @@ def frame_row(hand_model, frame: dict, extrinsics: np.ndarray, K_full: np.ndarra
               data: DataConfig) -> dict:
     """Labels of one frame seen by one camera, in the crop around the hand (no images yet)."""
     object_camera = extrinsics @ frame["object_world"]
-    pose, trans = transform_hand(frame["pose"], frame["trans"], frame["wrist"], object_camera)
+    pose, trans = move_hand(frame["pose"], frame["trans"], frame["wrist"], object_camera[:3, :3], object_camera[:3, 3])
     with torch.no_grad():
         vertices, joints = (t[0].double().numpy() for t in hand_model(
             torch.as_tensor(pose[None]), torch.as_tensor(betas[None]), torch.as_tensor(trans[None])))
-    box = square_box(project(vertices, K_full), data.crop_scale)
-    K = crop_intrinsics(K_full, box, data.image_size, mirrored=False)
-    quat = canonicalize_quaternion(axis_angle_to_quaternion(torch.as_tensor(pose[:3]))).numpy()
+    box = hand_box(vertices, K_full, data.crop_scale)
+    row = labelled_crop(pose, betas, trans, joints, K_full, box, data.image_size)
     return {
-        "vertices": vertices, "object_camera": object_camera, "K_crop": K,
-        "row": {"crop_box": np.asarray(box, np.float32), "K": K.astype(np.float32).ravel(),
-                "hand_pose": pose.astype(np.float32), "hand_betas": betas.astype(np.float32),
-                "hand_trans": trans.astype(np.float32), "hand_quat": quat.astype(np.float32),
-                "joints_3d": joints.astype(np.float32).ravel(),
-                "joints_2d": project(joints, K).astype(np.float32).ravel(),
-                "object_pose": np.concatenate([object_camera[:3, :3].ravel(),
-                                               object_camera[:3, 3]]).astype(np.float32)},
+        "vertices": vertices, "object_camera": object_camera,
+        "K_crop": crop_intrinsics(K_full, box, data.image_size, mirrored=False),
+        "row": {**row, "object_pose": np.concatenate([object_camera[:3, :3].ravel(),
+                                                      object_camera[:3, 3]]).astype(np.float32)},
     }
 
 
@@ -197,8 +193,6 @@ def plan_demo(grasps: dict, library, num_betas: int, size: DemoSize, seed: int) 
     ``grasps`` holds grasp-record columns (grasp_id, object_id, accepted, hand_pose,
     hand_betas, hand_trans, resting_pose); objects of ``size`` with fewer than three accepted
     grasps are left out and listed."""
-    from renderers.photo import random_skin_tone
-
     rng = np.random.default_rng(seed)
     subjects = [{"betas": rng.normal(0.0, SUBJECT_BETAS_STD, num_betas), "skin": random_skin_tone(rng)}
                 for _ in range(size.subjects)]
@@ -241,14 +235,12 @@ def grasps_by_split(plan: dict) -> dict[str, list[str]]:
 
 def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfig, sampling: SamplingConfig,
                 progress: bool = True):
-    """Yield ``(splits, row, render)`` for every frame and camera of a :func:`plan_demo`: the
-    row's labels and a call that renders its images, so that a resumed run renders only what
-    it still needs."""
+    """Yield ``(splits, row, scene)`` for every frame and camera of a :func:`plan_demo`: the
+    row's labels, and what rendering its pictures needs (hand vertices, objects and their
+    poses, the crop's K, the photo's seed, the subject's skin tone), so that a resumed run
+    renders only what it still needs."""
     from pipeline.sampling.grasp_split import grasping_frames
-    from renderers.conditions import ConditionRenderer
-    from renderers.photo import PhotoRenderer
 
-    photo, conditions = PhotoRenderer(data.image_size), ConditionRenderer(data.image_size)
     total = len(plan["sequences"]) * size.views * size.frames_per_sequence
     bar = tqdm(total=total, desc="demo frames", unit="frame", disable=not progress)
     for sequence in plan["sequences"]:
@@ -265,20 +257,11 @@ def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfi
                        "sequence_id": sequence_id, "frame": frame["frame"], "object_id": name,
                        "is_grasping": bool(flag), "origin": "real", "sampler": "none", "mirrored": False,
                        **item["row"]}
-                scene = (item["vertices"], [(library[name], item["object_camera"])], item["K_crop"], scene_seed,
-                         subject["skin"])
-                yield sequence["splits"], row, lambda scene=scene: render_frame(photo, conditions, hand_model.faces,
-                                                                                *scene)
+                scene = {"vertices": item["vertices"], "objects": [(library[name], item["object_camera"])],
+                         "K": item["K_crop"], "seed": scene_seed, "skin": subject["skin"]}
+                yield sequence["splits"], row, scene
                 bar.update(1)
     bar.close()
-
-
-def render_frame(photo, conditions, faces, vertices, objects, K, seed, skin) -> dict:
-    """Image and condition maps of one frame as PNG bytes."""
-    maps = conditions.render(vertices, faces, objects, K)
-    image = photo.render(vertices, faces, objects, K, seed=seed, skin_tone=skin)
-    return {"image": png_bytes(image), "normal": png_bytes(maps["normal"]), "texture": png_bytes(maps["texture"]),
-            "mask": png_bytes(maps["mask"])}
 
 
 def demo_generator_info(size_name: str, size: DemoSize, seed: int) -> dict:

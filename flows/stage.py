@@ -1,0 +1,167 @@
+"""Stages that span packages: the embedded demo dataset (grasps from ``grasp_sim``, pictures from
+``renderers``, the plan and every label from ``pipeline.demo``).
+
+``demo`` prepares the objects, runs the grasps stage until every object has enough accepted
+grasps (rounds of ``grasps_per_object`` attempts, each a resumable grasp dataset under
+``OUT/grasps/round-N``), plans and renders the sequences and writes every frame into its s0
+and its s1 split, ``OUT/s0_train`` ... ``OUT/s1_test`` (datasets ``demo_s0_train`` ...).
+The four manifests, with the generator config, seed and the grasp ids each split used, are
+registered together as ``<registry>/demo.json`` when a registry is given.
+
+Resuming: the grasp rounds resume on their own; each split's shards end at object
+boundaries, so a re-run skips the frames every split already holds without rendering them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+
+import numpy as np
+
+from pipeline.config import PipelineConfig, config_record, with_overrides
+from pipeline.data.storage import Location
+from pipeline.demo.plan import POOLS, SPLITS, demo_frames, demo_generator_info, demo_size, grasps_by_split, plan_demo
+from pipeline.errors import BadData
+from pipeline.stage import StageInputs, StageSummary, stage
+
+DATASET = "demo"
+MAX_GRASP_ROUNDS = 4
+GRASP_COLUMNS = ["grasp_id", "object_id", "accepted", "hand_pose", "hand_betas", "hand_trans", "resting_pose"]
+SECTIONS = ("demo", "hand.model", "data.image_size", "data.crop_scale", "data.rows_per_shard",
+            "sampling.grasp_rre_deg", "sampling.grasp_rte_mm", "grasp", "objects.vhacd")
+
+
+class DemoInputs(StageInputs):
+    registry: str | None = None  # a folder of registered manifests; the four splits are registered as demo.json
+
+
+class DemoSummary(StageSummary):
+    size: str
+    seed: int
+    objects: list[str]
+    objects_left_out: list[str]
+    grasp_folders: list[str]
+    splits: dict[str, dict[str, int]]
+    frames_rendered: int
+    frames_resumed: int
+    stage_seconds: dict[str, float]
+    registered: str | None = None
+
+    def as_reused(self) -> DemoSummary:
+        return self.model_copy(update={"reused": True, "frames_rendered": 0,
+                                       "frames_resumed": self.frames_rendered + self.frames_resumed})
+
+
+def demo_grasps(config: PipelineConfig, out: Location, objects: tuple[str, ...], per_object: int,
+                iterations: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Grasp records of the demo's objects: rounds of ``per_object`` attempts for the objects
+    still short of one accepted grasp per pool, at most ``MAX_GRASP_ROUNDS``."""
+    from grasp_sim.stage import GraspInputs, grasps
+    from pipeline.data.manifest import read_grasp_arrays
+
+    parts: list[dict[str, np.ndarray]] = []
+    folders = []
+    for round_index in range(MAX_GRASP_ROUNDS):
+        accepted = Counter(str(o) for part in parts for o, a in zip(part["object_id"], part["accepted"]) if a)
+        short = [name for name in objects if accepted[name] < len(POOLS)]
+        if not short:
+            break
+        where = out.child("grasps").child(f"round-{round_index}")
+        round_config = with_overrides(config, {"seed": config.seed + round_index, "objects.library": "builtin",
+                                               "grasp.per_object": per_object, "grasp.iterations": iterations})
+        grasps(round_config, GraspInputs(objects=short), where)
+        _, arrays = read_grasp_arrays(where, GRASP_COLUMNS)
+        arrays["grasp_id"] = np.array([f"round-{round_index}/{g}" for g in arrays["grasp_id"]])
+        parts.append(arrays)
+        folders.append(str(where))
+    return {column: np.concatenate([part[column] for part in parts]) for column in GRASP_COLUMNS}, folders
+
+
+def write_frames(writers: dict, frames, render) -> tuple[int, int]:
+    """Write each ``(splits, row, scene)`` into its s0 and s1 split, rendering (``render(scene)``)
+    only frames that some split still lacks; returns (rendered, skipped). Shards end where the
+    object changes, so that what a split holds is always a prefix of whole objects (the unit
+    a re-run resumes at)."""
+    produced = {split: 0 for split in writers}
+    rendered = skipped = 0
+    current_object = None
+    for splits, row, scene in frames:
+        if row["object_id"] != current_object:
+            for writer in writers.values():
+                writer.end_shard()
+            current_object = row["object_id"]
+        targets = [f"{protocol}_{part}" for protocol, part in splits.items()]
+        todo = [split for split in targets if produced[split] >= writers[split].resume_rows]
+        images = render(scene) if todo else {}
+        rendered, skipped = rendered + bool(todo), skipped + (not todo)
+        for split in todo:
+            writers[split].write({**row, **images, "split": split})
+        for split in targets:
+            produced[split] += 1
+    return rendered, skipped
+
+
+def render_frame(renderer, faces, scene: dict) -> dict[str, bytes]:
+    """The maps and the photo-style image of one demo frame."""
+    return renderer.render(scene, faces, photo_seed=scene["seed"], skin=scene["skin"])
+
+
+@stage("demo", DemoInputs, DemoSummary, SECTIONS)
+def demo(config: PipelineConfig, inputs: DemoInputs, out: Location) -> DemoSummary:
+    """Make (or finish) the demo dataset in ``out``; see the module docstring."""
+    import torch
+
+    from pipeline.data.registry import registry_record, registry_target, write_registry_record
+    from pipeline.data.shards import ShardWriter
+    from pipeline.hand import load_hand_model
+    from pipeline.objects import load_object_library
+    from pipeline.objects.commands import prepare_objects
+    from renderers.sample import SampleRenderer
+
+    size = demo_size(config.demo)
+    library = load_object_library("builtin")
+    library.checked_names(list(size.objects))
+    if inputs.registry is not None:
+        registry_target(DATASET, out, inputs.registry, config.run.overwrite)  # a conflict fails before any work
+    generator = {**demo_generator_info(config.demo.size, size, config.seed),
+                 **config_record(config, SECTIONS)}
+    timings = {}
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:  # opened first: a folder holding another dataset fails before any work
+        writers = {split: stack.enter_context(ShardWriter(
+            out.child(split), name=f"{DATASET}_{split}", rows_per_shard=config.data.rows_per_shard,
+            image_size=config.data.image_size, config=generator, overwrite=config.run.overwrite)) for split in SPLITS}
+        prepare_objects(config.objects.model_copy(update={"library": "builtin"}), list(size.objects),
+                        progress=config.run.progress, workers=config.run.workers)
+        timings["prepare_objects"] = time.perf_counter()
+        grasps, grasp_folders = demo_grasps(config, out, size.objects, size.grasps_per_object, size.grasp_iterations)
+        timings["grasps"] = time.perf_counter()
+        hand_model = load_hand_model(config.hand.model, dtype=torch.float64)
+        plan = plan_demo(grasps, library, hand_model.num_betas, size, config.seed)
+        if not plan["objects"]:
+            raise BadData(f"no demo object got {len(POOLS)} accepted grasps in {MAX_GRASP_ROUNDS} rounds of "
+                          f"{size.grasps_per_object}; raise demo.grasps_per_object or demo.grasp_iterations", out)
+        used = grasps_by_split(plan)
+        for split, writer in writers.items():
+            writer.info.update({"hand_model": hand_model.name, "objects_used": plan["objects"],
+                                "objects_left_out": plan["left_out"], "grasp_folders": grasp_folders,
+                                "grasp_ids": used[split]})
+        renderer = SampleRenderer(config.data.image_size)
+        rendered, skipped = write_frames(
+            writers, demo_frames(plan, library, hand_model, size, config.data, config.sampling, config.run.progress),
+            lambda scene: render_frame(renderer, hand_model.faces, scene))
+    timings["frames"] = time.perf_counter()
+    summary = DemoSummary(
+        size=config.demo.size, seed=config.seed, objects=plan["objects"], objects_left_out=plan["left_out"],
+        grasp_folders=grasp_folders,
+        splits={split: {"rows": writers[split].manifest["rows"], "grasps": len(used[split])} for split in SPLITS},
+        frames_rendered=rendered, frames_resumed=skipped,
+        stage_seconds={name: round(moment - previous, 1) for (name, moment), previous in
+                       zip(timings.items(), [started, *timings.values()])})
+    if inputs.registry is not None:
+        record = {"name": DATASET, "kind": "collection", "generator": generator,
+                  "splits": {split: registry_record(out.child(split)) for split in SPLITS}}
+        summary.registered = str(write_registry_record(record, inputs.registry, config.run.overwrite))
+    return summary
