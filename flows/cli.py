@@ -24,6 +24,12 @@ USER_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPER
                errno.ENAMETOOLONG}
 
 
+def preflight_file(out_path, inputs=()):
+    from pipeline.stage import preflight_file as check
+
+    return check(out_path, list(inputs))
+
+
 def _emit(result, as_json: bool) -> None:
     if hasattr(result, "model_dump"):
         result = result.model_dump(mode="json")
@@ -103,7 +109,7 @@ def hand_export(model_spec, side, pose_name, out_path, config_path, seed, as_jso
     from renderers.preview import hand_picture
 
     config = configure(config_path, seed, {"hand.model": ("--model", model_spec), "hand.side": ("--side", side)})
-    check_export_path(Path(out_path))
+    check_export_path(preflight_file(out_path))
     _emit(export_hand(config.hand.model, config.hand.side, pose_name, config.seed, Path(out_path),
                       picture=hand_picture), as_json)
 
@@ -115,7 +121,10 @@ def hand_export(model_spec, side, pose_name, out_path, config_path, seed, as_jso
 def hand_convert_mano(mano_path, out_dir, config_path, seed, as_json) -> None:
     """Convert an official MANO pickle (no chumpy needed) into MANO_RIGHT.npz / MANO_LEFT.npz."""
     from pipeline.hand.export import convert_mano
+    from pipeline.stage import preflight_output
 
+    configure(config_path, seed)
+    preflight_output(out_dir, [mano_path])
     _emit(convert_mano(Path(mano_path), Path(out_dir)), as_json)
 
 
@@ -179,7 +188,7 @@ def objects_sheet(library, names, out_path, columns, config_path, seed, as_json)
     from renderers.sheet import object_sheet
 
     config = configure(config_path, seed, {"objects.library": ("--library", library)})
-    _emit(object_sheet(config.objects, Path(out_path), _names(names), columns), as_json)
+    _emit(object_sheet(config.objects, preflight_file(out_path), _names(names), columns), as_json)
 
 
 @cli.group()
@@ -195,6 +204,7 @@ def data_validate(dataset, deep, config_path, seed, as_json) -> None:
     """Re-check checksums, row counts, counts, schema and leftovers of every shard; list every problem."""
     from pipeline.data.manifest import validate_dataset
 
+    configure(config_path, seed)
     result = validate_dataset(dataset, deep=deep)
     _emit(result, as_json)
     if result["problems"]:
@@ -211,7 +221,8 @@ def data_inspect(dataset, out_path, samples, config_path, seed, as_json) -> None
     """Counts by source, split, object and origin, and a grid of random samples."""
     from pipeline.data.overview import inspect_dataset
 
-    result = inspect_dataset(dataset, out_path, samples, configure(config_path, seed).seed)
+    seed = configure(config_path, seed).seed
+    result = inspect_dataset(dataset, preflight_file(out_path, [dataset]) if out_path else None, samples, seed)
     if as_json:
         _emit(result, True)
         return
@@ -232,7 +243,10 @@ def data_inspect(dataset, out_path, samples, config_path, seed, as_json) -> None
 def data_register(dataset, registry, overwrite, config_path, seed, as_json) -> None:
     """Validate a dataset and copy its manifest into the registry as NAME.json (relative location)."""
     from pipeline.data.registry import register_dataset
+    from pipeline.stage import preflight_output
 
+    configure(config_path, seed)
+    preflight_output(registry, [dataset])
     _emit(register_dataset(dataset, registry, overwrite), as_json)
 
 
@@ -243,6 +257,7 @@ def data_list(registry, config_path, seed, as_json) -> None:
     """What is registered, where it lives, and whether it is there and valid."""
     from pipeline.data.registry import list_registry
 
+    configure(config_path, seed)
     entries = list_registry(registry)
     if as_json:
         click.echo(json.dumps(entries, indent=2, sort_keys=True))
@@ -263,6 +278,7 @@ def data_migrate(dataset, config_path, seed, as_json) -> None:
     """Give a folder written by handbooster 0.1 the layout pandas, pyarrow, DuckDB and datasets open."""
     from pipeline.data.registry import migrate_dataset
 
+    configure(config_path, seed)
     _emit(migrate_dataset(dataset), as_json)
 
 
@@ -359,6 +375,7 @@ def grasp_report(dataset, out_dir, per_object, config_path, seed, as_json) -> No
     from pipeline.stage import preflight_output
     from renderers.sheet import grasp_sheet
 
+    configure(config_path, seed)
     preflight_output(out_dir, [dataset])
     result = make_report(dataset, out_dir, sheet_per_object=per_object, sheet=grasp_sheet)
     if as_json:
@@ -413,7 +430,7 @@ def render_preview_command(out_path, scenes, size, library, config_path, seed, a
     from renderers.random_scenes import render_preview
 
     config = configure(config_path, seed, {"objects.library": ("--library", library)})
-    _emit(render_preview(config, Path(out_path), scenes, size), as_json)
+    _emit(render_preview(config, preflight_file(out_path), scenes, size), as_json)
 
 
 @cli.group()
@@ -496,6 +513,14 @@ def sample(real_dir, grasps_dir, out_dir, per_object, total, views, sampler, man
     _emit(sample_stage(config, SampleInputs(real=real_dir, grasps=grasps_dir), out_dir), as_json)
 
 
+def _close_progress_bars() -> None:
+    """End every live progress bar's line, so that an error starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def _with_flag_hints(message: str) -> str:
     for parameter, flag in FLAG_HINTS.items():
         message = message.replace(parameter, f"{parameter} ({flag})")
@@ -508,11 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="handbooster", standalone_mode=False)
     except InputError as exc:
+        _close_progress_bars()
         click.echo(f"error: {_with_flag_hints(str(exc))}", err=True)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in USER_ERRNOS:
             raise
+        _close_progress_bars()
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"error: {where}{exc.strerror or exc}", err=True)
         return 2
@@ -520,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
-        exc.show()
+        command = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "handbooster"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -70,10 +70,14 @@ def _histograms(arrays: dict, config: GraspConfig) -> bytes:
     accepted = arrays["accepted"].astype(bool)
     for axis, column in zip(axes, VALUE_COLUMNS):
         values = arrays[column].astype(float)
-        bins = np.arange(-0.5, 6.5) if column == "contact_fingers" else 30
-        axis.hist(values, bins=bins, color="0.7", label="all")
-        axis.hist(values[accepted], bins=bins if column == "contact_fingers" else np.histogram_bin_edges(values, 30),
-                  color="tab:green", alpha=0.8, label="accepted")
+        measured = np.isfinite(values)  # records made without a check carry no value for it
+        if not measured.any():
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+            axis.set_title(column)
+            continue
+        bins = np.arange(-0.5, 6.5) if column == "contact_fingers" else np.histogram_bin_edges(values[measured], 30)
+        axis.hist(values[measured], bins=bins, color="0.7", label="all")
+        axis.hist(values[measured & accepted], bins=bins, color="tab:green", alpha=0.8, label="accepted")
         if limits[column] is not None:
             axis.axvline(limits[column], color="tab:red", linestyle="--", label="limit")
         axis.set_title(column)
@@ -87,6 +91,7 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
     """Write report.json, histograms.png and, given ``sheet(arrays, rows, hand_model, library) ->
     RGB array`` (the renderers' ``grasp_sheet``), contact_sheet.png for the grasp dataset ``where``."""
     from pipeline.hand import load_hand_model
+    from pipeline.objects import load_object_library
 
     manifest, arrays = load_grasps(where)
     config = config or GraspConfig.model_validate(manifest["config"].get("grasp", {}))
@@ -108,9 +113,13 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
         report["objects"][name] = entry
     atomic_write_bytes(out / "histograms.png", _histograms(arrays, config))
     chosen = [i for name in objects for i in np.flatnonzero((arrays["object_id"] == name) & accepted)[:sheet_per_object]]
-    chosen = chosen if sheet is not None else []
+    library = manifest["config"].get("library", "builtin")
+    missing = sorted(set(objects) - set(load_object_library(library).names))
+    if missing:
+        report["contact_sheet_skipped"] = f"object(s) {', '.join(missing)} not in the library {library}"
+    chosen = chosen if sheet is not None and not missing else []
     if chosen:
-        atomic_write_png(out / "contact_sheet.png", sheet(arrays, chosen, hand_model, manifest["config"]["library"]))
+        atomic_write_png(out / "contact_sheet.png", sheet(arrays, chosen, hand_model, library))
     report["files"] = {"histograms": str(out / "histograms.png"),
                        "contact_sheet": str(out / "contact_sheet.png") if chosen else None}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())

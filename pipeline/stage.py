@@ -35,12 +35,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.config import PipelineConfig, config_record, validate_config
+from pipeline.config import PipelineConfig, config_record, parse_device, validate_config
 from pipeline.data.storage import Location, folder_lock
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
 
 SUMMARY = ".summary.json"
-MIN_FREE_BYTES = 4 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
+MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
 
 
 class StageInputs(BaseModel):
@@ -115,6 +115,7 @@ class Stage:
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         location = preflight_output(out, list(inputs.input_paths().values()))
+        parse_device(config.run.device)
         identity = self.identity(config, inputs)
         started = time.perf_counter()
         with folder_lock(location):
@@ -225,6 +226,19 @@ def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYT
         raise MissingResource(f"only {free >> 10} KiB free on the disk of {existing}; at least "
                               f"{free_bytes >> 20} MiB are needed", out)
     return location
+
+
+def preflight_file(out, inputs: list[str] = ()) -> Path:
+    """:func:`preflight_output` for a single output file: its folder can be made and written,
+    it is not a folder itself, and it is no input."""
+    path = Path(out)
+    if path.is_dir():
+        raise DatasetConflict("is a folder; expected an output file", out)
+    for source in inputs:
+        if _inside(os.path.realpath(path), os.path.realpath(source)):
+            raise DatasetConflict(f"is the input {source} or inside it; choose another output file", out)
+    preflight_output(path.parent, [])
+    return path
 
 
 def probe_writable(existing: Path, out) -> None:

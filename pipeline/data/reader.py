@@ -177,10 +177,12 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.raw(index)
-        sample = {name: self._decode(index, name, value) for name, value in row.items()} if self.decode else row
+        sample = {name: self.decode_cell(index, name, value) for name, value in row.items()} if self.decode else row
         return self.transform(sample) if self.transform is not None else sample
 
-    def _decode(self, index: int, column: str, value):
+    def decode_cell(self, index: int, column: str, value):
+        """One cell of row ``index`` decoded; a cell that does not decode is bad data naming the
+        shard, the sample and the column."""
         try:
             return decode_value(column, value)
         except (RuntimeError, ValueError, OSError) as exc:

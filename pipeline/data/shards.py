@@ -12,8 +12,8 @@ folder holding a different dataset is refused unless ``overwrite=True``. The wri
 the folder's lock from start to close: a second process writing the same folder is refused.
 
 Bad input (an :class:`InputError` raised inside the ``with`` block) rolls back what this run
-wrote, so the folder is left as it was; any other exception (a crash, Ctrl-C) keeps the
-journal so that the next run resumes.
+wrote, so the folder is left as it was; any other exception (a crash, Ctrl-C, a full disk)
+keeps the journal so that the next run resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from pipeline.data.schema import SAMPLE, RecordKind, RowError, to_table
 from pipeline.data.storage import Location, folder_lock, is_temporary
-from pipeline.errors import DatasetConflict, InputError
+from pipeline.errors import DatasetConflict, InputError, MissingResource
 
 MANIFEST = ".manifest.json"
 JOURNAL = ".progress.json"
@@ -222,7 +222,7 @@ class ShardWriter:
         try:
             if exc_type is None:
                 self.close()
-            elif issubclass(exc_type, InputError):
+            elif issubclass(exc_type, InputError) and not issubclass(exc_type, MissingResource):
                 self.rollback()
         finally:
             self._lock.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from pipeline.errors import DatasetConflict
+from pipeline.errors import DatasetConflict, MissingResource
 
 REPORT_DIR = "__report__"
 LOCK = ".lock"
@@ -86,9 +86,12 @@ class Location:
             with self.fs.open_output_stream(tmp) as stream:
                 stream.write(data)
             self.fs.move(tmp, self.join(name))
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(tmp)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise MissingResource(f"no space left on the device while writing {name}; free some space and run "
+                                      "the command again: it resumes where it stopped", self) from None
             raise
 
     def write_json(self, name: str, payload) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.data.reader import ShardDataset, collate_samples, decode_value
+from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.errors import BadData, InputError
 from pipeline.imaging import png_bytes
 from pipeline.synthesis.data import CONDITION_COLUMNS, ModelInputs
@@ -126,12 +126,7 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     to_inputs = ModelInputs(model.config.image_size, with_image=False)
 
     def model_inputs(row: dict, index: int) -> dict:
-        try:
-            decoded = {column: decode_value(column, row[column]) for column in CONDITION_COLUMNS}
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise BadData(f"{rows.where_is(index)}: a condition map does not decode ({exc}); run 'handbooster "
-                          "data validate --deep'", specs) from None
-        return to_inputs(decoded)
+        return to_inputs({column: rows.decode_cell(index, column, row[column]) for column in CONDITION_COLUMNS})
 
     model_inputs(rows.raw(0), 0)  # specs without maps fail here, naming the sample, before any work
     manifest = rows.manifest

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.data.importers.frames import HandModels, SourceFrame
-from pipeline.data.importers.layout import array_field, read_yaml, require_file
+from pipeline.data.importers.layout import array_field, camera_matrix, read_yaml, require_file
 from pipeline.errors import InputError
 from pipeline.hand.conversions import pca_to_flat
 
@@ -63,7 +63,7 @@ def _intrinsics(root: Path, serial: str, cache: dict) -> np.ndarray:
         if not isinstance(color, dict):
             raise InputError("missing key 'color'", path)
         fx, fy, cx, cy = (float(array_field(color, k, path, ())) for k in ("fx", "fy", "ppx", "ppy"))
-        cache[serial] = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        cache[serial] = camera_matrix([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]], path, "color")
     return cache[serial]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.data.importers.frames import HandModels, SourceFrame
-from pipeline.data.importers.layout import array_field, read_json
+from pipeline.data.importers.layout import array_field, camera_matrix, read_json
 from pipeline.errors import InputError
 from pipeline.hand.joints import reorder_joints
 
@@ -67,7 +67,7 @@ def _frame(root: Path, path: Path, ann: dict, images: dict) -> SourceFrame:
     frame = SourceFrame(
         sample_id=f"{path.stem}/{ann.get('id')}", image_path=image_path, sequence_id=str(relative.parent),
         frame=int(ann.get("id")) if str(ann.get("id")).isdigit() else 0, side=side,
-        K=np.array([[focal[0], 0, princpt[0]], [0, focal[1], princpt[1]], [0, 0, 1.0]]),
+        K=camera_matrix([[focal[0], 0, princpt[0]], [0, focal[1], princpt[1]], [0, 0, 1.0]], where, "cam_param"),
         extra={"image_wh": (int(image.get("width", 0)), int(image.get("height", 0)))})
     joints = array_field(ann, "joints_coord_cam", where, (21, 3))
     mano = ann.get("mano_param")

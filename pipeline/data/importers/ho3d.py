@@ -19,7 +19,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from pipeline.data.importers.frames import HandModels, SourceFrame
-from pipeline.data.importers.layout import array_field, require_file
+from pipeline.data.importers.layout import array_field, camera_matrix, require_file
 from pipeline.errors import InputError
 from pipeline.hand.conversions import opengl_to_opencv
 from pipeline.hand.joints import reorder_joints
@@ -70,7 +70,7 @@ def index_frames(root: Path, split: str, models: HandModels) -> tuple[list[Sourc
         meta_path = root / split / seq / "meta" / f"{name}.pkl"
         meta = read_meta(meta_path)
         image_path = _image_path(root / split / seq / "rgb" / name)
-        K = array_field(meta, "camMat", meta_path, (3, 3))
+        K = camera_matrix(array_field(meta, "camMat", meta_path, (3, 3)), meta_path, "camMat")
         frame = SourceFrame(sample_id=f"ho3d/{split}/{seq}/{name}", image_path=image_path, sequence_id=seq,
                             frame=int(name) if name.isdigit() else len(frames), side="right", K=K,
                             extra={"image_wh": IMAGE_WH})

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.errors import InputError
+from pipeline.errors import BadData, InputError
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -57,3 +57,12 @@ def array_field(mapping, key: str, path: Path, shape: tuple | None = None, optio
     if array.ndim != len(shape) or any(e is not None and e != s for e, s in zip(shape, array.shape)):
         raise InputError(f"key '{key}': expected shape {shape}, got {array.shape}", path)
     return array
+
+
+def camera_matrix(K, path, key: str) -> np.ndarray:
+    """``K`` checked to be a pinhole camera matrix: finite, positive focal lengths, last row 0 0 1."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], [0, 0, 1]):
+        raise BadData(f"key '{key}': expected a camera matrix with positive focal lengths and last row 0 0 1, "
+                      f"got {np.round(K, 3).tolist()}", path)
+    return K
