@@ -521,6 +521,77 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+@cli.group()
+def recon() -> None:
+    """Reconstructors: train MobRecon-/HandOccNet-style models, evaluate them, score any predictions."""
+
+
+@recon.command("train")
+@click.option("--model", type=click.Choice(["mobrecon", "handoccnet", "diffhand", "m3dhmr"]), default=None,
+              help="Default: mobrecon (config reconstruction.model).")
+@click.option("--data", "data_dir", required=True, help="Real training dataset (images with MANO labels).")
+@click.option("--synthetic", default=None, help="Synthetic dataset mixed into training.")
+@click.option("--synthetic-fraction", type=float, default=None,
+              help="Share of synthetic samples per epoch (default: every synthetic sample once).")
+@click.option("--val", default=None, help="Validation dataset (default: held-out sequences of --data).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Checkpoint folder.")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default=None,
+              help="tiny (default): tests and the CPU demo; paper: the published sizes and schedules.")
+@click.option("--max-steps", type=int, default=None, help="Optimiser steps (default: preset/config).")
+@click.option("--mano", default=None, help="Hand model (default: the dataset's).")
+@click.option("--resume", is_flag=True, default=None, help="Continue from the newest checkpoint in --out.")
+@device_option
+@common_options
+def recon_train(model, data_dir, synthetic, synthetic_fraction, val, out_dir, preset, max_steps, mano, resume, device,
+                config_path, seed, as_json) -> None:
+    """Train a reconstructor (accelerate: CPU, a GPU, or several with 'accelerate launch')."""
+    from pipeline.reconstruction.stage import TrainInputs
+    from pipeline.reconstruction.stage import recon_train as train
+
+    config = configure(config_path, seed, {
+        "reconstruction.model": ("--model", model), "reconstruction.preset": ("--preset", preset),
+        "reconstruction.max_steps": ("--max-steps", max_steps),
+        "reconstruction.synthetic_fraction": ("--synthetic-fraction", synthetic_fraction),
+        "hand.model": ("--mano", mano), "run.resume": ("--resume", resume), **run_flags(device=device)})
+    _emit(train(config, TrainInputs(data=data_dir, synthetic=synthetic, val=val), out_dir), as_json)
+
+
+@recon.command("eval")
+@click.option("--ckpt", required=True, type=click.Path(file_okay=False), help="Folder written by 'recon train'.")
+@click.option("--data", "data_dir", required=True, help="Dataset to evaluate on.")
+@click.option("--out", "out_dir", required=True, help="Report folder.")
+@click.option("--procrustes", type=click.Choice(["freihand", "handoccnet"]), default=None,
+              help="freihand (default): align_w_scale; handoccnet: rigid_align.")
+@click.option("--mano", default=None, help="Hand model (default: the dataset's).")
+@device_option
+@common_options
+def recon_eval(ckpt, data_dir, out_dir, procrustes, mano, device, config_path, seed, as_json) -> None:
+    """Official metrics, PCK curves, the worst predictions drawn, breakdowns by object and grasping."""
+    from pipeline.reconstruction.stage import EvalInputs
+    from pipeline.reconstruction.stage import recon_eval as evaluate
+
+    config = configure(config_path, seed, {"reconstruction.procrustes": ("--procrustes", procrustes),
+                                           "hand.model": ("--mano", mano), **run_flags(device=device)})
+    _emit(evaluate(config, EvalInputs(ckpt=ckpt, data=data_dir), out_dir), as_json)
+
+
+@recon.command("score")
+@click.option("--pred", required=True, help="Predictions: JSON or npz, sample_id -> joints [21,3] (+ vertices [V,3]).")
+@click.option("--data", "data_dir", required=True, help="Dataset the predictions are for.")
+@click.option("--out", "out_dir", required=True, help="Report folder: metrics.json, per_sample.csv, pck.png.")
+@click.option("--procrustes", type=click.Choice(["freihand", "handoccnet"]), default=None)
+@click.option("--mano", default=None, help="Hand model of the ground-truth vertices (default: the dataset's).")
+@common_options
+def recon_score(pred, data_dir, out_dir, procrustes, mano, config_path, seed, as_json) -> None:
+    """Score any model's predictions with the official-parity metrics."""
+    from pipeline.reconstruction.stage import ScoreInputs
+    from pipeline.reconstruction.stage import recon_score as score
+
+    config = configure(config_path, seed, {"reconstruction.procrustes": ("--procrustes", procrustes),
+                                           "hand.model": ("--mano", mano)})
+    _emit(score(config, ScoreInputs(pred=pred, data=data_dir), out_dir), as_json)
+
+
 def _with_flag_hints(message: str) -> str:
     for parameter, flag in FLAG_HINTS.items():
         message = message.replace(parameter, f"{parameter} ({flag})")

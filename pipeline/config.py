@@ -214,6 +214,60 @@ class DemoConfig(StrictModel):
     grasp_iterations: int | None = Field(None, ge=1, description="optimisation steps of the demo's grasps")
 
 
+class ReconstructionConfig(StrictModel):
+    """3D hand-mesh reconstructors: which model, its size, its training and evaluation.
+
+    ``preset`` (``pipeline.reconstruction.presets``) fills the values for the model: ``tiny``
+    (tests, the CPU demo) or ``paper`` (the published schedules: MobRecon 128 px, lr 1e-3,
+    x0.1 at 80%; HandOccNet 256 px, lr 1e-4, x0.9 per epoch); keys set here override it."""
+
+    model: Literal["mobrecon", "handoccnet", "diffhand", "m3dhmr"] = Field(
+        "mobrecon", description="mobrecon: 2D joints lifted to a spiral mesh decoder; handoccnet: feature pyramid, "
+                                "hand/occluder attention, MANO regressor; diffhand: diffusion over vertices; "
+                                "m3dhmr: dynamic spiral decoder with a region layer")
+    preset: Literal["tiny", "paper"] = Field("tiny", description="tiny: tests and the CPU demo; paper: published sizes")
+    backbone: Literal["dense", "lite0"] = Field(
+        "dense", description="dense: a compact CNN trained from scratch (fast on CPU); lite0: EfficientNet-Lite0 "
+                             "with the ImageNet weights its package ships")
+    pretrained: bool = Field(True, description="lite0: start from the shipped ImageNet weights")
+    image_size: int = Field(128, ge=32, le=512, description="input side, pixels (crops are resized to it)")
+    width: int = Field(64, ge=8, le=1024, description="channels of the widest decoder level / latent features")
+    batch_size: int = Field(32, ge=1)
+    max_steps: int = Field(10_000, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["step", "exponential", "constant"] = Field(
+        "step", description="step: x lr_gamma at lr_milestone of the run; exponential: x lr_gamma every epoch")
+    lr_milestone: float = Field(0.8, gt=0, le=1, description="step schedule: fraction of the run where the lr drops")
+    lr_gamma: float = Field(0.1, gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    loss_norm: Literal["l1", "l2"] = Field("l1", description="l1: MobRecon's (3D in decimetres); l2: HandOccNet's "
+                                                               "MSE (3D in metres, weights near 1e4)")
+    loss_vertices: float = Field(1.0, ge=0)
+    loss_joints: float = Field(1.0, ge=0)
+    loss_joints_2d: float = Field(1.0, ge=0)
+    loss_normal: float = Field(0.1, ge=0, description="face normals of the prediction against the truth's")
+    loss_edge: float = Field(1.0, ge=0, description="edge lengths of the prediction against the truth's")
+    loss_pose: float = Field(0.0, ge=0, description="rotation matrices (models with MANO parameters)")
+    loss_shape: float = Field(0.0, ge=0, description="betas (models with MANO parameters)")
+    aug_scale: float = Field(0.25, ge=0, le=0.9, description="zoom by 1 + clip(N(0,1), -1, 1) x this")
+    aug_rotation_deg: float = Field(30.0, ge=0, le=180, description="turn by clip(N(0,1), -2, 2) x this")
+    aug_rotation_prob: float = Field(0.6, ge=0, le=1)
+    aug_colour: float = Field(0.2, ge=0, le=1, description="each channel x U(1 - this, 1 + this)")
+    synthetic_fraction: float | None = Field(
+        None, ge=0, lt=1, description="share of synthetic samples in an epoch; null: every synthetic sample once")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="sequences of the real training data held out for "
+                                                             "choosing the best checkpoint (when no val set is given)")
+    eval_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    num_workers: int = Field(2, ge=0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, none on CPU")
+    procrustes: Literal["freihand", "handoccnet"] = Field(
+        "freihand", description="freihand: align_w_scale (FreiHAND/HO3D/DexYCB toolkit); handoccnet: rigid_align")
+    eval_batch_size: int = Field(64, ge=1)
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file: a section per stage, plus how the run executes."""
 
@@ -227,6 +281,7 @@ class PipelineConfig(StrictModel):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     grasp: GraspConfig = Field(default_factory=GraspConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -27,15 +27,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_npz(path: str | Path, arrays: dict) -> Path:
-    """Arrays as an uncompressed .npz, written atomically (read back with allow_pickle=False)."""
+def npz_bytes(arrays: dict) -> bytes:
+    """Arrays as an uncompressed .npz (read back with allow_pickle=False)."""
     import io
 
     import numpy as np
 
     buffer = io.BytesIO()
     np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def atomic_write_npz(path: str | Path, arrays: dict) -> Path:
+    """Arrays as an uncompressed .npz, written atomically."""
+    return atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def atomic_write_png(path: str | Path, image) -> Path:

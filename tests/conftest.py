@@ -46,3 +46,20 @@ def make_config(overrides: dict | None = None, base=None):
 
     defaults = {"run.progress": False, "run.workers": 0}
     return with_overrides(base or PipelineConfig(), {**defaults, **(overrides or {})}, source="test")
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """One tiny demo dataset per test session (seed 3): the first xdist worker builds it, the
+    others wait on the lock and find it finished (the demo stage reuses a finished run)."""
+    from filelock import FileLock
+
+    from flows.stage import DemoInputs, demo
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-demo"
+    root.mkdir(exist_ok=True)
+    with FileLock(f"{root}.lock"):
+        result = demo(make_config({"seed": 3, "demo.size": "tiny"}), DemoInputs(registry=str(root / "registry")),
+                      root / "demo")
+    return root, result

@@ -26,19 +26,8 @@ LABELS = ["sample_id", "sequence_id", "frame", "object_id", "is_grasping", "spli
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One tiny demo per test session: the first xdist worker builds it, the other waits on the
-    lock and finds it finished (build_demo resumes everything)."""
-    from filelock import FileLock
-
-    from flows.stage import DemoInputs, demo
-
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-demo"
-    root.mkdir(exist_ok=True)
-    with FileLock(f"{root}.lock"):
-        result = demo(CONFIG, DemoInputs(registry=str(root / "registry")), root / "demo")
-    return root, result
+def demo(tiny_demo):
+    return tiny_demo
 
 
 def _rows(where, columns=LABELS) -> dict[str, np.ndarray]:

@@ -125,9 +125,29 @@ class HandModel(torch.nn.Module):
         require_shape("betas", betas, (batch, self.num_betas))
         require_shape("trans", trans, (batch, 3))
         out = self.mano(betas=betas, global_orient=pose[:, :3], hand_pose=pose[:, 3:], transl=trans)
-        vertices = out.vertices
-        joints21 = torch.cat([out.joints, vertices[:, self._tip_ids]], dim=1)[:, _MANO21_TO_CANONICAL]
-        return vertices, joints21
+        return out.vertices, self.canonical_joints(out.joints, out.vertices)
+
+    def canonical_joints(self, joints16: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+        """The 16 model joints plus the fingertip vertices, in the canonical 21-joint order."""
+        return torch.cat([joints16, vertices[:, self._tip_ids]], dim=1)[:, _MANO21_TO_CANONICAL]
+
+    def regress_joints(self, vertices: torch.Tensor) -> torch.Tensor:
+        """Joints ``[B, 21, 3]`` of any vertices ``[B, V, 3]`` through the model's joint regressor
+        and fingertips (how vertex-based reconstructors read joints off a predicted mesh)."""
+        joints16 = torch.einsum("jv,bvc->bjc", self.mano.J_regressor.to(vertices.dtype), vertices)
+        return self.canonical_joints(joints16, vertices)
+
+    def forward_rotations(self, rotations: torch.Tensor, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vertices and canonical joints of per-joint rotation matrices ``[B, 16, 3, 3]`` (global
+        first, relative to the flat hand) with no translation: the differentiable path of
+        regressors that predict rotations (6D) rather than axis-angle."""
+        from smplx.lbs import lbs
+
+        mano = self.mano
+        require_shape("rotations", rotations, (None, 16, 3, 3))
+        vertices, joints16 = lbs(betas.to(self.dtype), rotations.to(self.dtype), mano.v_template, mano.shapedirs,
+                                 mano.posedirs, mano.J_regressor, mano.parents, mano.lbs_weights, pose2rot=False)
+        return vertices, self.canonical_joints(joints16, vertices)
 
     def rest_wrist(self, betas: torch.Tensor) -> torch.Tensor:
         """Wrist joint ``[B, 3]`` of the unposed, untranslated hand with these betas."""

@@ -14,7 +14,6 @@ EMA weights, the noise scheduler and ``synthesis.json``: what ``synth generate``
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,27 @@ from tqdm import tqdm
 
 from pipeline.config import SynthesisConfig
 from pipeline.data.reader import ShardSampler, collate_samples
-from pipeline.errors import BadData, DatasetConflict, InputError
-from pipeline.imaging import figure_png, png_bytes, pyplot
+from pipeline.errors import InputError
+from pipeline.imaging import png_bytes
 from pipeline.paths import atomic_write_bytes
 from pipeline.synthesis.data import model_dataset
 from pipeline.synthesis.model import HandObjectUNet
 from pipeline.synthesis.objective import diffusion_loss
+from pipeline.training import (
+    STATE_FILE,
+    FixedOrder,
+    check_output,
+    latest_checkpoint,
+    load_training_state,
+    loss_curve_png,
+    mixed_precision,
+    replace_folder,
+    save_checkpoint,
+    step_generator,
+)
 
-CHECKPOINT_PREFIX = "checkpoint-"
 GRID_SAMPLES = 8
+STATE_KEYS = {"optimizer", "lr_schedule", "ema", "step", "losses"}
 
 
 def noise_scheduler(config: SynthesisConfig):
@@ -40,44 +51,6 @@ def noise_scheduler(config: SynthesisConfig):
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
                          beta_end=config.beta_end, beta_schedule="linear", prediction_type="sample",
                          clip_sample=True)
-
-
-def step_generator(seed: int, micro_step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(micro_step))
-
-
-class FixedOrder(torch.utils.data.Sampler):
-    """The indices of one epoch of a ShardSampler, from a starting position (for resuming)."""
-
-    def __init__(self, order: list[int], start: int):
-        self.order = order[start:]
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-def load_training_state(path: Path) -> dict:
-    """A checkpoint's optimiser/EMA/step state, read with ``weights_only=True`` (tensors and plain
-    containers only: a pickle that would run code is refused, as bad data naming the file)."""
-    import pickle
-
-    try:
-        state = torch.load(path, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadData(f"refused or unreadable training state ({first}); delete this checkpoint folder to train "
-                      "from the one before it", path) from None
-    if not isinstance(state, dict) or not {"optimizer", "lr_schedule", "ema", "step", "losses"} <= set(state):
-        raise BadData("not a training state written by synth train", path)
-    return state
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted(p for p in out.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit())
-    return found[-1] if found else None
 
 
 def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int | None = None, resume: bool = False,
@@ -89,12 +62,9 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
 
     out = Path(out)
     max_steps = max_steps or config.max_steps
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not resume:
-        raise DatasetConflict("is not empty: pass resume=True to continue its training, or choose a new folder", out)
-    mixed = config.mixed_precision
-    if mixed == "auto":
-        mixed = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mixed, gradient_accumulation_steps=config.gradient_accumulation)
+    check_output(out, resume)
+    accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision),
+                              gradient_accumulation_steps=config.gradient_accumulation)
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         model = HandObjectUNet.from_pretrained(checkpoint / "unet")
@@ -108,7 +78,7 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
                    model_config=model.config)
     step, losses = 0, []
     if checkpoint is not None:
-        state = load_training_state(checkpoint / "training_state.pt")
+        state = load_training_state(checkpoint / STATE_FILE, STATE_KEYS)
         optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
         ema.load_state_dict(state["ema"])
@@ -199,29 +169,23 @@ def _ema_copy(model, ema) -> HandObjectUNet:
 
 def export_model(folder: Path, model, ema, scheduler, config: SynthesisConfig) -> None:
     """EMA weights + noise scheduler + config: the inference checkpoint (written to a temp dir, then moved)."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _ema_copy(model, ema).save_pretrained(tmp)
-    scheduler.save_pretrained(tmp)
-    (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    def write(tmp: Path) -> None:
+        _ema_copy(model, ema).save_pretrained(tmp)
+        scheduler.save_pretrained(tmp)
+        (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
+
+    replace_folder(folder, write)
 
 
 def _save_checkpoint(out: Path, step: int, model, ema, optimizer, lr_schedule, losses, config) -> None:
-    folder = out / f"{CHECKPOINT_PREFIX}{step:06d}"
-    tmp = out / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "unet")
-    _ema_copy(model, ema).save_pretrained(tmp / "ema_unet")
-    torch.save({"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict(),
-                "ema": ema.state_dict(), "step": step, "losses": losses}, tmp / "training_state.pt")
-    (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    for old in sorted(out.glob(f"{CHECKPOINT_PREFIX}*"))[:-config.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp / "unet")
+        _ema_copy(model, ema).save_pretrained(tmp / "ema_unet")
+        torch.save({"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict(),
+                    "ema": ema.state_dict(), "step": step, "losses": losses}, tmp / STATE_FILE)
+        (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
+
+    save_checkpoint(out, step, write, config.keep_checkpoints)
 
 
 def _write_progress(out, step, losses, model, ema, scheduler, grid_batch, config, seed) -> None:
@@ -229,25 +193,12 @@ def _write_progress(out, step, losses, model, ema, scheduler, grid_batch, config
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "loss.json", json.dumps({"step": step, "loss": losses}).encode())
-    atomic_write_bytes(out / "loss_curve.png", loss_curve_png(losses))
+    atomic_write_bytes(out / "loss_curve.png", loss_curve_png({"loss": losses}, "synth train", "weighted x0 loss"))
     copy = _ema_copy(model, ema).to(next(model.parameters()).device)
     sampler = scheduler_for(config.sample_scheduler, scheduler.config)
     seeds = list(range(len(grid_batch["sample_id"])))
     images = denoise(copy, sampler, grid_batch, config.sample_steps, config.guidance, [seed * 7919 + s for s in seeds])
     atomic_write_bytes(out / f"samples-{step:06d}.png", sample_grid_png(grid_batch, images))
-
-
-def loss_curve_png(losses: list[float]) -> bytes:
-    fig, axis = pyplot().subplots(figsize=(6, 3.5))
-    steps = np.arange(1, len(losses) + 1)
-    axis.plot(steps, losses, color="tab:gray", alpha=0.4, label="per step")
-    window = max(1, len(losses) // 20)
-    if len(losses) >= window:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        axis.plot(steps[window - 1:], smooth, color="tab:blue", label=f"mean of {window}")
-    axis.set(xlabel="step", ylabel="weighted x0 loss", yscale="log", title="synth train")
-    axis.legend()
-    return figure_png(fig)
 
 
 def sample_grid_png(batch: dict, generated: torch.Tensor) -> bytes:

@@ -1,0 +1,1 @@
+"""Reconstructors that consume the data: official-parity metrics, models, training, scoring."""

@@ -1,0 +1,158 @@
+"""Score any model's predictions against a dataset with the official-parity metrics.
+
+A predictions file is JSON (``{sample_id: {"joints": [21][3], "vertices": [V][3]}}``) or npz
+(arrays ``sample_id [N]``, ``joints [N, 21, 3]``, optionally ``vertices [N, V, 3]``; read with
+``allow_pickle=False``), camera frame, metres. Every row of the dataset needs exactly one
+prediction; vertices, where given, for every row and in the hand model's topology. The truth:
+the dataset's annotated joints, and vertices from its hand model and MANO labels.
+
+Writes ``metrics.json`` (``{"count", "joints": {"absolute", "root_relative", "procrustes":
+{"mean_mm", "auc"}}, "vertices": {... each also "f5", "f15"}}``), ``per_sample.csv`` and
+``pck.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.data.manifest import column_arrays, read_columns
+from pipeline.data.storage import Location
+from pipeline.errors import BadData
+from pipeline.imaging import figure_png, pyplot
+from pipeline.reconstruction.metrics import evaluate
+
+
+def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
+    """``sample_id -> {"joints", "vertices"?}`` from a JSON or npz file; structure errors name the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadData("predictions file not found", path)
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (ValueError, OSError) as exc:
+            raise BadData(f"not a readable npz of arrays ({exc})", path) from None
+        for key in ("sample_id", "joints"):
+            if key not in arrays:
+                raise BadData(f"missing array '{key}' (expected sample_id [N], joints [N, 21, 3], optional "
+                              "vertices [N, V, 3])", path)
+        ids = [str(s) for s in arrays["sample_id"]]
+        for key in ("joints", "vertices"):
+            if key in arrays and len(arrays[key]) != len(ids):
+                raise BadData(f"array '{key}' has {len(arrays[key])} rows, 'sample_id' has {len(ids)}", path)
+        return {sid: {key: arrays[key][i] for key in ("joints", "vertices") if key in arrays}
+                for i, sid in enumerate(ids)}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadData(f"not valid JSON ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise BadData("expected a JSON object mapping sample ids to {\"joints\": ..., \"vertices\": ...}", path)
+    out = {}
+    for sid, entry in data.items():
+        if not isinstance(entry, dict) or "joints" not in entry:
+            raise BadData(f"sample {sid!r}: expected an object with 'joints' (and optionally 'vertices')", path)
+        try:
+            out[sid] = {key: np.asarray(entry[key], dtype=np.float64) for key in ("joints", "vertices")
+                        if key in entry}
+        except (TypeError, ValueError):
+            raise BadData(f"sample {sid!r}: 'joints'/'vertices' must be nested lists of numbers", path) from None
+    return out
+
+
+def ground_truth(where, hand_spec: str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
+    """Sample ids, annotated joints ``[N, 21, 3]``, vertices ``[N, V, 3]`` and row metadata."""
+    from pipeline.hand import load_hand_model
+
+    columns = ["sample_id", "joints_3d", "hand_pose", "hand_betas", "hand_trans", "object_id", "is_grasping"]
+    manifest, table = read_columns(where, columns)
+    arrays = column_arrays(table, columns)
+    for column in ("joints_3d", "hand_pose"):
+        if not table.column(column).is_valid().to_numpy(zero_copy_only=False).all():
+            raise BadData(f"rows without '{column}': a dataset with MANO labels is needed to score against", where)
+    hand_model = load_hand_model(hand_spec, dtype=torch.float64)
+    vertices = []
+    with torch.no_grad():
+        for start in range(0, len(arrays["sample_id"]), 1024):
+            chunk = slice(start, start + 1024)
+            v, _ = hand_model(*(torch.as_tensor(arrays[k][chunk]) for k in ("hand_pose", "hand_betas", "hand_trans")))
+            vertices.append(v.numpy())
+    ids = [str(s) for s in arrays["sample_id"]]
+    meta = {"object_id": list(arrays["object_id"]), "is_grasping": list(arrays["is_grasping"])}
+    return ids, arrays["joints_3d"].reshape(-1, 21, 3), np.concatenate(vertices) if vertices else np.zeros((0, 0, 3)), \
+        meta
+
+
+def match_predictions(predictions: dict, ids: list[str], num_vertices: int, path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions in the dataset's row order, checked: every id once, shapes, finite values."""
+    missing = [sid for sid in ids if sid not in predictions]
+    if missing:
+        raise BadData(f"sample {missing[0]!r}: no prediction (and {len(missing) - 1} more missing)", path)
+    known = set(ids)
+    extra = [sid for sid in predictions if sid not in known]
+    if extra:
+        raise BadData(f"sample {extra[0]!r}: not in the dataset ({len(extra)} unknown id(s))", path)
+    with_vertices = {sid for sid, entry in predictions.items() if "vertices" in entry}
+    if with_vertices and len(with_vertices) != len(ids):
+        sid = next(s for s in ids if s not in with_vertices)
+        raise BadData(f"sample {sid!r}: field 'vertices' missing while other samples have it", path)
+    for sid in ids:
+        for field, shape in (("joints", (21, 3)), ("vertices", (num_vertices, 3))):
+            if field not in predictions[sid]:
+                continue
+            value = predictions[sid][field]
+            if value.shape != shape:
+                raise BadData(f"sample {sid!r}: field '{field}': expected shape {list(shape)}, got {list(value.shape)}",
+                              path)
+            if not np.isfinite(value).all():
+                raise BadData(f"sample {sid!r}: field '{field}': expected finite values, got NaN or inf", path)
+    joints = np.stack([predictions[sid]["joints"] for sid in ids]).astype(np.float64)
+    vertices = np.stack([predictions[sid]["vertices"] for sid in ids]).astype(np.float64) if with_vertices else None
+    return joints, vertices
+
+
+def pck_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, labels: dict[str, str] | None = None) -> bytes:
+    fig, axis = pyplot().subplots(figsize=(6, 4))
+    for name, (thresholds, curve) in curves.items():
+        axis.plot(thresholds, curve, label=(labels or {}).get(name, name))
+    axis.set(xlabel="threshold (mm)", ylabel="PCK", ylim=(0, 1.02), xlim=(0, thresholds[-1]), title=title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def write_scores(out: Location, result: dict, ids: list[str], extra: dict[str, list] | None = None) -> None:
+    """``metrics.json``, ``per_sample.csv`` (one row per sample) and ``pck.png`` into ``out``."""
+    out.write_json("metrics.json", result["summary"])
+    buffer = io.StringIO()
+    columns = list(result["per_sample"])
+    writer = csv.writer(buffer)
+    writer.writerow(["sample_id", *(extra or {}), *columns])
+    for i, sid in enumerate(ids):
+        writer.writerow([sid, *(values[i] for values in (extra or {}).values()),
+                         *(f"{result['per_sample'][c][i]:.4f}" for c in columns)])
+    out.write_atomic("per_sample.csv", buffer.getvalue().encode())
+    out.write_atomic("pck.png", pck_figure(result["curves"], f"PCK, {result['summary']['count']} samples"))
+
+
+def score_predictions(predictions: dict, where, out: Location, hand_spec: str, procrustes: str = "freihand",
+                      source="predictions") -> dict:
+    """Score ``sample_id -> {"joints", "vertices"?}`` against the dataset ``where``, write the
+    reports into ``out``; returns the full result (summary, per-sample values, curves)."""
+    ids, gt_joints, gt_vertices, meta = ground_truth(where, hand_spec)
+    joints, vertices = match_predictions(predictions, ids, gt_vertices.shape[1], source)
+    result = evaluate(gt_joints, joints, gt_vertices if vertices is not None else None, vertices, procrustes)
+    write_scores(out, result, ids, meta)
+    return {**result, "ids": ids, "meta": meta}
+
+
+def score_file(pred_path, where, out: Location, hand_spec: str, procrustes: str = "freihand") -> dict:
+    """Score a predictions file against the dataset ``where``; returns the metrics summary."""
+    return score_predictions(load_predictions(pred_path), where, out, hand_spec, procrustes, pred_path)["summary"]

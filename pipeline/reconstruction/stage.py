@@ -1,0 +1,145 @@
+"""The reconstruction stages: train a reconstructor, evaluate it, score any model's predictions.
+
+``recon_train`` trains ``reconstruction.model`` on a real dataset (plus, optionally, a
+synthetic one); ``recon_eval`` runs a trained model over a dataset and writes the official
+metrics, PCK curves, the worst predictions drawn over their images, breakdowns by object and
+by grasping / non-grasping, and the predictions (``predictions.npz``, which ``recon_score``
+reads); ``recon_score`` scores a predictions file from any model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.config import PipelineConfig, parse_device
+from pipeline.data.manifest import read_manifest
+from pipeline.data.storage import Location
+from pipeline.errors import BadData
+from pipeline.paths import npz_bytes
+from pipeline.stage import StageInputs, StageSummary, input_path, stage
+
+SECTIONS = ("reconstruction", "hand.model")
+WORST = 16
+
+
+class TrainInputs(StageInputs):
+    data: str = input_path("the real training dataset (images with MANO labels)")
+    synthetic: str | None = input_path("a synthetic dataset mixed into training", None)
+    val: str | None = input_path("a validation dataset choosing the best checkpoint (default: held-out "
+                                 "sequences of the training data)", None)
+
+
+class TrainSummary(StageSummary):
+    steps: int
+    best_step: int
+    best_score_mm: float | None
+    loss_first: float | None
+    loss_last: float | None
+    validation: dict | None
+    datasets: dict
+    model: str
+    loss_curve: str
+
+
+class EvalInputs(StageInputs):
+    ckpt: str = input_path("a folder written by recon_train")
+    data: str = input_path("the dataset to evaluate on")
+
+
+class ScoreInputs(StageInputs):
+    pred: str = input_path("predictions: JSON or npz, sample_id -> joints [21, 3] (and vertices [V, 3])")
+    data: str = input_path("the dataset the predictions are for")
+
+
+class MetricsSummary(StageSummary):
+    count: int
+    joints: dict
+    vertices: dict | None = None
+    files: dict[str, str] = {}
+
+
+def resolved(config: PipelineConfig):
+    from pipeline.reconstruction.presets import resolve
+
+    return resolve(config.reconstruction)
+
+
+def dataset_hand(config: PipelineConfig, where) -> str:
+    from pipeline.sampling.stage import hand_model_spec
+
+    return hand_model_spec(config, read_manifest(where)[1])
+
+
+@stage("recon_train", TrainInputs, TrainSummary, SECTIONS, reuse=False)
+def recon_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
+    """Train the reconstructor on ``inputs.data`` (+ ``inputs.synthetic``) into ``out``."""
+    from pipeline.reconstruction.train import train_reconstructor
+
+    result = train_reconstructor(inputs.data, out.path, resolved(config), hand_model=dataset_hand(config, inputs.data),
+                                 seed=config.seed, synthetic=inputs.synthetic, val=inputs.val,
+                                 resume=config.run.resume, progress=config.run.progress)
+    return TrainSummary(**result)
+
+
+def _summary(metrics: dict, files: dict[str, str]) -> MetricsSummary:
+    return MetricsSummary(count=metrics["count"], joints=metrics["joints"], vertices=metrics.get("vertices"),
+                          files=files)
+
+
+@stage("recon_eval", EvalInputs, MetricsSummary, ("reconstruction.procrustes", "reconstruction.eval_batch_size",
+                                                  "hand.model"))
+def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> MetricsSummary:
+    """Predict every row of ``inputs.data`` with the checkpoint and report the official metrics."""
+    from pipeline.camera import project
+    from pipeline.data.reader import ShardDataset
+    from pipeline.imaging import png_bytes
+    from pipeline.reconstruction.data import recon_dataset
+    from pipeline.reconstruction.models import load_reconstructor
+    from pipeline.reconstruction.predict import predict
+    from pipeline.reconstruction.report import breakdown, worst_grid
+    from pipeline.reconstruction.score import score_predictions
+
+    recon = resolved(config)
+    hand = dataset_hand(config, inputs.data)
+    model = load_reconstructor(inputs.ckpt, hand if "model" in config.hand.model_fields_set else None)
+    if model.config.hand_model != hand:
+        raise BadData(f"the checkpoint predicts the hand model {model.config.hand_model!r}, the dataset is labelled "
+                      f"with {hand!r}; set hand.model (--mano) to evaluate with another", inputs.data)
+    model = model.to(parse_device(config.run.device))
+    dataset = recon_dataset(inputs.data, model.config.image_size)
+    predictions = predict(model, dataset, batch_size=recon.eval_batch_size, progress=config.run.progress,
+                          desc="recon eval")
+    ids = [str(s) for s in predictions["sample_id"]]
+    out.write_atomic("predictions.npz", npz_bytes({"sample_id": np.asarray(ids), "joints": predictions["joints"],
+                                                   "vertices": predictions["vertices"]}))
+    by_id = {sid: {"joints": j, "vertices": v} for sid, j, v in zip(ids, predictions["joints"], predictions["vertices"])}
+    result = score_predictions(by_id, inputs.data, out, hand, recon.procrustes)  # what recon score computes
+    errors = result["per_sample"]["joints_root_relative_mm"]
+    out.write_json("breakdown.json", {
+        name: {"by_object": breakdown(result["per_sample"][f"joints_{name}_mm"], predictions["object_id"]),
+               "by_grasping": breakdown(result["per_sample"][f"joints_{name}_mm"], predictions["is_grasping"])}
+        for name in ("root_relative", "procrustes")})
+    worst = np.argsort(-errors, kind="stable")[:WORST]
+    rows = ShardDataset(inputs.data, columns=["image", "K"])
+    images, true_2d, pred_2d = [], [], []
+    for index in worst.tolist():
+        row = rows[index]
+        K = row["K"].double().numpy()
+        images.append(row["image"].permute(1, 2, 0).numpy())
+        true_2d.append(project(predictions["gt_joints"][index], K))
+        pred_2d.append(project(predictions["joints"][index], K))
+    labels = [f"{ids[i]} {errors[i]:.1f} mm" for i in worst.tolist()]
+    out.write_atomic("worst.png", png_bytes(worst_grid(images, np.asarray(true_2d), np.asarray(pred_2d), labels)))
+    files = {name: out.join(name) for name in ("metrics.json", "per_sample.csv", "pck.png", "predictions.npz",
+                                                "breakdown.json", "worst.png")}
+    return _summary(result["summary"], files)
+
+
+@stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"))
+def recon_score(config: PipelineConfig, inputs: ScoreInputs, out: Location) -> MetricsSummary:
+    """Score the predictions file ``inputs.pred`` against ``inputs.data``."""
+    from pipeline.reconstruction.score import score_file
+
+    metrics = score_file(inputs.pred, inputs.data, out, dataset_hand(config, inputs.data),
+                         config.reconstruction.procrustes)
+    return _summary(metrics, {name: out.join(name) for name in ("metrics.json", "per_sample.csv", "pck.png")})

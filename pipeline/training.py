@@ -1,0 +1,119 @@
+"""What every training loop here shares: step-seeded randomness, resumable data order,
+checkpoint folders, the training state read safely, mixed precision, loss curves.
+
+Randomness is a function of the step (each micro-step draws from a generator seeded with the
+run's seed and the micro-step) and each epoch's data order a function of (seed, epoch), so a
+run stopped at a checkpoint and resumed gives exactly the losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import BadData, DatasetConflict
+from pipeline.imaging import figure_png, pyplot
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "training_state.pt"
+
+
+def step_generator(seed: int, micro_step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(micro_step))
+
+
+class FixedOrder(torch.utils.data.Sampler):
+    """The indices of one epoch, from a starting position (for resuming)."""
+
+    def __init__(self, order: list[int], start: int):
+        self.order = order[start:]
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def mixed_precision(setting: str) -> str:
+    """``auto``: bf16 on a GPU, none on the CPU."""
+    if setting == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return setting
+
+
+def check_output(out: Path, resume: bool) -> None:
+    """A folder already holding a run is continued only when asked to."""
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not resume:
+        raise DatasetConflict("is not empty: pass resume=True to continue its training, or choose a new folder", out)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(p for p in out.glob(f"{CHECKPOINT_PREFIX}*")
+                   if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit())
+    return found[-1] if found else None
+
+
+def load_training_state(path: Path, keys: set[str]) -> dict:
+    """A checkpoint's optimiser/schedule/step state, read with ``weights_only=True`` (tensors and
+    plain containers only: a pickle that would run code is refused, as bad data naming the file)."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadData(f"refused or unreadable training state ({first}); delete this checkpoint folder to train "
+                      "from the one before it", path) from None
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise BadData(f"not a training state of this trainer (expected keys {', '.join(sorted(keys))})", path)
+    return state
+
+
+def save_checkpoint(out: Path, step: int, write, keep: int) -> Path:
+    """``out/checkpoint-NNNNNN``: ``write(folder)`` fills a temporary folder that is then moved
+    into place; only the newest ``keep`` checkpoints stay."""
+    folder = out / f"{CHECKPOINT_PREFIX}{step:06d}"
+    tmp = out / f".{folder.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    for old in sorted(out.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def replace_folder(folder: Path, write) -> None:
+    """``folder`` written anew through a temporary folder (readers never see half of it)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def loss_curve_png(series: dict[str, list[float]], title: str, ylabel: str, log: bool = True) -> bytes:
+    """Each named series per step (faint) with its running mean; ``series`` values may be
+    ``(steps, values)`` pairs for series measured every so many steps."""
+    fig, axis = pyplot().subplots(figsize=(6.5, 3.6))
+    colours = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    for name, values in series.items():
+        colour = next(colours)
+        if isinstance(values, tuple):
+            axis.plot(values[0], values[1], "o-", color=colour, label=name, markersize=3)
+            continue
+        steps = np.arange(1, len(values) + 1)
+        axis.plot(steps, values, color=colour, alpha=0.3)
+        window = max(1, len(values) // 20)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid") if len(values) >= window else values
+        axis.plot(steps[window - 1:], smooth, color=colour, label=f"{name} (mean of {window})")
+    axis.set(xlabel="step", ylabel=ylabel, title=title)
+    if log:
+        axis.set_yscale("log")
+    axis.legend()
+    return figure_png(fig)
