@@ -513,6 +513,59 @@ def sample(real_dir, grasps_dir, out_dir, per_object, total, views, sampler, man
     _emit(sample_stage(config, SampleInputs(real=real_dir, grasps=grasps_dir), out_dir), as_json)
 
 
+@cli.command("run")
+@click.argument("what", metavar="boost|STAGE")
+@click.option("--out", "out_dir", required=True, help="Run folder (boost) or the stage's output folder.")
+@click.option("--runner", type=click.Choice(["thread", "dask", "ray"]), default="thread", show_default=True,
+              help="thread: a thread pool in this process; dask: a LocalCluster (or --address); ray: prefect-ray.")
+@click.option("--address", default=None, help="Dask scheduler or Ray cluster address (default: start one here).")
+@click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
+              help="A single stage's inputs, e.g. --input real=DIR --input grasps=DIR (lists: KEY=A,B).")
+@click.option("--registry", default=None, help="boost with the demo: register it in this folder (demo.json).")
+@workers_option
+@device_option
+@overwrite_option
+@common_options
+def run_command(what, out_dir, runner, address, inputs, registry, workers, device, overwrite, config_path, seed,
+                as_json) -> None:
+    """Run the whole pipeline (boost) or one stage as a Prefect flow; resumable, on threads, Dask or Ray."""
+    from pipeline.stage import preflight_output
+
+    config = configure(config_path, seed, {"boost.registry": ("--registry", registry),
+                                           **run_flags(overwrite, workers, device)})
+    parsed = {}
+    for item in inputs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--input: expected KEY=VALUE, got {item!r}")
+        parsed[key] = value.split(",") if key == "datasets" else value
+    if what != "boost":
+        from flows.stages import load_stage
+
+        stage = load_stage(what)
+        from pipeline.config import validate_config
+
+        checked = validate_config(parsed, stage.inputs_model, "--input")
+        preflight_output(out_dir, list(checked.input_paths().values()))
+    else:
+        preflight_output(out_dir, [config.boost.real] if config.boost.real != "demo" else [])
+    from flows.launch import run_flow
+
+    result = run_flow(what, config, out_dir, runner, address, parsed, echo=not as_json)
+    if as_json:
+        _emit(result, True)
+
+
+@cli.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the server listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=4200, show_default=True)
+def ui(host, port) -> None:
+    """Start a Prefect server with the UI and serve every flow (boost and one per stage) as a deployment."""
+    from flows.ui import serve_ui
+
+    serve_ui(host, port)
+
+
 def _close_progress_bars() -> None:
     """End every live progress bar's line, so that an error starts on a line of its own."""
     from tqdm import tqdm

@@ -268,6 +268,21 @@ class ReconstructionConfig(StrictModel):
     eval_batch_size: int = Field(64, ge=1)
 
 
+class BoostConfig(StrictModel):
+    """The whole pipeline as one flow (``handbooster run boost``): where the real data comes from
+    and how the work is cut into batches for the task runner."""
+
+    real: str = Field("demo", description="'demo': build the embedded demo dataset (demo section); else the folder "
+                                          "of a real training dataset (imported DexYCB, HO3D...)")
+    registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (demo.json)")
+    tests: list[str] = Field(default_factory=list, description="test datasets the reconstructors are scored on "
+                                                               "(default with the demo: its s0_test and s1_test)")
+    grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "
+                                                              "data's objects that the object library holds)")
+    render_chunk_rows: int = Field(256, ge=1, description="rows per condition-rendering task")
+    generate_chunk_rows: int = Field(256, ge=1, description="rows per image-generation task")
+
+
 class PipelineConfig(StrictModel):
     """Root of a pipeline config file: a section per stage, plus how the run executes."""
 
@@ -282,6 +297,7 @@ class PipelineConfig(StrictModel):
     grasp: GraspConfig = Field(default_factory=GraspConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
+    boost: BoostConfig = Field(default_factory=BoostConfig)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

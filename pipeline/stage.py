@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,8 +51,17 @@ class StageInputs(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def input_paths(self) -> dict[str, str]:
-        return {name: value for name, field in type(self).model_fields.items()
-                if (field.json_schema_extra or {}).get("input_path") and (value := getattr(self, name))}
+        """``field -> path`` of every input path given (a list field gives ``field[i]`` entries)."""
+        paths = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if not (field.json_schema_extra or {}).get("input_path") or not value:
+                continue
+            if isinstance(value, list):
+                paths.update({f"{name}[{i}]": item for i, item in enumerate(value)})
+            else:
+                paths[name] = value
+        return paths
 
 
 def input_path(description: str, default: Any = ...) -> Any:
@@ -107,7 +117,7 @@ class Stage:
 
         record = {"stage": self.name, "config": config_record(config, self.sections),
                   "inputs": {name: value for name, value in inputs.model_dump(mode="json").items()
-                             if name not in inputs.input_paths()},
+                             if not (type(inputs).model_fields[name].json_schema_extra or {}).get("input_path")},
                   "input_fingerprints": {name: fingerprint(path) for name, path in inputs.input_paths().items()},
                   "code_version": code_version()}
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:20]
@@ -119,8 +129,8 @@ class Stage:
         identity = self.identity(config, inputs)
         started = time.perf_counter()
         with folder_lock(location):
-            previous = finished_summary(location, identity, self.summary_model) \
-                if self.reuse and not config.run.overwrite else None
+            reuse = (self.reuse or config.run.resume) and not config.run.overwrite  # resuming a finished run: reuse
+            previous = finished_summary(location, identity, self.summary_model) if reuse else None
             if previous is not None:
                 return previous.as_reused().model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
             summary = self.func(config, inputs, location)
@@ -134,7 +144,8 @@ def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sec
           reuse: bool = True) -> Callable[[Callable], Stage]:
     """Make ``func(config, inputs, out: Location) -> summary`` a stage (module docstring).
     ``sections``: the config sections that shape its output (recorded, and part of its
-    identity); ``reuse``: return a finished run's summary instead of running again."""
+    identity); ``reuse``: return a finished run's summary instead of running again (stages
+    that refuse to continue a run unasked, the trainers, reuse only with ``run.resume``)."""
     return lambda func: Stage(func, name, inputs, summary, sections, reuse)
 
 
@@ -243,7 +254,7 @@ def preflight_file(out, inputs: list[str] = ()) -> Path:
 
 def probe_writable(existing: Path, out) -> None:
     """``os.access`` says yes on some read-only mounts: create and remove a hidden file."""
-    probe = existing / f".handbooster-probe-{os.getpid()}"
+    probe = existing / f".handbooster-probe-{os.getpid()}-{threading.get_ident()}"
     try:
         probe.touch()
         probe.unlink()

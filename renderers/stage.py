@@ -23,6 +23,7 @@ SECTIONS = ("objects.library", "hand.model")
 
 class RenderInputs(StageInputs):
     dataset: str = input_path("imported samples, demo samples or condition specs")
+    rows: tuple[int, int] | None = None  # only rows [start, stop): a batch of a flow's rendering
 
 
 class RenderSummary(StageSummary):
@@ -96,13 +97,16 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
                       "(set objects.library to a library holding the dataset's objects, e.g. a YCB folder)",
                       inputs.dataset)
     hand_spec = hand_model_spec(config, manifest)
-    record = {**config_record(config, SECTIONS), "source": manifest["name"], "hand_model": hand_spec, "what": what}
+    first, stop = inputs.rows or (0, len(labels))
+    stop = min(stop, len(labels))
+    record = {**config_record(config, SECTIONS), "source": manifest["name"], "hand_model": hand_spec, "what": what,
+              **({"rows": [first, stop]} if inputs.rows else {})}
     rows_per_shard = manifest["shards"][0]["rows"] if manifest["shards"] else config.data.rows_per_shard
     with ShardWriter(out, name=f"{manifest['name']}_{what}", rows_per_shard=rows_per_shard, image_size=size,
                      config=record, overwrite=config.run.overwrite,
                      info={"hand_model": hand_spec, "source": inputs.dataset}) as writer:
-        start = writer.resume_rows
-        items = [(row.pop("sample_id"), row) for row in labels[start:]]
+        start = first + writer.resume_rows
+        items = [(row.pop("sample_id"), row) for row in labels[start:stop]]
         painted = parallel_map(_paint, items, workers=config.run.workers, desc=f"render {what}", unit="row",
                                progress=config.run.progress, initializer=_start_worker,
                                initargs=(config.objects.library, hand_spec, size, what, config.seed))
@@ -111,7 +115,8 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
             if what == "photos":
                 row["source"] = "synthetic"
             writer.write({**row, **pictures})
-    return RenderSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]), resumed_rows=start)
+    return RenderSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]),
+                         resumed_rows=start - first)
 
 
 @stage("conditions", RenderInputs, RenderSummary, SECTIONS)

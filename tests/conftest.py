@@ -63,3 +63,17 @@ def tiny_demo(tmp_path_factory):
         result = demo(make_config({"seed": 3, "demo.size": "tiny"}), DemoInputs(registry=str(root / "registry")),
                       root / "demo")
     return root, result
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A Prefect test server for the session (its own PREFECT_HOME under the test cache); the URL
+    subprocesses can be pointed at."""
+    from flows.runtime import prepare_environment
+
+    prepare_environment()
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()

@@ -102,8 +102,10 @@ def model_folder(ckpt) -> Path:
 
 
 def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guidance: float | None = None,
-             seed: int = 0, batch_size: int = 16, overwrite: bool = False, progress: bool = True) -> dict:
-    """Paint an image for every row of ``specs`` (condition maps filled) into synthetic shards at ``out``."""
+             seed: int = 0, batch_size: int = 16, overwrite: bool = False, progress: bool = True,
+             row_range: tuple[int, int] | None = None) -> dict:
+    """Paint an image for every row of ``specs`` (condition maps filled), or of its rows
+    ``[start, stop)``, into synthetic shards at ``out``."""
     from PIL import Image
 
     from pipeline.data.shards import ShardWriter
@@ -132,12 +134,14 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     manifest = rows.manifest
     size = manifest.get("image_size") or model.config.image_size
     gen = {"checkpoint_sha": digest, "steps": steps, "scheduler": scheduler, "guidance": float(guidance)}
-    config = {**gen, "seed": seed, "specs": manifest["name"]}
+    first, stop = row_range or (0, len(rows))
+    stop = min(stop, len(rows))
+    config = {**gen, "seed": seed, "specs": manifest["name"], **({"rows": [first, stop]} if row_range else {})}
     with ShardWriter(out, name=f"{manifest['name']}_synthetic", rows_per_shard=manifest["shards"][0]["rows"]
                      if manifest["shards"] else 4096, image_size=size, config=config, overwrite=overwrite,
                      info={"hand_model": manifest.get("hand_model"),
                            "sources": {"checkpoint": str(folder), "specs": str(specs)}}) as writer:
-        indices = list(range(writer.resume_rows, len(rows)))
+        indices = list(range(first + writer.resume_rows, stop))
         bar = tqdm(total=len(indices), desc=f"synth generate ({scheduler}-{steps})", unit="img",
                    disable=not progress)
         for start in range(0, len(indices), batch_size):

@@ -28,6 +28,7 @@ class TrainSummary(StageSummary):
 class GenerateInputs(StageInputs):
     ckpt: str = input_path("a folder written by synth_train")
     specs: str = input_path("rows with condition maps: rendered specs or a real dataset")
+    rows: tuple[int, int] | None = None  # only rows [start, stop): a batch of a flow's generation
 
 
 class GenerateSummary(StageSummary):
@@ -61,5 +62,5 @@ def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location
     result = generate(inputs.ckpt, inputs.specs, out.text, scheduler=synthesis.sample_scheduler,
                       steps=synthesis.sample_steps, guidance=guidance, seed=config.seed,
                       batch_size=synthesis.generate_batch_size, overwrite=config.run.overwrite,
-                      progress=config.run.progress)
+                      progress=config.run.progress, row_range=inputs.rows)
     return GenerateSummary(**{key: value for key, value in result.items() if key != "out"})

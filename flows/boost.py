@@ -1,0 +1,229 @@
+"""``boost``: the whole pipeline as one resumable Prefect flow.
+
+real data (the embedded demo, or an imported dataset) -> novel grasps, one task per object,
+merged -> pose sampling (farthest pose + cross-distribution) -> condition maps, one task per
+chunk of rows, merged -> the DDPM trained on the real images -> images generated for the
+conditions, one task per chunk, merged. Every task runs a stage function on paths; a task
+whose output already holds a finished run of the same identity is reused, so a run killed
+at any moment and started again redoes nothing it finished and ends with the same bytes.
+
+The run folder: ``real/``, ``grasps/<object>/`` and ``grasps/all/``, ``specs/``,
+``conditions/``, ``synth/model/``, ``synthetic/``, ``flow.log``, ``index.html`` (links to
+every artefact) and ``boost_summary.json``. The UI shows a progress artifact, a table of the
+steps and a markdown page with the plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from flows.tasks import run_stage
+from pipeline.config import PipelineConfig, with_overrides
+
+SUMMARY_FILE = "boost_summary.json"
+
+
+class Steps:
+    """Submits stage tasks (a batch at a time), waits for them, and reports each step."""
+
+    def __init__(self, config: PipelineConfig, out: Path, echo: bool, total: int):
+        self.config, self.out, self.echo = config, out, echo
+        self.rows: list[dict] = []
+        self.total = total
+        self.progress = create_progress_artifact(progress=0.0, key="boost-progress",
+                                                 description="stages of the boost flow done, %")
+
+    def config_json(self, overrides: dict | None = None) -> dict:
+        config = with_overrides(self.config, {"run.progress": False, **(overrides or {})}, source="boost flow")
+        return config.model_dump(mode="json", exclude_unset=True)
+
+    def run(self, items: list[tuple[str, str, dict, Path, dict | None]]) -> list[dict]:
+        """Submit every ``(label, stage, inputs, out, overrides)`` at once; their summaries, in order."""
+        futures = [run_stage.submit(label, stage, self.config_json(overrides), inputs, str(out))
+                   for label, stage, inputs, out, overrides in items]
+        summaries = [future.result() for future in futures]
+        for (label, stage, *_), summary in zip(items, summaries):
+            self.rows.append({"step": label, "stage": stage, "seconds": summary["seconds"],
+                              "reused": summary["reused"], "out": summary["out"], **_highlights(summary)})
+            if self.echo:
+                print(f"{label:40s} {summary['seconds']:8.1f} s{'  (reused)' if summary['reused'] else ''}",
+                      flush=True)
+        update_progress_artifact(self.progress, progress=min(100.0, 100.0 * len(self.rows) / max(self.total, 1)))
+        return summaries
+
+    def one(self, label: str, stage: str, inputs: dict, out: Path, overrides: dict | None = None) -> dict:
+        return self.run([(label, stage, inputs, out, overrides)])[0]
+
+    def chunked(self, label: str, stage: str, inputs: dict, rows: int, chunk: int, out: Path, name: str,
+                overrides: dict | None = None) -> str:
+        """``stage`` over rows ``[a, a + chunk)`` as separate tasks, then merged into ``out/all``."""
+        ranges = [(start, min(start + chunk, rows)) for start in range(0, rows, chunk)] or [(0, 0)]
+        parts = [out / "chunks" / f"{start:07d}-{stop:07d}" for start, stop in ranges]
+        self.run([(f"{label} rows {start}-{stop}", stage, {**inputs, "rows": [start, stop]}, part, overrides)
+                  for (start, stop), part in zip(ranges, parts)])
+        self.one(f"{label} merge", "merge", {"datasets": [str(p) for p in parts], "name": name,
+                                             "rows_per_shard": self.config.data.rows_per_shard}, out / "all")
+        return str(out / "all")
+
+
+def _highlights(summary: dict) -> dict:
+    keys = ("rows", "specs", "accepted", "grasps", "steps", "loss_last", "frames_rendered")
+    return {key: summary[key] for key in keys if key in summary}
+
+
+def _object_ids(dataset: str) -> list[str]:
+    from pipeline.data.manifest import read_columns
+
+    _, table = read_columns(dataset, ["object_id"])
+    return sorted({o for o in table.column("object_id").to_pylist() if o is not None})
+
+
+def _has_maps(dataset: str) -> bool:
+    from pipeline.data.manifest import read_columns
+
+    _, table = read_columns(dataset, ["normal"])
+    return table.num_rows > 0 and table.column("normal").null_count == 0
+
+
+def _name(dataset: str) -> str:
+    from pipeline.data.manifest import read_manifest
+
+    return read_manifest(dataset)[1]["name"]
+
+
+def real_data(steps: Steps, config: PipelineConfig) -> tuple[str, list[str]]:
+    """The real training dataset and the test datasets: the demo's, or the configured ones."""
+    if config.boost.real != "demo":
+        return config.boost.real, list(config.boost.tests)
+    registry = {"registry": config.boost.registry} if config.boost.registry else {}
+    steps.one("real: demo dataset", "demo", registry, steps.out / "real")
+    tests = list(config.boost.tests) or [str(steps.out / "real" / split) for split in ("s0_test", "s1_test")]
+    return str(steps.out / "real" / "s0_train"), tests
+
+
+def novel_grasps(steps: Steps, config: PipelineConfig, real: str) -> str:
+    from pipeline.objects import load_object_library
+
+    library = load_object_library(config.objects.library)
+    objects = config.boost.grasp_objects or [o for o in _object_ids(real) if o in library]
+    folders = [steps.out / "grasps" / name for name in objects]
+    steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, None)
+               for name, folder in zip(objects, folders)])
+    steps.one("grasps: merge", "merge", {"datasets": [str(f) for f in folders], "name": "grasps"},
+              steps.out / "grasps" / "all")
+    return str(steps.out / "grasps" / "all")
+
+
+def conditions(steps: Steps, dataset: str, rows: int, out: Path, label: str, render_workers: int) -> str:
+    return steps.chunked(label, "conditions", {"dataset": dataset}, rows, steps.config.boost.render_chunk_rows, out,
+                         f"{_name(dataset)}_conditions", {"run.workers": render_workers})
+
+
+def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: str) -> str:
+    return steps.chunked(label, "synth_generate", {"ckpt": ckpt, "specs": specs}, rows,
+                         steps.config.boost.generate_chunk_rows, out, f"{_name(specs)}_synthetic")
+
+
+def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
+    """Everything up to the synthetic dataset; returns the paths the later steps use."""
+    from flows.runtime import in_worker_processes
+
+    render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads
+    real, tests = real_data(steps, config)
+    train_maps = real
+    if not _has_maps(real):
+        from pipeline.data.manifest import read_manifest
+
+        rows = read_manifest(real)[1]["rows"]
+        train_maps = conditions(steps, real, rows, steps.out / "real_maps", "real: condition maps", render_workers)
+    grasps = novel_grasps(steps, config, real)
+    specs = steps.one("sample: FPS + cross-distribution", "sample", {"real": real, "grasps": grasps},
+                      steps.out / "specs")
+    maps = conditions(steps, str(steps.out / "specs"), specs["specs"], steps.out / "conditions", "render conditions",
+                      render_workers)
+    steps.one("synth train", "synth_train", {"data": train_maps}, steps.out / "synth", {"run.resume": True})
+    synthetic = generate(steps, str(steps.out / "synth"), maps, specs["specs"], steps.out / "synthetic",
+                         "synth generate")
+    return {"real": real, "tests": tests, "grasps": grasps, "specs": str(steps.out / "specs"), "conditions": maps,
+            "synth": str(steps.out / "synth"), "synthetic": synthetic}
+
+
+STEP_ESTIMATE = 12  # progress artifact's denominator before the object count is known
+
+
+@flow(name="boost", description="The HandBooster pipeline end to end: real data, novel grasps, pose sampling, "
+                                "condition maps, the DDPM, synthetic data.", validate_parameters=False)
+def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool = False) -> dict:
+    """Run (or finish) the boost pipeline into ``out``; returns what each step did."""
+    from pipeline.config import validate_config
+
+    if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
+        config = validate_config(config, PipelineConfig, "config")
+    started = time.perf_counter()
+    out_path = Path(out)
+    steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))
+    paths = pipeline_steps(steps, config, runner)
+    update_progress_artifact(steps.progress, progress=100.0)
+    result = {"out": out, "runner": runner, "seconds": round(time.perf_counter() - started, 1),
+              "steps": steps.rows, "reused_steps": sum(r["reused"] for r in steps.rows), "paths": paths}
+    publish(out_path, result)
+    return result
+
+
+def publish(out: Path, result: dict) -> None:
+    """The run's summary, index page and UI artifacts (a table of the steps, the plots)."""
+    from pipeline.paths import atomic_write_bytes
+
+    atomic_write_bytes(out / SUMMARY_FILE, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+    create_table_artifact(key="boost-steps", table=[{k: v for k, v in row.items() if k != "out"}
+                                                    for row in result["steps"]],
+                          description="each step of the boost flow: seconds, reused, what it made")
+    pictures = pictures_of(out)
+    markdown = ["# boost run", f"`{out}`: {len(result['steps'])} steps in {result['seconds']} s, "
+                f"{result['reused_steps']} reused.", ""]
+    for label, path in pictures:
+        data = base64.b64encode(path.read_bytes()).decode()
+        shown = label.replace("_", "\\_")  # markdown would read __report__ as bold
+        markdown += [f"## {shown}", f"![{shown}](data:image/png;base64,{data})", ""]
+    create_markdown_artifact(key="boost-plots", markdown="\n".join(markdown), description="plots of the boost run")
+    atomic_write_bytes(out / "index.html", index_html(out, result, pictures).encode())
+
+
+def pictures_of(out: Path) -> list[tuple[str, Path]]:
+    """The PNGs of a run folder worth a look (not the chunks' own), labelled by where they are."""
+    found = sorted(p for p in out.rglob("*.png") if "chunks" not in p.parts and "checkpoint-" not in str(p))
+    return [(str(p.relative_to(out)), p) for p in found]
+
+
+def index_html(out: Path, result: dict, pictures: list[tuple[str, Path]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(r['step'])}</td><td>{r['stage']}</td><td>{r['seconds']:.1f}</td>"
+        f"<td>{'yes' if r['reused'] else ''}</td><td><a href='{html.escape(_relative(out, r['out']))}'>"
+        f"{html.escape(_relative(out, r['out']))}</a></td></tr>" for r in result["steps"])
+    images = "".join(f"<h3>{html.escape(label)}</h3><a href='{html.escape(label)}'><img src='{html.escape(label)}' "
+                     f"style='max-width:900px'></a>" for label, _ in pictures)
+    return (f"<!doctype html><meta charset='utf-8'><title>HandBooster boost run</title>"
+            f"<h1>HandBooster boost run</h1><p>{len(result['steps'])} steps in {result['seconds']} s "
+            f"({result['reused_steps']} reused), runner {result['runner']}. "
+            f"<a href='{SUMMARY_FILE}'>{SUMMARY_FILE}</a> · <a href='flow.log'>flow.log</a></p>"
+            f"<table border=1 cellpadding=4><tr><th>step</th><th>stage</th><th>s</th><th>reused</th><th>output</th></tr>"
+            f"{rows}</table>{images}")
+
+
+def _relative(out: Path, path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return path

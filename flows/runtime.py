@@ -1,0 +1,131 @@
+"""How the Prefect flows run here: offline and quiet, on threads, Dask or Ray, and after a crash.
+
+- Environment (set before Prefect is imported): Prefect's own folder under the project cache
+  (``PREFECT_HOME``), no telemetry or analytics, a generous start-up time for the temporary
+  API server a CLI run starts when no ``PREFECT_API_URL`` is set.
+- Task runners: ``thread`` (Prefect's ThreadPoolTaskRunner), ``dask`` (prefect-dask on a
+  LocalCluster of single-threaded worker processes, or the scheduler at ``address``), ``ray``
+  (prefect-ray, an optional extra: ``pip install 'handbooster[ray]'``).
+- Logs: the terminal shows warnings and the CLI's own lines; everything Prefect logs goes to
+  ``OUT/flow.log`` and to the API (the UI).
+- A flow run killed with SIGKILL stays RUNNING in the API; runs carry the process that ran
+  them as a tag (``pid:N@host``), and the next run marks such runs whose process is gone as
+  CRASHED before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+RUNNERS = ("thread", "dask", "ray")
+
+
+def prepare_environment() -> None:
+    """Offline, quiet Prefect defaults (an existing setting in the environment wins)."""
+    from pipeline.paths import cache_dir
+
+    defaults = {
+        "PREFECT_HOME": str(cache_dir("prefect")),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def task_runner(kind: str, workers: int, address: str | None = None):
+    """The task runner of ``kind`` with ``workers`` parallel workers (at least one)."""
+    workers = max(1, workers)
+    if kind == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "dask":
+        import dask
+        import torch
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        # Workers compute with this process's thread count: float sums, and so the bytes, match the thread runner.
+        threads = str(torch.get_num_threads())
+        dask.config.set({"distributed.nanny.pre-spawn-environ": {
+            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "MALLOC_TRIM_THRESHOLD_": 65536}})
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                              "dashboard_address": None})
+    if kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            from pipeline.errors import MissingResource
+
+            raise MissingResource("the ray runner needs prefect-ray: pip install 'handbooster[ray]'") from None
+        return RayTaskRunner(address=address) if address else RayTaskRunner(
+            init_kwargs={"num_cpus": workers, "include_dashboard": False})
+    raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
+
+
+def in_worker_processes(kind: str) -> bool:
+    """Whether tasks run in processes of their own (Dask, Ray) rather than threads of the flow's."""
+    return kind in ("dask", "ray")
+
+
+def process_tag() -> str:
+    return f"pid:{os.getpid()}@{socket.gethostname()}"
+
+
+def quiet_logging(log_file: Path | None) -> None:
+    """Prefect's console lines off (a failure reaches the user as the CLI's error); everything into ``log_file``."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(logging.CRITICAL)  # failures reach the user as the CLI's one-line error
+    for name in ("prefect", "distributed", "ray", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.INFO if name == "prefect" else logging.WARNING)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def crash_stale_runs() -> list[str]:
+    """Mark RUNNING flow runs of this host whose process is gone as CRASHED; returns their names."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host = socket.gethostname()
+    crashed = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+        for run in runs:
+            tags = [t for t in run.tags if t.startswith("pid:") and t.endswith(f"@{host}")]
+            if not tags:
+                continue
+            pid = int(tags[0][4:].split("@")[0])
+            if pid != os.getpid() and not _alive(pid):
+                client.set_flow_run_state(run.id, Crashed(message=f"process {pid} ended without finishing the run"),
+                                          force=True)
+                crashed.append(run.name)
+    return crashed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

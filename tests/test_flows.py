@@ -1,0 +1,208 @@
+"""Prefect flows: the boost flow end to end, resume after SIGKILL, Dask = threads, the UI's deployments.
+
+All of them share one Prefect test server (``prefect_api``) and run on one xdist worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.xdist_group("prefect")
+
+
+def boost_config(tiny_demo) -> dict:
+    root, _ = tiny_demo
+    return {
+        "seed": 0, "run": {"workers": 2},
+        "grasp": {"per_object": 8, "iterations": 250, "batch_size": 8, "resting_drops": 4},
+        "sampling": {"real_per_object": 4, "synthetic_per_object": 6, "total": 8, "views_per_pose": 2},
+        "synthesis": {"preset": "tiny", "max_steps": 4, "batch_size": 4, "num_workers": 0, "sample_steps": 2,
+                      "checkpoint_every": 2, "generate_batch_size": 8},
+        "boost": {"real": str(root / "demo" / "s0_train"), "tests": [str(root / "demo" / "s0_test")],
+                  "render_chunk_rows": 6, "generate_chunk_rows": 6},
+    }
+
+
+def digests(run: Path) -> dict[str, list[str]]:
+    """What a boost run made, by content: every final dataset's shard checksums and the DDPM's weights."""
+    from pipeline.data.manifest import read_manifest
+
+    out = {}
+    for name in ("grasps/all", "specs", "conditions/all", "synthetic/all"):
+        out[name] = [shard["sha256"] for shard in read_manifest(run / name)[1]["shards"]]
+    out["synth/model"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run / "synth" / "model")
+                                                                                    .glob("*.safetensors"))]
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prefect_api, tiny_demo, tmp_path_factory):
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig, validate_config
+
+    out = tmp_path_factory.mktemp("boost") / "run"
+    config = validate_config(boost_config(tiny_demo), PipelineConfig, "test")
+    result = run_flow("boost", config, str(out), "thread", echo=False)
+    return out, result
+
+
+def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, prefect_api):
+    from prefect import get_client
+
+    out, result = uninterrupted
+    stages = [row["stage"] for row in result["steps"]]
+    assert stages[:3] == ["grasps", "grasps", "merge"] and "sample" in stages and stages[-1] == "merge"
+    assert {"synth_train", "synth_generate", "conditions"} <= set(stages)
+    assert not result["reused_steps"]
+    synthetic = json.loads((out / "synthetic" / "all" / ".manifest.json").read_text())
+    assert synthetic["rows"] > 0 and synthetic["counts"]["source"] == {"synthetic": synthetic["rows"]}
+    index = (out / "index.html").read_text()
+    assert "specs/__report__/similarity.png" in index and "synth/loss_curve.png" in index
+    assert json.loads((out / "boost_summary.json").read_text())["steps"] == result["steps"]
+    assert (out / "flow.log").stat().st_size > 0
+    with get_client(sync_client=True) as client:  # the client's reads work against this server (fastapi pin)
+        runs = client.read_flow_runs()
+        artifacts = {a.key for a in client.read_artifacts()}
+        tasks = client.read_task_runs()
+    assert any(r.state.is_completed() and r.flow_id for r in runs)
+    assert {"boost-progress", "boost-steps", "boost-plots"} <= artifacts and len(tasks) >= len(stages)
+
+
+def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrupted, prefect_api, tiny_demo,
+                                                                      tmp_path):
+    reference, _ = uninterrupted
+    config = tmp_path / "boost.yaml"
+    config.write_text(yaml.safe_dump(boost_config(tiny_demo)))
+    out = tmp_path / "run"
+    command = [str(Path(sys.executable).with_name("handbooster")), "run", "boost", "--config", str(config),
+               "--out", str(out)]
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "grasps").glob("*/.summary.json")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = list((out / "grasps").glob("*/.summary.json"))
+    assert finished, "the first stage never finished"
+    assert not (out / "boost_summary.json").exists()  # killed mid-way
+    done = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    reused = [row["step"] for row in result["steps"] if row["reused"]]
+    assert len(reused) >= len(finished)
+    assert digests(out) == digests(reference)
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".progress.json" or p.name == ".lock"]
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:  # the killed run does not stay RUNNING
+        running = [r for r in client.read_flow_runs() if r.state.is_running()]
+    assert not running
+
+
+def test_dask_gives_the_bytes_of_the_thread_runner(uninterrupted, prefect_api, tiny_demo, tmp_path):
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig, validate_config
+
+    reference, _ = uninterrupted
+    config = validate_config(boost_config(tiny_demo), PipelineConfig, "test")
+    result = run_flow("boost", config, str(tmp_path / "dask"), "dask", echo=False)
+    assert result["runner"] == "dask"
+    assert digests(tmp_path / "dask") == digests(reference)
+
+
+def test_a_single_stage_runs_as_its_own_flow(prefect_api, tiny_demo, tmp_path):
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig
+
+    root, _ = tiny_demo
+    inputs = {"datasets": [str(root / "demo" / "s0_test"), str(root / "demo" / "s1_test")], "name": "tests"}
+    summary = run_flow("merge", PipelineConfig(), str(tmp_path / "merged"), "thread", inputs=inputs, echo=False)
+    assert summary["rows"] == sum(json.loads((root / "demo" / s / ".manifest.json").read_text())["rows"]
+                                  for s in ("s0_test", "s1_test"))
+
+
+def test_served_deployments_run_with_parameters_and_refuse_bad_ones(prefect_api, tiny_demo, tmp_path):
+    """Deployments as ``handbooster ui`` serves them, triggered through the client."""
+    from prefect import get_client
+
+    from pipeline.config import PipelineConfig
+
+    root, _ = tiny_demo
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    server = subprocess.Popen([sys.executable, "-c", "from prefect import serve\nfrom flows.ui import deployments\n"
+                               "serve(*deployments(), print_starting_message=False)"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+    try:
+        with get_client(sync_client=True) as client:
+            deadline = time.time() + 120
+            deployment = None
+            while deployment is None and time.time() < deadline:
+                try:
+                    deployment = client.read_deployment_by_name("merge/merge")
+                except Exception:  # not served yet
+                    time.sleep(1)
+            assert deployment is not None
+            schema = client.read_deployment_by_name("boost/boost").parameter_openapi_schema
+            assert "description" in schema["definitions"]["SamplingConfig"]["properties"]["sampler"]
+            good = {"config": PipelineConfig().model_dump(mode="json"), "out": str(tmp_path / "merged"),
+                    "inputs": {"datasets": [str(root / "demo" / "s1_test")], "name": "one"}}
+            bad = {**good, "config": {"seed": -1}, "out": str(tmp_path / "never")}
+            states = {}
+            for name, parameters in (("good", good), ("bad", bad)):
+                run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+                while not client.read_flow_run(run.id).state.is_final() and time.time() < deadline + 120:
+                    time.sleep(1)
+                states[name] = client.read_flow_run(run.id).state
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert states["good"].is_completed() and (tmp_path / "merged" / ".manifest.json").exists()
+    assert states["bad"].is_failed() and not (tmp_path / "never").exists()
+    # The same words as the command line's: --seed (seed): Input should be greater than or equal to 0 (got -1)
+    assert "'seed': Input should be greater than or equal to 0 (got -1)" in states["bad"].message
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_ui_run_form_shows_the_config_fields(tmp_path):
+    """``handbooster ui`` in a real browser: the boost deployment's run form lists the config's fields."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    ui = subprocess.Popen([str(Path(sys.executable).with_name("handbooster")), "ui", "--port", str(port)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "Prefect UI: http://127.0.0.1" in ui.stdout.readline()
+        api = f"http://127.0.0.1:{port}/api"
+        deadline = time.time() + 120
+        deployment_id = None
+        while deployment_id is None and time.time() < deadline:
+            request = urllib.request.Request(f"{api}/deployments/filter", data=b"{}", method="POST",
+                                             headers={"Content-Type": "application/json"})
+            found = [d for d in json.loads(urllib.request.urlopen(request).read()) if d["name"] == "boost"]
+            deployment_id = found[0]["id"] if found else time.sleep(1)
+        dom = subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                              "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                              "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
+                              "--dump-dom", f"http://127.0.0.1:{port}/deployments/deployment/{deployment_id}/run"],
+                             capture_output=True, text=True, timeout=120).stdout
+    finally:
+        ui.send_signal(signal.SIGINT)
+        ui.wait(timeout=60)
+    for text in ("every stage's random seed", "Sampler", "Reconstruction", "Boost"):
+        assert text in dom, text
