@@ -27,13 +27,8 @@ lint: venv
 
 demo: venv
 	$(BIN)/handbooster info
-	$(BIN)/handbooster hand export --model builtin --pose fist --out $(DEMO_OUT)/hand_fist.obj
-	$(BIN)/handbooster hand export --model builtin --pose relaxed --out $(DEMO_OUT)/hand_relaxed.png
-	$(BIN)/handbooster objects list
-	$(BIN)/handbooster objects sheet --out $(DEMO_OUT)/objects.png
-	$(BIN)/handbooster render preview --out $(DEMO_OUT)/render_preview.png
-	$(BIN)/handbooster data demo --out $(DEMO_OUT)/dataset --size small
-	$(BIN)/handbooster data inspect $(DEMO_OUT)/dataset/s0_train --out $(DEMO_OUT)/dataset_samples.png
+	$(BIN)/handbooster run boost --config configs/demo.yaml --out $(DEMO_OUT)
+	@echo "open $(DEMO_OUT)/index.html: every step, its outputs and pictures; the boost table is $(DEMO_OUT)/experiment/boost_report.md"
 
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py
@@ -44,6 +39,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_synthesis.py
+	$(BIN)/python benchmarks/bench_recon.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache out

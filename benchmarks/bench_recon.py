@@ -1,6 +1,6 @@
 """Reconstructor benchmark: throughput of each model, and what each learns on the demo in a fixed budget.
 
-Run: ``.venv/bin/python benchmarks/bench_recon.py [--demo out/demo/dataset] [--steps 1500]
+Run: ``.venv/bin/python benchmarks/bench_recon.py [--demo out/demo/real] [--steps 1500]
 [--models mobrecon,handoccnet] [--device cpu|cuda] [--seeds 0]``.
 
 Throughput: images/s of inference and of training (forward + backward + Adam) at each
@@ -102,7 +102,7 @@ def quality(name: str, demo: Path, steps: int, seed: int, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", default="out/demo/dataset")
+    parser.add_argument("--demo", default="out/demo/real")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--models", default="mobrecon,handoccnet")
     parser.add_argument("--device", default="cpu")

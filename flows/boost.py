@@ -1,14 +1,18 @@
 """``boost``: the whole pipeline as one resumable Prefect flow.
 
 real data (the embedded demo, or an imported dataset) -> novel grasps, one task per object,
-merged -> pose sampling (farthest pose + cross-distribution) -> condition maps, one task per
-chunk of rows, merged -> the DDPM trained on the real images -> images generated for the
-conditions, one task per chunk, merged. Every task runs a stage function on paths; a task
+merged -> pose sampling, one variant per arm (views only, random, FPS, FPS + cross-distribution)
+-> condition maps, one task per chunk of rows, merged -> the DDPM trained on the real images
+-> images generated for the conditions, one task per chunk, merged -> every arm's
+reconstructors trained (real only first: it is also the filter's) -> the filter on the full
+method's images -> evaluation on the test splits, the synthesizer's evaluation, the boost
+table. Every task runs a stage function on paths; a task
 whose output already holds a finished run of the same identity is reused, so a run killed
 at any moment and started again redoes nothing it finished and ends with the same bytes.
 
 The run folder: ``real/``, ``grasps/<object>/`` and ``grasps/all/``, ``specs/``,
-``conditions/``, ``synth/model/``, ``synthetic/``, ``flow.log``, ``index.html`` (links to
+``conditions/``, ``synth/``, ``synthetic/``, ``plain_renders/``, ``oracle/``, ``filter/``,
+``synth_eval/``, ``experiment/`` (arms, boost_report.md/json, pck.png), ``flow.log``, ``index.html`` (links to
 every artefact) and ``boost_summary.json``. The UI shows a progress artifact, a table of the
 steps and a markdown page with the plots.
 """
@@ -136,9 +140,20 @@ def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: s
                          steps.config.boost.generate_chunk_rows, out, f"{_name(specs)}_synthetic")
 
 
+# Which pose-sampling variant feeds which arm: sampling overrides and the arms that use its specs.
+VARIANTS = {
+    "views": ({"sampling.total": 0}, ("novel_views",)),
+    "random": ({"sampling.sampler": "random"}, ("random_grasps",)),
+    "fps": ({"sampling.sampler": "fps"}, ("fps_grasps",)),
+    "cross": ({"sampling.sampler": "cross"}, ("full", "plain_renders", "oracle")),
+}
+DDPM_ARMS = {"novel_views": "views", "random_grasps": "random", "fps_grasps": "fps", "full": "cross"}
+
+
 def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
-    """Everything up to the synthetic dataset; returns the paths the later steps use."""
+    """The synthetic data of every arm; returns the paths the experiment uses."""
     from flows.runtime import in_worker_processes
+    from pipeline.demo.plan import made_by_demo
 
     render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads
     real, tests = real_data(steps, config)
@@ -149,35 +164,103 @@ def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
         rows = read_manifest(real)[1]["rows"]
         train_maps = conditions(steps, real, rows, steps.out / "real_maps", "real: condition maps", render_workers)
     grasps = novel_grasps(steps, config, real)
-    specs = steps.one("sample: FPS + cross-distribution", "sample", {"real": real, "grasps": grasps},
-                      steps.out / "specs")
-    maps = conditions(steps, str(steps.out / "specs"), specs["specs"], steps.out / "conditions", "render conditions",
-                      render_workers)
+    arms = set(config.boost.arms)
+    if not made_by_demo(real):
+        arms.discard("oracle")  # only the demo's domain has a renderer of its own
+    variants = [name for name, (_, users) in VARIANTS.items() if arms & set(users)]
+    specs = dict(zip(variants, steps.run([(f"sample: {name}", "sample", {"real": real, "grasps": grasps},
+                                           steps.out / "specs" / name, VARIANTS[name][0]) for name in variants])))
+    maps = {name: conditions(steps, str(steps.out / "specs" / name), specs[name]["specs"],
+                             steps.out / "conditions" / name, f"conditions: {name}", render_workers)
+            for name in variants}
     steps.one("synth train", "synth_train", {"data": train_maps}, steps.out / "synth", {"run.resume": True})
-    synthetic = generate(steps, str(steps.out / "synth"), maps, specs["specs"], steps.out / "synthetic",
-                         "synth generate")
-    return {"real": real, "tests": tests, "grasps": grasps, "specs": str(steps.out / "specs"), "conditions": maps,
-            "synth": str(steps.out / "synth"), "synthetic": synthetic}
+    synthetic = {name: generate(steps, str(steps.out / "synth"), maps[name], specs[name]["specs"],
+                                steps.out / "synthetic" / name, f"synth generate: {name}")
+                 for name in variants if any(DDPM_ARMS.get(arm) == name for arm in arms)}
+    arm_data = {"real_only": ""}
+    for arm, variant in DDPM_ARMS.items():
+        if arm in arms and arm != "full":
+            arm_data[arm] = synthetic[variant]
+    if "plain_renders" in arms:
+        steps.one("plain renders (texture as image)", "plain_renders", {"dataset": maps["cross"]},
+                  steps.out / "plain_renders")
+        arm_data["plain_renders"] = str(steps.out / "plain_renders")
+    if "oracle" in arms:
+        arm_data["oracle"] = steps.chunked("oracle: photo renderer", "photos", {"dataset": str(steps.out / "specs" /
+                                                                                          "cross")},
+                                           specs["cross"]["specs"], config.boost.render_chunk_rows,
+                                           steps.out / "oracle", f"{_name(str(steps.out / 'specs' / 'cross'))}_photos",
+                                           {"run.workers": render_workers})
+    return {"real": real, "tests": tests, "grasps": grasps, "train_maps": train_maps, "synthetic": synthetic,
+            "arm_data": arm_data, "synth": str(steps.out / "synth"), "full_generated": synthetic.get("cross")}
 
 
-STEP_ESTIMATE = 12  # progress artifact's denominator before the object count is known
+def experiment_steps(steps: Steps, config: PipelineConfig, paths: dict, note: str) -> dict:
+    """Every arm trained (in parallel batches), the filter, the synthesizer's evaluation, the report."""
+    from pipeline.boost.stage import arm_jobs
+
+    arm_data, out = dict(paths["arm_data"]), steps.out / "experiment"
+    jobs = arm_jobs(config, paths["real"], paths["tests"], arm_data, out)  # every arm but the filtered one
+    steps.run([(f"train {run.parent.parent.name} {run.parent.name}", "recon_train", train, run,
+                _overrides(arm_config)) for arm_config, train, run, _ in jobs])
+    filter_model = str(out / "arms" / "real_only" / f"seed-{config.boost.seeds[0]}" / "train")
+    if paths["full_generated"] is not None:
+        filtered = steps.one("filter: full method", "recon_filter", {"ckpt": filter_model,
+                                                                     "data": paths["full_generated"],
+                                                                     "val": paths["real"]}, steps.out / "filter")
+        arm_data["full"] = str(steps.out / "filter" / "kept")
+        full_jobs = arm_jobs(config, paths["real"], paths["tests"], {"full": arm_data["full"]}, out)
+        steps.run([(f"train full {run.parent.name}", "recon_train", train, run, _overrides(arm_config))
+                   for arm_config, train, run, _ in full_jobs])
+        jobs += full_jobs
+    else:
+        filtered = None
+    steps.run([(f"eval {run.parent.parent.name} {run.parent.name} {folder.name[5:]}", "recon_eval", inputs, folder,
+                _overrides(arm_config)) for arm_config, _, run, evals in jobs for inputs, folder in evals])
+    evaluated = steps.one("synth eval", "synth_eval", {"ckpt": paths["synth"], "real": paths["tests"][0],
+                                                      "recon": filter_model}, steps.out / "synth_eval")
+    ordered = [arm for arm in config.boost.arms if arm in arm_data]
+    report = steps.one("boost report", "experiment", {"real": paths["real"], "tests": paths["tests"],
+                                                      "synthetic": [arm_data[a] for a in ordered], "note": note},
+                       out, {"boost.arms": ordered})
+    return {"filter": filtered, "synth_eval": evaluated, "report": report}
+
+
+def _overrides(arm_config: PipelineConfig) -> dict:
+    """An arm's settings (seed, synthetic count, resume) as overrides of the flow's config."""
+    return {"seed": arm_config.seed, "run.resume": True,
+            "reconstruction.synthetic_count": arm_config.reconstruction.synthetic_count}
+
+
+STEP_ESTIMATE = 40  # the progress artifact's denominator (about the steps of a run with every arm)
 
 
 @flow(name="boost", description="The HandBooster pipeline end to end: real data, novel grasps, pose sampling, "
                                 "condition maps, the DDPM, synthetic data.", validate_parameters=False)
-def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool = False) -> dict:
-    """Run (or finish) the boost pipeline into ``out``; returns what each step did."""
+def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool = False,
+          note: str | None = None) -> dict:
+    """Run (or finish) the boost pipeline into ``out``; returns what each step did. ``note``: a
+    line the report prints about what its numbers are (default: a smoke-test warning when the
+    reconstructors or the DDPM are the tiny presets)."""
     from pipeline.config import validate_config
 
     if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
         config = validate_config(config, PipelineConfig, "config")
+    if note is None:
+        tiny = config.reconstruction.preset == "tiny" or config.synthesis.preset == "tiny"
+        note = "A smoke test of the mechanics at tiny scale, not a measurement." if tiny else ""
     started = time.perf_counter()
     out_path = Path(out)
     steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))
     paths = pipeline_steps(steps, config, runner)
+    experiment = experiment_steps(steps, config, paths, note)
     update_progress_artifact(steps.progress, progress=100.0)
     result = {"out": out, "runner": runner, "seconds": round(time.perf_counter() - started, 1),
-              "steps": steps.rows, "reused_steps": sum(r["reused"] for r in steps.rows), "paths": paths}
+              "steps": steps.rows, "reused_steps": sum(r["reused"] for r in steps.rows), "paths": paths,
+              "filter": experiment["filter"], "synth_eval": experiment["synth_eval"],
+              "report": experiment["report"]}
+    if echo:
+        print("\n" + (out_path / "experiment" / "boost_report.md").read_text(), flush=True)
     publish(out_path, result)
     return result
 
@@ -193,12 +276,40 @@ def publish(out: Path, result: dict) -> None:
     pictures = pictures_of(out)
     markdown = ["# boost run", f"`{out}`: {len(result['steps'])} steps in {result['seconds']} s, "
                 f"{result['reused_steps']} reused.", ""]
+    report = out / "experiment" / "boost_report.md"
+    if report.exists():
+        markdown += ["## boost experiment", report.read_text(), ""]
     for label, path in pictures:
-        data = base64.b64encode(path.read_bytes()).decode()
+        if label not in HEADLINE_PICTURES:
+            continue
+        data = base64.b64encode(thumbnail(path)).decode()
         shown = label.replace("_", "\\_")  # markdown would read __report__ as bold
-        markdown += [f"## {shown}", f"![{shown}](data:image/png;base64,{data})", ""]
+        markdown += [f"## {shown}", f"![{shown}](data:image/jpeg;base64,{data})", ""]
     create_markdown_artifact(key="boost-plots", markdown="\n".join(markdown), description="plots of the boost run")
     atomic_write_bytes(out / "index.html", index_html(out, result, pictures).encode())
+
+
+HEADLINE_PICTURES = ("experiment/pck.png", "filter/histograms.png", "filter/kept_grid.png", "filter/rejected_grid.png",
+                     "synth_eval/real_vs_resynthesised.png", "synth/loss_curve.png",
+                     "specs/cross/__report__/similarity.png")
+# Prefect's events carry the artifact and refuse ones over 1.5 MB: small JPEGs keep the page in.
+THUMBNAIL_SIDE = 720
+THUMBNAIL_QUALITY = 80
+
+
+def thumbnail(path: Path) -> bytes:
+    """The picture, scaled down to at most ``THUMBNAIL_SIDE`` pixels wide, as JPEG."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if image.width > THUMBNAIL_SIDE:
+            image = image.resize((THUMBNAIL_SIDE, round(image.height * THUMBNAIL_SIDE / image.width)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+        return buffer.getvalue()
 
 
 def pictures_of(out: Path) -> list[tuple[str, Path]]:

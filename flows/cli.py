@@ -8,8 +8,10 @@ libraries are imported inside the commands, so ``handbooster --help`` is instant
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,10 +36,40 @@ def _emit(result, as_json: bool) -> None:
     if hasattr(result, "model_dump"):
         result = result.model_dump(mode="json")
     if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        click.echo(json.dumps(result, indent=2, sort_keys=True), file=_json_stream)
     else:
         for key, value in result.items():
             click.echo(f"{key}: {value}")
+
+
+# Where --json output goes: the real stdout, saved while the command's own stdout goes to stderr.
+_json_stream = None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool):
+    """While active, send everything written to stdout, by C libraries too (pybullet prints on
+    import), to stderr, and keep the real stdout for the JSON result alone."""
+    global _json_stream
+    try:
+        real_stdout = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # replaced by a capturing stream (tests, notebooks)
+        real_stdout = False
+    if not (active and real_stdout):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    _json_stream = os.fdopen(os.dup(saved), "w")
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _json_stream.close()
+        _json_stream = None
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def common_options(func):
@@ -260,7 +292,7 @@ def data_list(registry, config_path, seed, as_json) -> None:
     configure(config_path, seed)
     entries = list_registry(registry)
     if as_json:
-        click.echo(json.dumps(entries, indent=2, sort_keys=True))
+        _emit(entries, True)
         return
     click.echo(f"{len(entries)} registered dataset(s) in {registry}")
     for entry in entries:
@@ -435,7 +467,7 @@ def render_preview_command(out_path, scenes, size, library, config_path, seed, a
 
 @cli.group()
 def synth() -> None:
-    """The image synthesizer: train the conditional DDPM, generate images for condition rows."""
+    """The image synthesizer: train the conditional DDPM, generate images for condition rows, evaluate it."""
 
 
 @synth.command("train")
@@ -480,6 +512,27 @@ def synth_generate(ckpt, specs, out_dir, scheduler, steps, guidance, batch_size,
     _emit(generate(config, GenerateInputs(ckpt=ckpt, specs=specs), out_dir), as_json)
 
 
+@synth.command("eval")
+@click.option("--ckpt", required=True, type=click.Path(file_okay=False), help="Folder written by 'synth train'.")
+@click.option("--real", "real_dir", required=True, help="Real test images with their condition maps.")
+@click.option("--out", "out_dir", required=True, help="Report folder.")
+@click.option("--recon", default=None,
+              help="A reconstructor trained on real data ('recon train'): condition fidelity on its errors.")
+@click.option("--scheduler", type=click.Choice(["ddpm", "ddim", "dpm"]), default=None, help="Default: dpm.")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: 25).")
+@device_option
+@common_options
+def synth_eval(ckpt, real_dir, out_dir, recon, scheduler, steps, device, config_path, seed, as_json) -> None:
+    """Fréchet distance to real test images (shipped ImageNet features), condition fidelity, a
+    grid of real vs re-synthesised images."""
+    from pipeline.synthesis.stage import EvalInputs
+    from pipeline.synthesis.stage import synth_eval as evaluate
+
+    config = configure(config_path, seed, {"synthesis.sample_scheduler": ("--scheduler", scheduler),
+                                           "synthesis.sample_steps": ("--steps", steps), **run_flags(device=device)})
+    _emit(evaluate(config, EvalInputs(ckpt=ckpt, real=real_dir, recon=recon), out_dir), as_json)
+
+
 @cli.command("sample")
 @click.option("--real", "real_dir", required=True, help="Real dataset (imported or demo) with the grasping split.")
 @click.option("--grasps", "grasps_dir", required=True, help="Grasp records from 'handbooster grasp run'.")
@@ -513,22 +566,20 @@ def sample(real_dir, grasps_dir, out_dir, per_object, total, views, sampler, man
     _emit(sample_stage(config, SampleInputs(real=real_dir, grasps=grasps_dir), out_dir), as_json)
 
 
-@cli.command("run")
-@click.argument("what", metavar="boost|STAGE")
-@click.option("--out", "out_dir", required=True, help="Run folder (boost) or the stage's output folder.")
-@click.option("--runner", type=click.Choice(["thread", "dask", "ray"]), default="thread", show_default=True,
-              help="thread: a thread pool in this process; dask: a LocalCluster (or --address); ray: prefect-ray.")
-@click.option("--address", default=None, help="Dask scheduler or Ray cluster address (default: start one here).")
-@click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
-              help="A single stage's inputs, e.g. --input real=DIR --input grasps=DIR (lists: KEY=A,B).")
-@click.option("--registry", default=None, help="boost with the demo: register it in this folder (demo.json).")
-@workers_option
-@device_option
-@overwrite_option
-@common_options
-def run_command(what, out_dir, runner, address, inputs, registry, workers, device, overwrite, config_path, seed,
-                as_json) -> None:
-    """Run the whole pipeline (boost) or one stage as a Prefect flow; resumable, on threads, Dask or Ray."""
+def runner_options(func):
+    func = click.option("--registry", default=None,
+                        help="boost with the demo: register it in this folder (demo.json).")(func)
+    func = click.option("--address", default=None,
+                        help="Dask scheduler or Ray cluster address (default: start one here).")(func)
+    return click.option("--runner", type=click.Choice(["thread", "dask", "ray"]), default="thread",
+                        show_default=True,
+                        help="thread: a thread pool in this process; dask: a LocalCluster (or --address); "
+                             "ray: prefect-ray.")(func)
+
+
+def launch(what, out_dir, runner, address, inputs, registry, workers, device, overwrite, config_path, seed,
+           as_json) -> None:
+    """Check the config, inputs and output, then run the flow ``what`` (boost or a stage)."""
     from pipeline.stage import preflight_output
 
     config = configure(config_path, seed, {"boost.registry": ("--registry", registry),
@@ -538,22 +589,55 @@ def run_command(what, out_dir, runner, address, inputs, registry, workers, devic
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InputError(f"--input: expected KEY=VALUE, got {item!r}")
-        parsed[key] = value.split(",") if key == "datasets" else value
+        parsed[key] = value.split(",") if key in LIST_INPUTS else value
     if what != "boost":
         from flows.stages import load_stage
-
-        stage = load_stage(what)
         from pipeline.config import validate_config
 
-        checked = validate_config(parsed, stage.inputs_model, "--input")
+        checked = validate_config(parsed, load_stage(what).inputs_model, "--input")
         preflight_output(out_dir, list(checked.input_paths().values()))
     else:
+        if out_dir is None:
+            out_dir = str(Path("out") / config.name)
         preflight_output(out_dir, [config.boost.real] if config.boost.real != "demo" else [])
     from flows.launch import run_flow
 
     result = run_flow(what, config, out_dir, runner, address, parsed, echo=not as_json)
     if as_json:
         _emit(result, True)
+
+
+LIST_INPUTS = ("datasets", "tests", "synthetic")  # stage inputs that are lists: KEY=A,B
+
+
+@cli.command("run")
+@click.argument("what", metavar="boost|STAGE")
+@click.option("--out", "out_dir", required=True, help="Run folder (boost) or the stage's output folder.")
+@click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
+              help="A single stage's inputs, e.g. --input real=DIR --input grasps=DIR (lists: KEY=A,B).")
+@runner_options
+@workers_option
+@device_option
+@overwrite_option
+@common_options
+def run_command(what, out_dir, inputs, runner, address, registry, workers, device, overwrite, config_path, seed,
+                as_json) -> None:
+    """Run the whole pipeline (boost) or one stage as a Prefect flow; resumable, on threads, Dask or Ray."""
+    launch(what, out_dir, runner, address, inputs, registry, workers, device, overwrite, config_path, seed, as_json)
+
+
+@cli.command("boost")
+@click.option("--out", "out_dir", default=None, help="Run folder (default: out/NAME, NAME the config's name).")
+@runner_options
+@workers_option
+@device_option
+@overwrite_option
+@common_options
+def boost_command(out_dir, runner, address, registry, workers, device, overwrite, config_path, seed,
+                  as_json) -> None:
+    """The boost experiment, end to end: 'run boost' (real data, grasps, sampling, conditions, DDPM,
+    generation, filter, every arm's reconstructors, the table)."""
+    launch("boost", out_dir, runner, address, (), registry, workers, device, overwrite, config_path, seed, as_json)
 
 
 @cli.command("ui")
@@ -576,7 +660,8 @@ def _close_progress_bars() -> None:
 
 @cli.group()
 def recon() -> None:
-    """Reconstructors: train MobRecon-/HandOccNet-style models, evaluate them, score any predictions."""
+    """Reconstructors: train MobRecon-/HandOccNet-style models, evaluate them, score any predictions, filter
+    generated images."""
 
 
 @recon.command("train")
@@ -628,6 +713,32 @@ def recon_eval(ckpt, data_dir, out_dir, procrustes, mano, device, config_path, s
     _emit(evaluate(config, EvalInputs(ckpt=ckpt, data=data_dir), out_dir), as_json)
 
 
+@recon.command("filter")
+@click.option("--ckpt", required=True, type=click.Path(file_okay=False),
+              help="A reconstructor trained on the real training split ('recon train').")
+@click.option("--data", "data_dir", required=True, help="Generated dataset to judge ('synth generate').")
+@click.option("--out", "out_dir", required=True, help="Folder: kept/, rejected/, report.json, pictures.")
+@click.option("--thresholds", default=None,
+              help="dexycb (25/25/10/10 mm), ho3d (50/50/20/20), auto (default: a percentile of the "
+                   "reconstructor's errors on --val) or a JSON file {mpjpe, mpvpe, pa_mpjpe, pa_mpvpe}.")
+@click.option("--val", default=None,
+              help="Real images for auto: the reconstructor's training dataset (its held-out rows are used).")
+@click.option("--percentile", type=float, default=None, help="auto: the percentile (default: 95).")
+@device_option
+@overwrite_option
+@common_options
+def recon_filter(ckpt, data_dir, out_dir, thresholds, val, percentile, device, overwrite, config_path, seed,
+                 as_json) -> None:
+    """Judge generated images with a reconstructor trained on real data; keep those it reconstructs."""
+    from pipeline.reconstruction.stage import FilterInputs
+    from pipeline.reconstruction.stage import recon_filter as judge
+
+    config = configure(config_path, seed, {"filter.thresholds": ("--thresholds", thresholds),
+                                           "filter.auto_percentile": ("--percentile", percentile),
+                                           **run_flags(overwrite, device=device)})
+    _emit(judge(config, FilterInputs(ckpt=ckpt, data=data_dir, val=val), out_dir), as_json)
+
+
 @recon.command("score")
 @click.option("--pred", required=True, help="Predictions: JSON or npz, sample_id -> joints [21,3] (+ vertices [V,3]).")
 @click.option("--data", "data_dir", required=True, help="Dataset the predictions are for.")
@@ -654,8 +765,10 @@ def _with_flag_hints(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors and environment faults print one line and exit 2; bugs keep
     their traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=argv, prog_name="handbooster", standalone_mode=False)
+        with stdout_to_stderr("--json" in args):
+            cli.main(args=args, prog_name="handbooster", standalone_mode=False)
     except InputError as exc:
         _close_progress_bars()
         click.echo(f"error: {_with_flag_hints(str(exc))}", err=True)

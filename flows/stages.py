@@ -9,14 +9,18 @@ STAGES = {
     "demo": "flows.stage:demo",
     "grasps": "grasp_sim.stage:grasps",
     "merge": "pipeline.data.stage:merge",
+    "plain_renders": "pipeline.data.stage:plain_renders",
     "sample": "pipeline.sampling.stage:sample",
     "conditions": "renderers.stage:conditions",
     "photos": "renderers.stage:photos",
     "synth_train": "pipeline.synthesis.stage:synth_train",
     "synth_generate": "pipeline.synthesis.stage:synth_generate",
+    "synth_eval": "pipeline.synthesis.stage:synth_eval",
     "recon_train": "pipeline.reconstruction.stage:recon_train",
     "recon_eval": "pipeline.reconstruction.stage:recon_eval",
     "recon_score": "pipeline.reconstruction.stage:recon_score",
+    "recon_filter": "pipeline.reconstruction.stage:recon_filter",
+    "experiment": "pipeline.boost.stage:experiment",
 }
 
 

@@ -232,6 +232,7 @@ class ReconstructionConfig(StrictModel):
     pretrained: bool = Field(True, description="lite0: start from the shipped ImageNet weights")
     image_size: int = Field(128, ge=32, le=512, description="input side, pixels (crops are resized to it)")
     width: int = Field(64, ge=8, le=1024, description="channels of the widest decoder level / latent features")
+    kernels: int = Field(8, ge=1, le=64, description="m3dhmr: spiral kernels each dynamic spiral convolution mixes")
     batch_size: int = Field(32, ge=1)
     max_steps: int = Field(10_000, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -256,6 +257,7 @@ class ReconstructionConfig(StrictModel):
     aug_colour: float = Field(0.2, ge=0, le=1, description="each channel x U(1 - this, 1 + this)")
     synthetic_fraction: float | None = Field(
         None, ge=0, lt=1, description="share of synthetic samples in an epoch; null: every synthetic sample once")
+    synthetic_count: int | None = Field(None, ge=1, description="use only this many synthetic rows (a seeded draw)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="sequences of the real training data held out for "
                                                              "choosing the best checkpoint (when no val set is given)")
     eval_every: int = Field(500, ge=1)
@@ -266,6 +268,22 @@ class ReconstructionConfig(StrictModel):
     procrustes: Literal["freihand", "handoccnet"] = Field(
         "freihand", description="freihand: align_w_scale (FreiHAND/HO3D/DexYCB toolkit); handoccnet: rigid_align")
     eval_batch_size: int = Field(64, ge=1)
+
+
+class FilterConfig(StrictModel):
+    """The edge-case filter: a reconstructor trained on real data scores every generated image."""
+
+    thresholds: str = Field(
+        "auto", description="dexycb (25, 25, 10, 10 mm), ho3d (50, 50, 20, 20), auto (the reconstructor's own "
+                            "error percentile on real validation images), or a JSON file {mpjpe, mpvpe, pa_mpjpe, "
+                            "pa_mpvpe} in mm")
+    auto_percentile: float = Field(95.0, gt=50, le=100, description="auto: an image fails when an error exceeds "
+                                                                    "this percentile of the real images' errors")
+    hypotheses_spread_mm: float | None = Field(
+        None, gt=0, description="reconstructors that sample hypotheses (diffhand): also reject above this spread")
+
+
+ARMS = ("real_only", "plain_renders", "novel_views", "random_grasps", "fps_grasps", "full", "oracle")
 
 
 class BoostConfig(StrictModel):
@@ -279,6 +297,15 @@ class BoostConfig(StrictModel):
                                                                "(default with the demo: its s0_test and s1_test)")
     grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "
                                                               "data's objects that the object library holds)")
+    arms: list[Literal["real_only", "plain_renders", "novel_views", "random_grasps", "fps_grasps", "full",
+                       "oracle"]] = Field(
+        default_factory=lambda: list(ARMS),
+        description="the experiment's arms: real_only; plain_renders (the full method's conditions, texture map as "
+                    "the image); novel_views (DDPM images of novel views only); random_grasps, fps_grasps (+ novel "
+                    "grasps drawn at random / by FPS); full (FPS + cross-distribution, filtered); oracle (the "
+                    "demo's photo renderer draws the full method's conditions)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
+    synthetic_count: int = Field(512, ge=1, description="K: synthetic rows each arm adds (fewer if an arm has fewer)")
     render_chunk_rows: int = Field(256, ge=1, description="rows per condition-rendering task")
     generate_chunk_rows: int = Field(256, ge=1, description="rows per image-generation task")
 
@@ -297,6 +324,7 @@ class PipelineConfig(StrictModel):
     grasp: GraspConfig = Field(default_factory=GraspConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
     boost: BoostConfig = Field(default_factory=BoostConfig)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -15,10 +16,11 @@ def cache_dir(*parts: str) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` under a temporary name beside ``path`` and rename it into place."""
+    """Write ``data`` under a temporary name beside ``path`` and rename it into place (the name
+    is per process and thread: two batches of a flow may fill the same cache entry at once)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)

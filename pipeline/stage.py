@@ -58,7 +58,7 @@ class StageInputs(BaseModel):
             if not (field.json_schema_extra or {}).get("input_path") or not value:
                 continue
             if isinstance(value, list):
-                paths.update({f"{name}[{i}]": item for i, item in enumerate(value)})
+                paths.update({f"{name}[{i}]": item for i, item in enumerate(value) if item})
             else:
                 paths[name] = value
         return paths

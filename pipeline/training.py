@@ -14,12 +14,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
 
 from pipeline.errors import BadData, DatasetConflict
 from pipeline.imaging import figure_png, pyplot
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
+
+
+class SavedModel(ModelMixin, ConfigMixin):
+    """Base of every network saved with ``save_pretrained`` (the synthesizer, the reconstructors).
+
+    Loading always builds real weights: diffusers' default low-memory path builds the module
+    under accelerate's ``init_empty_weights``, which patches ``torch.nn.Module`` for the whole
+    process; two threads loading at once (two render or generation batches on the thread
+    runner) can leave the patch in place and put every later module on the meta device.
+    """
+
+    @classmethod
+    def from_pretrained(cls, folder, **kwargs):
+        kwargs["low_cpu_mem_usage"] = False
+        return super().from_pretrained(folder, **kwargs)
 
 
 def step_generator(seed: int, micro_step: int) -> torch.Generator:

@@ -92,9 +92,7 @@ def swappable_programs():
 def platform_status() -> dict:
     """Which platform works here: tries a 1x1 offscreen context."""
     try:
-        pyrender = import_pyrender()
-        renderer = pyrender.OffscreenRenderer(1, 1)
-        renderer.delete()
+        offscreen_renderer(1, 1)
         return {"platform": os.environ["PYOPENGL_PLATFORM"], "ok": True}
     except Exception as exc:  # noqa: BLE001 - reported to the user, not raised
         return {"platform": os.environ.get("PYOPENGL_PLATFORM"), "ok": False, "error": str(exc).splitlines()[0]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from renderers.platform import import_pyrender
+from renderers.platform import import_pyrender, offscreen_renderer
 from renderers.scene import look_at
 
 SKIN = (0.80, 0.57, 0.45)
@@ -40,22 +40,19 @@ def render_views(meshes, directions, up=(0.0, 1.0, 0.0), size: int = 384,
     camera_node = scene.add(camera)
     light_node = scene.add(pyrender.DirectionalLight(intensity=2.2))
     fill_node = scene.add(pyrender.DirectionalLight(intensity=0.8))
-    renderer = pyrender.OffscreenRenderer(size, size)
+    renderer = offscreen_renderer(size, size)  # shared: deleting one context would end them all
     panels = []
-    try:
-        for direction in directions:
-            direction = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
-            view_up = np.asarray(up, dtype=float)
-            if abs(direction @ view_up) > 0.99:
-                view_up = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-            pose = look_at(centre + distance * direction, centre, view_up)
-            scene.set_pose(camera_node, pose)
-            scene.set_pose(light_node, pose @ _tilt(0.5, 0.4))
-            scene.set_pose(fill_node, pose @ _tilt(-0.7, -0.3))
-            color, _ = renderer.render(scene)
-            panels.append(color)
-    finally:
-        renderer.delete()
+    for direction in directions:
+        direction = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+        view_up = np.asarray(up, dtype=float)
+        if abs(direction @ view_up) > 0.99:
+            view_up = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+        pose = look_at(centre + distance * direction, centre, view_up)
+        scene.set_pose(camera_node, pose)
+        scene.set_pose(light_node, pose @ _tilt(0.5, 0.4))
+        scene.set_pose(fill_node, pose @ _tilt(-0.7, -0.3))
+        color, _ = renderer.render(scene)
+        panels.append(color)
     return np.concatenate(panels, axis=1)
 
 

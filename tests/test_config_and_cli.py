@@ -54,6 +54,19 @@ def test_export_fist_obj_is_watertight(tmp_path, capsys):
     assert mesh.is_watertight and report["watertight"] and report["vertices"] == len(mesh.vertices)
 
 
+def test_json_output_is_json_alone_when_libraries_print_to_stdout():
+    """pybullet prints its build time from C on import; --json must still give parseable JSON."""
+    script = ("import os, sys\n"
+              "from flows.cli import _emit, stdout_to_stderr\n"
+              "with stdout_to_stderr(True):\n"
+              "    os.write(1, b'library noise\\n'); print('python noise')\n"
+              "    _emit({'answer': 42}, True)\n"
+              "print('after')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.removesuffix("after\n")) == {"answer": 42} and done.stdout.endswith("after\n")
+    assert "library noise" in done.stderr and "python noise" in done.stderr
+
+
 def test_export_png_and_random_seed(tmp_path):
     out = tmp_path / "hand.png"
     assert main(["hand", "export", "--pose", "random", "--seed", "3", "--out", str(out)]) == 0

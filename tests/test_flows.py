@@ -21,7 +21,7 @@ import yaml
 pytestmark = pytest.mark.xdist_group("prefect")
 
 
-def boost_config(tiny_demo) -> dict:
+def boost_config(tiny_demo, arms: tuple[str, ...] = ("real_only", "full")) -> dict:
     root, _ = tiny_demo
     return {
         "seed": 0, "run": {"workers": 2},
@@ -29,17 +29,19 @@ def boost_config(tiny_demo) -> dict:
         "sampling": {"real_per_object": 4, "synthetic_per_object": 6, "total": 8, "views_per_pose": 2},
         "synthesis": {"preset": "tiny", "max_steps": 4, "batch_size": 4, "num_workers": 0, "sample_steps": 2,
                       "checkpoint_every": 2, "generate_batch_size": 8},
+        "reconstruction": {"max_steps": 4, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8,
+                           "image_size": 32, "num_workers": 0},
         "boost": {"real": str(root / "demo" / "s0_train"), "tests": [str(root / "demo" / "s0_test")],
-                  "render_chunk_rows": 6, "generate_chunk_rows": 6},
+                  "render_chunk_rows": 6, "generate_chunk_rows": 6, "arms": list(arms), "synthetic_count": 8},
     }
 
 
 def digests(run: Path) -> dict[str, list[str]]:
-    """What a boost run made, by content: every final dataset's shard checksums and the DDPM's weights."""
+    """What a boost run made, by content: the full method's datasets' shard checksums and the DDPM's weights."""
     from pipeline.data.manifest import read_manifest
 
     out = {}
-    for name in ("grasps/all", "specs", "conditions/all", "synthetic/all"):
+    for name in ("grasps/all", "specs/cross", "conditions/cross/all", "synthetic/cross/all"):
         out[name] = [shard["sha256"] for shard in read_manifest(run / name)[1]["shards"]]
     out["synth/model"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run / "synth" / "model")
                                                                                     .glob("*.safetensors"))]
@@ -49,10 +51,10 @@ def digests(run: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def uninterrupted(prefect_api, tiny_demo, tmp_path_factory):
     from flows.launch import run_flow
-    from pipeline.config import PipelineConfig, validate_config
+    from pipeline.config import ARMS, PipelineConfig, validate_config
 
     out = tmp_path_factory.mktemp("boost") / "run"
-    config = validate_config(boost_config(tiny_demo), PipelineConfig, "test")
+    config = validate_config(boost_config(tiny_demo, ARMS), PipelineConfig, "test")
     result = run_flow("boost", config, str(out), "thread", echo=False)
     return out, result
 
@@ -60,15 +62,23 @@ def uninterrupted(prefect_api, tiny_demo, tmp_path_factory):
 def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, prefect_api):
     from prefect import get_client
 
+    from pipeline.config import ARMS
+
     out, result = uninterrupted
     stages = [row["stage"] for row in result["steps"]]
-    assert stages[:3] == ["grasps", "grasps", "merge"] and "sample" in stages and stages[-1] == "merge"
-    assert {"synth_train", "synth_generate", "conditions"} <= set(stages)
+    assert stages[:3] == ["grasps", "grasps", "merge"] and stages[-1] == "experiment"
+    assert {"sample", "synth_train", "synth_generate", "conditions", "recon_filter", "synth_eval", "photos",
+            "plain_renders"} <= set(stages)
     assert not result["reused_steps"]
-    synthetic = json.loads((out / "synthetic" / "all" / ".manifest.json").read_text())
+    synthetic = json.loads((out / "synthetic" / "cross" / "all" / ".manifest.json").read_text())
     assert synthetic["rows"] > 0 and synthetic["counts"]["source"] == {"synthetic": synthetic["rows"]}
+    report = json.loads((out / "experiment" / "boost_report.json").read_text())
+    assert list(report["arms"]) == list(ARMS) and report["tests"] == ["demo_s0_test"] and not report["dropped"]
+    assert all(entry["demo_s0_test"]["rr_mm"] > 0 for entry in report["table"].values())
+    assert "| real only |" in (out / "experiment" / "boost_report.md").read_text()
+    assert result["filter"]["rows"] == synthetic["rows"] and result["synth_eval"]["frechet_distance"] >= 0
     index = (out / "index.html").read_text()
-    assert "specs/__report__/similarity.png" in index and "synth/loss_curve.png" in index
+    assert "specs/cross/__report__/similarity.png" in index and "experiment/pck.png" in index
     assert json.loads((out / "boost_summary.json").read_text())["steps"] == result["steps"]
     assert (out / "flow.log").stat().st_size > 0
     with get_client(sync_client=True) as client:  # the client's reads work against this server (fastapi pin)
@@ -87,7 +97,10 @@ def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrup
     out = tmp_path / "run"
     command = [str(Path(sys.executable).with_name("handbooster")), "run", "boost", "--config", str(config),
                "--out", str(out)]
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    import torch
+
+    # the same bytes need the same float sums: this process's thread count (conftest sets one)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "grasps").glob("*/.summary.json")):

@@ -126,6 +126,21 @@ def test_one_context_per_size_is_reused(scene_parts):
     assert platform.contexts_created() - before <= 1  # 64 px opened at most once, here or earlier
 
 
+def test_previews_and_the_platform_check_leave_other_contexts_working(scene_parts):
+    """pyrender's EGL delete() terminates the display every context shares: previews and the
+    platform check must not close theirs, or the next condition render in the process fails."""
+    from renderers.preview import hand_picture
+
+    hand_model, library = scene_parts
+    scene = random_scene(hand_model, library, ["banana"], 64, np.random.default_rng(1))
+    renderer = ConditionRenderer(64)
+    first = renderer.render(scene["vertices"], hand_model.faces, scene["objects"], scene["K"])
+    picture = hand_picture(scene["vertices"], hand_model.faces, size=48)
+    assert picture.shape == (48, 144, 3) and platform.platform_status()["ok"]
+    again = renderer.render(scene["vertices"], hand_model.faces, scene["objects"], scene["K"])
+    np.testing.assert_array_equal(first["normal"], again["normal"])
+
+
 def test_photo_renderer_is_deterministic_per_seed(scene_parts):
     hand_model, library = scene_parts
     scene = random_scene(hand_model, library, library.names, 96, np.random.default_rng(5))

@@ -46,6 +46,25 @@ def test_loss_weights_follow_the_mask_and_clip_the_snr():
     assert torch.isclose(diffusion_loss(predicted, target, mask, timesteps, scheduler.alphas_cumprod), expected)
 
 
+def test_models_loaded_from_many_threads_leave_torch_on_real_devices(tmp_path):
+    """diffusers' default loading patches torch.nn.Module process-wide; threads loading at once
+    (generation batches on the thread runner) once left every later module on the meta device."""
+    import threading
+
+    HandObjectUNet().save_pretrained(tmp_path)
+
+    def load():
+        for _ in range(10):
+            assert HandObjectUNet.from_pretrained(tmp_path).unet.conv_in.weight.device.type == "cpu"
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+
+
 def test_tiny_model_overfits_a_fixed_batch(data):
     torch.manual_seed(0)
     config = TINY.model_copy(update={"quat_drop_prob": 0.0})

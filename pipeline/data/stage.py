@@ -53,3 +53,29 @@ def merge(config: PipelineConfig, inputs: MergeInputs, out: Location) -> MergeSu
             skip = max(0, skip - len(rows))
     return MergeSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]),
                         sources=len(inputs.datasets))
+
+
+class PlainInputs(StageInputs):
+    dataset: str = input_path("rows with condition maps (rendered specs)")
+
+
+@stage("plain_renders", PlainInputs, MergeSummary, ())
+def plain_renders(config: PipelineConfig, inputs: PlainInputs, out: Location) -> MergeSummary:
+    """A copy of ``inputs.dataset`` whose image is its texture map: the rendering-based baseline
+    (ObMan-style renders of the same conditions, without the DDPM)."""
+    from pipeline.data.manifest import read_manifest
+    from pipeline.data.reader import ShardDataset
+    from pipeline.data.shards import ShardWriter
+
+    _, manifest = read_manifest(inputs.dataset)
+    rows = ShardDataset(inputs.dataset, decode=False)
+    with ShardWriter(out, name=f"{manifest['name']}_plain", rows_per_shard=config.data.rows_per_shard,
+                     image_size=manifest.get("image_size"), config={"source": manifest["name"]},
+                     overwrite=config.run.overwrite, info={"hand_model": manifest.get("hand_model")}) as writer:
+        for index in range(writer.resume_rows, len(rows)):
+            row = rows.raw(index)
+            if row.get("texture") is None:
+                raise BadData(f"sample {row.get('sample_id')!r}: column 'texture' is null: render conditions first",
+                              inputs.dataset)
+            writer.write({**row, "image": row["texture"], "source": "synthetic"})
+    return MergeSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]), sources=1)

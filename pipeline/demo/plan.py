@@ -264,5 +264,15 @@ def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfi
     bar.close()
 
 
+GENERATOR_NAME = "handbooster demo"
+
+
 def demo_generator_info(size_name: str, size: DemoSize, seed: int) -> dict:
-    return {"name": "handbooster demo", "size": size_name, **asdict(size), "seed": seed}
+    return {"name": GENERATOR_NAME, "size": size_name, **asdict(size), "seed": seed}
+
+
+def made_by_demo(dataset) -> bool:
+    """Whether a dataset folder was written by the demo generator (its photo renderer is its domain)."""
+    from pipeline.data.manifest import read_manifest
+
+    return (read_manifest(dataset)[1].get("config") or {}).get("name") == GENERATOR_NAME

@@ -67,3 +67,51 @@ class ResidualMLP(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+
+class DynamicSpiralConv(SpiralConv):
+    """M3DHMR's dynamic spiral convolution: ``kernels`` spiral kernels mixed per vertex by
+    softmax weights that two layers compute from the vertex's own features (halving, then K).
+
+    Kernel 0 is ``linear`` (SpiralConv's), so with one kernel this is a plain spiral convolution
+    with the same weights; the paper found K = 8 best. The other kernels start as copies of
+    kernel 0 and drift apart in training, since each vertex weighs them differently.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spiral: torch.Tensor, kernels: int = 8):
+        super().__init__(in_channels, out_channels, spiral)
+        self.kernels = kernels
+        if kernels > 1:
+            self.extra = nn.Linear(in_channels * self.spiral.shape[1], out_channels * (kernels - 1))
+            with torch.no_grad():  # every kernel starts as kernel 0: averaging K independent ones shrinks the signal
+                self.extra.weight.copy_(self.linear.weight.repeat(kernels - 1, 1))
+                self.extra.bias.copy_(self.linear.bias.repeat(kernels - 1))
+            self.attention = nn.Sequential(nn.Linear(in_channels, max(1, in_channels // 2)), nn.ReLU(inplace=True),
+                                           nn.Linear(max(1, in_channels // 2), kernels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gathered = self.gather(x)
+        out = self.linear(gathered)
+        if self.kernels == 1:
+            return out
+        batch, vertices, _ = x.shape
+        outputs = torch.cat([out[:, :, None], self.extra(gathered).reshape(batch, vertices, self.kernels - 1, -1)],
+                            dim=2)
+        weights = self.attention(x).softmax(dim=-1)  # [B, V, K]
+        return (weights[..., None] * outputs).sum(dim=2)
+
+
+class RegionSpiralConv(SpiralConv):
+    """M3DHMR's region-of-interest layer: a dilated spiral convolution that sees only the
+    vertices of the centre's own region (palm or one finger); the others contribute zeros."""
+
+    def __init__(self, in_channels: int, out_channels: int, spiral: torch.Tensor, regions):
+        super().__init__(in_channels, out_channels, spiral)
+        regions = torch.as_tensor(regions, dtype=torch.long)
+        inside = regions[self.spiral] == regions[:, None]  # [V, L]
+        self.register_buffer("inside", inside, persistent=False)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        batch, vertices, channels = x.shape
+        neighbours = x[:, self.spiral.reshape(-1)].reshape(batch, vertices, -1, channels)
+        return (neighbours * self.inside[None, :, :, None].to(x.dtype)).reshape(batch, vertices, -1)

@@ -7,8 +7,8 @@ prediction; vertices, where given, for every row and in the hand model's topolog
 the dataset's annotated joints, and vertices from its hand model and MANO labels.
 
 Writes ``metrics.json`` (``{"count", "joints": {"absolute", "root_relative", "procrustes":
-{"mean_mm", "auc"}}, "vertices": {... each also "f5", "f15"}}``), ``per_sample.csv`` and
-``pck.png``.
+{"mean_mm", "auc"}}, "vertices": {... each also "f5", "f15"}}``), ``per_sample.csv``,
+``pck.png`` and the curves' values in ``pck.json``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ def write_scores(out: Location, result: dict, ids: list[str], extra: dict[str, l
                          *(f"{result['per_sample'][c][i]:.4f}" for c in columns)])
     out.write_atomic("per_sample.csv", buffer.getvalue().encode())
     out.write_atomic("pck.png", pck_figure(result["curves"], f"PCK, {result['summary']['count']} samples"))
+    out.write_json("pck.json", {name: {"thresholds_mm": thresholds.tolist(), "pck": curve.tolist()}
+                                for name, (thresholds, curve) in result["curves"].items()})
 
 
 def score_predictions(predictions: dict, where, out: Location, hand_spec: str, procrustes: str = "freihand",

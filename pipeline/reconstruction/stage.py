@@ -9,6 +9,8 @@ reads); ``recon_score`` scores a predictions file from any model.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from pipeline.config import PipelineConfig, parse_device
@@ -49,6 +51,25 @@ class EvalInputs(StageInputs):
 class ScoreInputs(StageInputs):
     pred: str = input_path("predictions: JSON or npz, sample_id -> joints [21, 3] (and vertices [V, 3])")
     data: str = input_path("the dataset the predictions are for")
+
+
+class FilterInputs(StageInputs):
+    ckpt: str = input_path("a reconstructor trained on the real training split (recon_train)")
+    data: str = input_path("generated rows to judge (synth_generate)")
+    val: str | None = input_path("real images whose errors set the auto thresholds (the reconstructor's own "
+                                 "training data: its held-out rows are used)", None)
+
+
+class FilterSummary(StageSummary):
+    rows: int
+    kept: int
+    rejected: int
+    pass_rate: float
+    thresholds: dict[str, float]
+    by_object: dict
+    by_origin: dict
+    by_sampler: dict
+    files: dict[str, str]
 
 
 class MetricsSummary(StageSummary):
@@ -133,6 +154,77 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
     files = {name: out.join(name) for name in ("metrics.json", "per_sample.csv", "pck.png", "predictions.npz",
                                                 "breakdown.json", "worst.png")}
     return _summary(result["summary"], files)
+
+
+@stage("recon_filter", FilterInputs, FilterSummary, ("filter", "reconstruction.procrustes",
+                                                     "reconstruction.eval_batch_size", "hand.model"))
+def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) -> FilterSummary:
+    """Score every generated row with the reconstructor; ``out/kept`` and ``out/rejected`` hold
+    them with their ``filter`` struct filled, beside the report and its pictures."""
+    import json
+
+    from pipeline.data.manifest import dataset_fingerprint
+    from pipeline.data.overview import sample_grid
+    from pipeline.data.reader import ShardDataset
+    from pipeline.data.shards import ShardWriter
+    from pipeline.imaging import png_bytes
+    from pipeline.reconstruction.data import recon_dataset
+    from pipeline.reconstruction.filter import (
+        CRITERIA,
+        histograms_png,
+        kept_mask,
+        pass_rates,
+        row_errors,
+        thresholds_from,
+    )
+    from pipeline.reconstruction.models import load_reconstructor
+
+    recon = resolved(config)
+    model = load_reconstructor(inputs.ckpt).to(parse_device(config.run.device))
+    generated = recon_dataset(inputs.data, model.config.image_size)
+    errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
+    real_errors = None
+    if inputs.val is not None:
+        record = json.loads((Path(inputs.ckpt) / "model" / "reconstruction.json").read_text()) \
+            if (Path(inputs.ckpt) / "model").is_dir() else {}
+        trained_on = record.get("datasets", {}).get("real", {})
+        rows = trained_on.get("validation_rows") if trained_on.get("fingerprint") == dataset_fingerprint(inputs.val) \
+            else None
+        real = recon_dataset(inputs.val, model.config.image_size)
+        real_errors = row_errors(model, real, rows or None, recon.eval_batch_size, recon.procrustes)
+    thresholds = thresholds_from(config.filter.thresholds, real_errors, config.filter.auto_percentile)
+    kept = kept_mask(errors, thresholds)
+    rows = ShardDataset(inputs.data, decode=False)
+    size, name = rows.manifest.get("image_size"), rows.manifest["name"]
+    record = {"thresholds": thresholds, "generated": dataset_fingerprint(inputs.data)}
+    chosen = {True: [], False: []}
+    with ShardWriter(out.child("kept"), name=f"{name}_kept", image_size=size, config=record,
+                     rows_per_shard=config.data.rows_per_shard, overwrite=config.run.overwrite,
+                     info={"hand_model": rows.manifest.get("hand_model")}) as kept_writer, \
+            ShardWriter(out.child("rejected"), name=f"{name}_rejected", image_size=size, config=record,
+                        rows_per_shard=config.data.rows_per_shard, overwrite=config.run.overwrite,
+                        info={"hand_model": rows.manifest.get("hand_model")}) as rejected_writer:
+        produced = {True: 0, False: 0}
+        for index, keep in enumerate(kept.tolist()):
+            writer = kept_writer if keep else rejected_writer
+            if produced[keep] >= writer.resume_rows:
+                row = rows.raw(index)
+                writer.write({**row, "filter": {**{c: float(errors[c][index]) for c in CRITERIA}, "kept": keep}})
+                if len(chosen[keep]) < 8:
+                    chosen[keep].append(row)
+            produced[keep] += 1
+    report = {"rows": int(len(kept)), "kept": int(kept.sum()), "rejected": int((~kept).sum()),
+              "pass_rate": round(float(kept.mean()), 4) if len(kept) else 0.0, "thresholds": thresholds,
+              "by_object": pass_rates(kept, errors["object_id"]), "by_origin": pass_rates(kept, errors["origin"]),
+              "by_sampler": pass_rates(kept, errors["sampler"])}
+    out.write_json("report.json", {**report, "threshold_spec": config.filter.thresholds,
+                                   "errors_mm": {c: [round(float(v), 3) for v in errors[c]] for c in CRITERIA}})
+    out.write_atomic("histograms.png", histograms_png(errors, thresholds, real_errors))
+    for keep, label in ((True, "kept"), (False, "rejected")):
+        if chosen[keep]:
+            out.write_atomic(f"{label}_grid.png", png_bytes(sample_grid(chosen[keep], size or 128)))
+    files = {name: out.join(name) for name in ("report.json", "histograms.png", "kept", "rejected")}
+    return FilterSummary(**report, files=files)
 
 
 @stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"))

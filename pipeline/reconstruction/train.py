@@ -73,10 +73,16 @@ def held_out_rows(dataset, fraction: float, seed: int) -> tuple[list[int], list[
     return train, val
 
 
+def _name(where) -> str:
+    from pipeline.data.manifest import read_manifest
+
+    return read_manifest(where)[1]["name"]
+
+
 def build_model(config: ReconstructionConfig, hand_model: str):
     cls = model_class(config.model)
     return cls(hand_model=hand_model, image_size=config.image_size, backbone=config.backbone, width=config.width,
-               pretrained=config.pretrained)
+               pretrained=config.pretrained, **({"kernels": config.kernels} if config.model == "m3dhmr" else {}))
 
 
 def learning_rate_schedule(optimizer, config: ReconstructionConfig, steps_per_epoch: int):
@@ -122,12 +128,18 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
         train_rows, val_rows = held_out_rows(real, config.val_fraction, seed)
         val_set = real if val_rows else None
     train_set = torch.utils.data.Subset(real, train_rows)
-    seen = {"real": {"name": real.manifest["name"], "fingerprint": dataset_fingerprint(data), "rows": len(train_rows)}}
+    seen = {"real": {"name": real.manifest["name"], "fingerprint": dataset_fingerprint(data), "rows": len(train_rows),
+                     "validation_rows": val_rows or []}}
     if synthetic is not None:
         fake = recon_dataset(synthetic, config.image_size)
+        used = len(fake)
+        if config.synthetic_count is not None and config.synthetic_count < len(fake):
+            used = config.synthetic_count
+            keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(fake))[:used])
+            fake = torch.utils.data.Subset(fake, keep.tolist())
         train_set = MixedDataset(train_set, fake, config.synthetic_fraction, seed=seed)
-        seen["synthetic"] = {"name": fake.manifest["name"], "fingerprint": dataset_fingerprint(synthetic),
-                             "rows": len(fake), "fraction": config.synthetic_fraction}
+        seen["synthetic"] = {"name": _name(synthetic), "fingerprint": dataset_fingerprint(synthetic),
+                             "rows": used, "fraction": config.synthetic_fraction}
     if val is not None:
         seen["validation"] = {"name": val_set.manifest["name"], "fingerprint": dataset_fingerprint(val)}
     batches_per_epoch = len(train_set) // config.batch_size
@@ -140,7 +152,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
     model = build_model(config, hand_model)
     if checkpoint is not None:
         model.load_state_dict(model_class(config.model).from_pretrained(
-            checkpoint / "model", low_cpu_mem_usage=False).state_dict())
+            checkpoint / "model").state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     lr_schedule = learning_rate_schedule(optimizer, config, batches_per_epoch)
     step, losses, validation, best = 0, [], [], None

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 from diffusers import UNet2DModel
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
 
 from pipeline.config import SynthesisConfig
+from pipeline.training import SavedModel
 
 MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
               "quat_embed_dim")
@@ -28,7 +28,7 @@ def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tu
     return down, up
 
 
-class HandObjectUNet(ModelMixin, ConfigMixin):
+class HandObjectUNet(SavedModel):
     """``forward(noisy, timesteps, normal, texture, quat, drop_quat=None, drop_maps=None) -> x0``."""
 
     @register_to_config

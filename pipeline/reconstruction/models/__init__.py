@@ -9,6 +9,7 @@ from pipeline.errors import BadData
 MODELS = {
     "mobrecon": "pipeline.reconstruction.models.mobrecon:MobReconNet",
     "handoccnet": "pipeline.reconstruction.models.handoccnet:HandOccNet",
+    "m3dhmr": "pipeline.reconstruction.models.m3dhmr:M3DHMRNet",
 }
 
 
@@ -36,4 +37,4 @@ def load_reconstructor(folder, hand_model: str | None = None):
                       "safetensors weights)", folder)
     name = json.loads((folder / "reconstruction.json").read_text())["model"]
     overrides = {"hand_model": hand_model} if hand_model else {}
-    return model_class(name).from_pretrained(folder, low_cpu_mem_usage=False, **overrides).eval()
+    return model_class(name).from_pretrained(folder, **overrides).eval()

@@ -12,11 +12,11 @@ structures (the mesh hierarchy, spirals, the hand model) are rebuilt from the co
 from __future__ import annotations
 
 import torch
-from diffusers.configuration_utils import ConfigMixin
-from diffusers.models.modeling_utils import ModelMixin
+
+from pipeline.training import SavedModel
 
 
-class Reconstructor(ModelMixin, ConfigMixin):
+class Reconstructor(SavedModel):
     """Base of the reconstructors; subclasses register their config and define ``forward``."""
 
     has_mano = False

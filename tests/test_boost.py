@@ -1,0 +1,140 @@
+"""The edge-case filter, the synthesizer's evaluation and the boost report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data import ShardWriter, validate_dataset
+
+from conftest import make_config
+
+
+@pytest.fixture(scope="module")
+def reconstructor(tiny_demo, tmp_path_factory):
+    """A MobRecon-style model trained briefly on the demo's s0_train (the filter's reconstructor)."""
+    from pipeline.reconstruction.stage import TrainInputs, recon_train
+
+    root, _ = tiny_demo
+    out = tmp_path_factory.mktemp("filter") / "recon"
+    recon_train(make_config({"reconstruction.max_steps": 150, "reconstruction.eval_every": 150,
+                             "reconstruction.checkpoint_every": 150, "reconstruction.num_workers": 0}),
+                TrainInputs(data=str(root / "demo" / "s0_train")), out)
+    return out
+
+
+def swapped_copy(source, out):
+    """The rows of ``source`` with every image moved to the next row: images that do not match their labels."""
+    from pipeline.data.reader import ShardDataset
+
+    rows = ShardDataset(source, decode=False)
+    raw = [rows.raw(i) for i in range(len(rows))]
+    with ShardWriter(out, name="swapped", image_size=rows.manifest["image_size"]) as writer:
+        for i, row in enumerate(raw):
+            writer.write({**row, "image": raw[(i + 7) % len(raw)]["image"], "sample_id": f"swapped/{i:04d}"})
+
+
+def test_the_filter_keeps_matching_images_and_rejects_swapped_ones(reconstructor, tiny_demo, tmp_path, capsys):
+    from flows.cli import main
+    from pipeline.reconstruction.stage import FilterInputs, FilterSummary, recon_filter
+
+    root, _ = tiny_demo
+    train, test = root / "demo" / "s0_train", root / "demo" / "s1_test"
+    swapped_copy(test, tmp_path / "swapped")
+    config = make_config()
+    command = ["recon", "filter", "--ckpt", str(reconstructor), "--data", str(test), "--out", str(tmp_path / "intact")]
+    capsys.readouterr()
+    assert main(command) == 2  # auto thresholds need real images
+    assert "needs real validation images" in capsys.readouterr().err and not (tmp_path / "intact").exists()
+    assert main([*command, "--val", str(train), "--json"]) == 0
+    intact = FilterSummary.model_validate(json.loads(capsys.readouterr().out))
+    swapped = recon_filter(config, FilterInputs(ckpt=str(reconstructor), data=str(tmp_path / "swapped"),
+                                                val=str(train)), tmp_path / "out_swapped")
+    assert intact.thresholds == swapped.thresholds  # the same reconstructor, the same real errors
+    assert intact.pass_rate >= 0.6 and swapped.pass_rate <= intact.pass_rate - 0.3, (intact.pass_rate,
+                                                                                     swapped.pass_rate)
+    for folder in (tmp_path / "intact" / "kept", tmp_path / "intact" / "rejected"):
+        assert validate_dataset(folder)["ok"]
+    from pipeline.data.reader import ShardDataset
+
+    kept = [row["filter"] for row in ShardDataset(tmp_path / "intact" / "kept", columns=["filter"])]
+    assert kept and all(f["kept"] and f["mpjpe"] <= intact.thresholds["mpjpe"] for f in kept)
+    assert intact.kept + intact.rejected == intact.rows and set(intact.by_origin) == {"real"}
+    for name in ("report.json", "histograms.png", "kept_grid.png"):
+        assert (tmp_path / "intact" / name).stat().st_size > 500
+
+
+def test_auto_thresholds_follow_the_real_error_percentile(reconstructor, tiny_demo, tmp_path):
+    from pipeline.reconstruction.filter import CRITERIA, thresholds_from
+    from pipeline.reconstruction.stage import FilterInputs, recon_filter
+
+    errors = {name: np.arange(1.0, 101.0) * (i + 1) for i, name in enumerate(CRITERIA)}
+    assert thresholds_from("auto", errors, 80.0) == {name: round(float(np.percentile(errors[name], 80.0)), 3)
+                                                     for name in CRITERIA}
+    assert thresholds_from("dexycb", None, 95)["pa_mpjpe"] == 10.0 and thresholds_from("ho3d", None, 95)["mpjpe"] == 50
+    root, _ = tiny_demo
+    inputs = FilterInputs(ckpt=str(reconstructor), data=str(root / "demo" / "s1_test"),
+                          val=str(root / "demo" / "s0_train"))
+    loose = recon_filter(make_config({"filter.auto_percentile": 99.0}), inputs, tmp_path / "loose")
+    strict = recon_filter(make_config({"filter.auto_percentile": 60.0}), inputs, tmp_path / "strict")
+    assert all(strict.thresholds[c] < loose.thresholds[c] for c in CRITERIA) and strict.kept <= loose.kept
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps({"mpjpe": 1.0, "mpvpe": 1.0, "pa_mpjpe": 1.0, "pa_mpvpe": 1.0}))
+    assert recon_filter(make_config({"filter.thresholds": str(fixed)}), inputs, tmp_path / "fixed").kept == 0
+
+
+def test_frechet_distance_is_zero_against_itself_and_grows_with_a_shift(tiny_demo):
+    from pipeline.data.reader import ShardDataset
+    from pipeline.synthesis.evaluate import frechet_distance, image_features
+
+    root, _ = tiny_demo
+    rows = ShardDataset(root / "demo" / "s0_train", columns=["image"])
+    images = torch.stack([rows[i]["image"] for i in range(min(48, len(rows)))])
+    features = image_features(images)
+    assert features.shape == (len(images), 320)
+    same = frechet_distance(features, features)
+
+    def shifted(amount):
+        return frechet_distance(features, image_features((images.float() * (1 - amount) + 255 * amount * 0.6)
+                                                         .clamp(0, 255).byte()))
+
+    mild, strong = shifted(0.2), shifted(0.6)
+    assert same < 1e-6 and strong > mild > 1.0, (same, mild, strong)
+
+
+def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, capsys):
+    from pipeline.synthesis.stage import EvalInputs, TrainInputs, synth_eval, synth_train
+
+    root, _ = tiny_demo
+    config = make_config({"synthesis.max_steps": 2, "synthesis.batch_size": 4, "synthesis.num_workers": 0,
+                          "synthesis.sample_steps": 2})
+    synth_train(config, TrainInputs(data=str(root / "demo" / "s0_train")), tmp_path / "ddpm")
+    result = synth_eval(config, EvalInputs(ckpt=str(tmp_path / "ddpm"), real=str(root / "demo" / "s1_test"),
+                                           recon=str(reconstructor)), tmp_path / "eval")
+    from flows.cli import main
+
+    (tmp_path / "c.yaml").write_text("synthesis:\n  sample_steps: 2\nrun:\n  progress: false\n")
+    capsys.readouterr()
+    assert main(["synth", "eval", "--ckpt", str(tmp_path / "ddpm"), "--real", str(root / "demo" / "s1_test"),
+                 "--recon", str(reconstructor), "--out", str(tmp_path / "eval"), "--config", str(tmp_path / "c.yaml"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frechet_distance"] == result.frechet_distance  # the run reused
+    assert result.frechet_distance > 0 and set(result.fidelity) == {"real", "resynthesised"}
+    assert "not comparable" in result.feature_network
+    assert (tmp_path / "eval" / "real_vs_resynthesised.png").stat().st_size > 1000
+
+    from pipeline.boost.report import collect, markdown
+
+    run = tmp_path / "arms"
+    for arm, error in (("real_only", 20.0), ("full", 18.0)):
+        folder = run / arm / "seed-0" / "eval-t"
+        folder.mkdir(parents=True)
+        metrics = {"joints": {"root_relative": {"mean_mm": error, "auc": 0.5}, "procrustes": {"mean_mm": 9.0, "auc": 0.7}}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    table = collect({arm: [run / arm / "seed-0"] for arm in ("real_only", "full")}, ["t"])
+    assert table["full"]["t"]["rr_change_pct"] == -10.0 and table["real_only"]["t"]["rr_change_pct"] == 0.0
+    text = markdown(table, ["t"], ["oracle"], "note")
+    assert "-10.0%" in text and "Arms not run: oracle" in text
