@@ -1,11 +1,14 @@
 """The boost experiment at benchmark size: does the synthetic data make the reconstructor better?
 
-Run: ``.venv/bin/python benchmarks/bench_boost.py [--size cpu|gpu] [--out out/bench_boost]
-[--seeds 0,1] [--device cpu|cuda]``. The run is the ``boost`` flow (``handbooster boost``) in
-a fresh process, resumable: run the same command again after an interruption.
+Run: ``.venv/bin/python benchmarks/bench_boost.py [--size cpu|gpu] [--out out/bench_boost_SIZE]
+[--seeds 0,1] [--device cpu|cuda] [--also diffhand:real_only,plain_renders,full,oracle]``. The run is
+the ``boost`` flow (``handbooster boost``) in a fresh process, resumable: run the same command
+again after an interruption. ``--also MODEL:ARMS`` then trains another reconstructor on the
+same real and synthetic data (the experiment stage into ``experiment-MODEL/``): does the data
+help a diffusion reconstructor too?
 
 Sizes: ``cpu`` fits about an hour on the 2-core machine (the small demo, 16 grasps per object,
-the tiny DDPM trained 3000 steps, MobRecon-style tiny reconstructors 1000 steps per arm and
+the tiny DDPM trained 3000 steps, MobRecon-style tiny reconstructors 800 steps per arm and
 seed, K = 256 synthetic rows per arm); ``gpu`` the medium demo, the small DDPM (64 px) trained
 20000 steps and the paper-size MobRecon, 3 seeds.
 
@@ -42,7 +45,7 @@ SIZES = {
         "sampling": {"real_per_object": 8, "synthetic_per_object": 24, "total": 256, "views_per_pose": 4},
         "synthesis": {"preset": "tiny", "max_steps": 3000, "checkpoint_every": 1000, "sample_every": 1000,
                       "num_workers": 0, "sample_steps": 25},
-        "reconstruction": {"preset": "tiny", "max_steps": 1000, "eval_every": 500, "checkpoint_every": 500,
+        "reconstruction": {"preset": "tiny", "max_steps": 800, "eval_every": 400, "checkpoint_every": 400,
                            "num_workers": 0},
         "boost": {"seeds": [0, 1], "synthetic_count": 256},
     },
@@ -87,6 +90,24 @@ def fréchet_baselines(run: Path) -> dict:
     return out
 
 
+def other_model(config_path: Path, out: Path, spec: str) -> tuple[str, dict]:
+    """The experiment stage for another reconstructor on the flow's real and synthetic data."""
+    from pipeline.boost.stage import ExperimentInputs, experiment
+    from pipeline.config import load_config, with_overrides
+
+    model, _, arms = spec.partition(":")
+    summary = json.loads((out / "boost_summary.json").read_text())
+    data = dict(summary["paths"]["arm_data"], full=str(out / "filter" / "kept"))
+    arms = [arm for arm in (arms.split(",") if arms else list(data)) if arm in data]
+    config = with_overrides(load_config(config_path), {"reconstruction.model": model, "boost.arms": arms,
+                                                       "run.progress": False}, source="bench_boost")
+    folder = out / f"experiment-{model}"
+    experiment(config, ExperimentInputs(real=summary["paths"]["real"], tests=summary["paths"]["tests"],
+                                        synthetic=[data[arm] for arm in arms],
+                                        note=f"{model}: tiny preset, the flow's synthetic data"), folder)
+    return model, json.loads((folder / "boost_report.json").read_text())
+
+
 def step_seconds(summary: dict) -> dict:
     totals, counts = defaultdict(float), defaultdict(int)
     for row in summary["steps"]:
@@ -101,6 +122,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run folder (default: out/bench_boost_SIZE)")
     parser.add_argument("--seeds", default=None, help="comma-separated reconstructor seeds (default: the size's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--also", action="append", default=[], metavar="MODEL[:ARM,ARM]",
+                        help="another reconstructor trained on the same data (e.g. diffhand:real_only,full)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     out = Path(args.out or f"out/bench_boost_{args.size}")
@@ -141,6 +164,11 @@ def main() -> None:
     print("\n| step | tasks | seconds |\n|---|---:|---:|")
     for stage, (seconds, count) in sorted(step_seconds(summary).items(), key=lambda kv: -kv[1][0]):
         print(f"| {stage} | {count} | {seconds} |")
+    for spec in args.also:
+        started = time.perf_counter()
+        model, other = other_model(config_path, out, spec)
+        print(f"\n{model} on the same data ({time.perf_counter() - started:.0f} s):\n")
+        print((out / f"experiment-{model}" / "boost_report.md").read_text())
 
 
 if __name__ == "__main__":

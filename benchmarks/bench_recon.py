@@ -1,12 +1,13 @@
 """Reconstructor benchmark: throughput of each model, and what each learns on the demo in a fixed budget.
 
 Run: ``.venv/bin/python benchmarks/bench_recon.py [--demo out/demo/real] [--steps 1500]
-[--models mobrecon,handoccnet] [--device cpu|cuda] [--seeds 0]``.
+[--models mobrecon,handoccnet,m3dhmr,diffhand] [--device cpu|cuda] [--seeds 0]``.
 
 Throughput: images/s of inference and of training (forward + backward + Adam) at each
 model's ``paper`` input size and width (MobRecon 128 px, HandOccNet 256 px) and at ``tiny``,
-batch 32, against a baseline measured in the same run: the encoder alone (MobRecon) — how
-much the decoder adds. Target: the MobRecon-style model infers >= 200 images/s at 128 px on
+batch 32, against baselines measured in the same run: the encoder alone (how much the
+decoder adds) and the MobRecon-style model at the same preset. The diffusion model's
+inference is its whole DDIM-10 sampling. Target: the MobRecon-style model infers >= 200 images/s at 128 px on
 the 2-core CPU (the edge-case filter must never be the slow stage).
 
 Quality: each model (``tiny`` preset) trained ``--steps`` steps on the demo's ``s0_train``
@@ -62,8 +63,12 @@ def throughput(name: str, preset: str, device: str, batch: int = 32) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    targets = {"vertices": torch.zeros(batch, model.hand(images).num_vertices, 3, device=device),
+               "joints_2d": torch.full((batch, 21, 2), 0.5, device=device)}
+
     def train_step():
-        outputs = model(images)
+        outputs = model(images, targets, torch.Generator().manual_seed(0)) if model.trains_on_targets else \
+            model(images)
         loss = outputs["vertices"].square().mean() + outputs["joints_2d"].square().mean()
         optimizer.zero_grad()
         loss.backward()
@@ -104,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", default="out/demo/real")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--models", default="mobrecon,handoccnet")
+    parser.add_argument("--models", default="mobrecon,handoccnet,m3dhmr,diffhand")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", default="out/bench_recon")
@@ -114,13 +119,17 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"machine: {device_name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}\n")
-    print("| model | preset | px | params (M) | infer img/s | encoder-only img/s | infer / encoder | train img/s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | preset | px | params (M) | infer img/s | encoder-only img/s | infer / encoder | train img/s | "
+          "infer vs mobrecon | train vs mobrecon |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    baseline = {preset: throughput("mobrecon", preset, args.device) for preset in ("tiny", "paper")}
     for name in models:
         for preset in ("tiny", "paper"):
-            r = throughput(name, preset, args.device)
+            r = baseline[preset] if name == "mobrecon" else throughput(name, preset, args.device)
+            base = baseline[preset]
             print(f"| {name} | {preset} | {r['size']} | {r['params_m']:.2f} | {r['infer']:.0f} | {r['encoder']:.0f} | "
-                  f"{r['infer'] / r['encoder']:.2f} | {r['train']:.0f} |", flush=True)
+                  f"{r['infer'] / r['encoder']:.2f} | {r['train']:.0f} | {r['infer'] / base['infer']:.2f}x | "
+                  f"{r['train'] / base['train']:.2f}x |", flush=True)
     if args.skip_quality:
         return
     demo = Path(args.demo)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.geometry import vertex_normals
+from pipeline.geometry import farthest_points, vertex_normals
 from pipeline.hand.anatomy import palm_side_normal
 from pipeline.hand.joints import CANONICAL21, FINGER_CHAINS, FINGERS, PALM_JOINTS
 
@@ -26,17 +26,6 @@ PALM_FACING = 0.75  # cos of the largest angle between a palm vertex's normal an
 PALM_RADIUS_M = 0.035  # palm candidates lie this close to the palm centre
 CANDIDATES_PER_PART = 12
 PENETRATION_VERTICES = 384  # hand vertices the penetration terms look at (the validator checks all)
-
-
-def farthest_points(points: np.ndarray, m: int) -> np.ndarray:
-    """Indices of ``m`` points spread over ``points [N, 3]`` (Euclidean, starting at the first)."""
-    m = min(m, len(points))
-    chosen = [0]
-    nearest = np.linalg.norm(points - points[0], axis=1)
-    for _ in range(1, m):
-        chosen.append(int(np.argmax(nearest)))
-        nearest = np.minimum(nearest, np.linalg.norm(points - points[chosen[-1]], axis=1))
-    return np.asarray(chosen, dtype=np.int64)
 
 
 def segment_distance(p0: torch.Tensor, p1: torch.Tensor, q0: torch.Tensor, q1: torch.Tensor) -> torch.Tensor:

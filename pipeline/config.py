@@ -280,7 +280,9 @@ class FilterConfig(StrictModel):
     auto_percentile: float = Field(95.0, gt=50, le=100, description="auto: an image fails when an error exceeds "
                                                                     "this percentile of the real images' errors")
     hypotheses_spread_mm: float | None = Field(
-        None, gt=0, description="reconstructors that sample hypotheses (diffhand): also reject above this spread")
+        None, gt=0, description="reconstructors that sample hypotheses (diffhand): also reject images whose "
+                                "hypotheses lie further than this (mean vertex distance to their mean, mm)")
+    hypotheses: int = Field(4, ge=2, le=64, description="with hypotheses_spread_mm: meshes sampled per image")
 
 
 ARMS = ("real_only", "plain_renders", "novel_views", "random_grasps", "fps_grasps", "full", "oracle")

@@ -99,3 +99,14 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, vertex_normals: np.n
     normals = np.einsum("nk,nkd->nd", weights, vertex_normals[faces[face]])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     return points, normals
+
+
+def farthest_points(points: np.ndarray, m: int) -> np.ndarray:
+    """Indices of ``m`` points spread over ``points [N, 3]`` (Euclidean, starting at the first)."""
+    m = min(m, len(points))
+    chosen = [0]
+    nearest = np.linalg.norm(points - points[0], axis=1)
+    for _ in range(1, m):
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return np.asarray(chosen, dtype=np.int64)

@@ -138,3 +138,38 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
     assert table["full"]["t"]["rr_change_pct"] == -10.0 and table["real_only"]["t"]["rr_change_pct"] == 0.0
     text = markdown(table, ["t"], ["oracle"], "note")
     assert "-10.0%" in text and "Arms not run: oracle" in text
+
+
+def test_the_filter_can_reject_on_the_spread_of_diffusion_hypotheses(reconstructor, tiny_demo, tmp_path, capsys):
+    """A diffusion reconstructor trained by recon train (its training path) samples several meshes
+    per image; images whose meshes disagree more than filter.hypotheses_spread_mm are rejected."""
+    from flows.cli import main
+    from pipeline.reconstruction.stage import FilterInputs, TrainInputs, recon_filter, recon_train
+
+    root, _ = tiny_demo
+    test = str(root / "demo" / "s1_test")
+    loose = tmp_path / "loose.json"
+    loose.write_text(json.dumps(dict.fromkeys(("mpjpe", "mpvpe", "pa_mpjpe", "pa_mpvpe"), 1e6)))
+    capsys.readouterr()
+    assert main(["recon", "filter", "--ckpt", str(reconstructor), "--data", test, "--out", str(tmp_path / "one"),
+                 "--thresholds", str(loose), "--config", str(_config_file(tmp_path, 5.0))]) == 2
+    assert "samples one mesh" in capsys.readouterr().err
+
+    recon_train(make_config({"reconstruction.model": "diffhand", "reconstruction.max_steps": 30,
+                             "reconstruction.eval_every": 30, "reconstruction.checkpoint_every": 30}),
+                TrainInputs(data=str(root / "demo" / "s0_train")), tmp_path / "diffhand")
+    inputs = FilterInputs(ckpt=str(tmp_path / "diffhand"), data=test)
+    everything = recon_filter(make_config({"filter.thresholds": str(loose), "filter.hypotheses_spread_mm": 1e6}),
+                              inputs, tmp_path / "all")
+    spreads = np.array(json.loads((tmp_path / "all" / "report.json").read_text())["errors_mm"]["spread_mm"])
+    assert everything.kept == everything.rows == len(spreads) and (spreads > 0).all()
+    limit = float(np.median(spreads))
+    judged = recon_filter(make_config({"filter.thresholds": str(loose), "filter.hypotheses_spread_mm": limit}),
+                          inputs, tmp_path / "judged")
+    assert judged.kept == int((spreads <= limit).sum()) and 0 < judged.kept < judged.rows
+
+
+def _config_file(folder, spread_mm: float):
+    path = folder / "spread.yaml"
+    path.write_text(f"filter:\n  hypotheses_spread_mm: {spread_mm}\n")
+    return path

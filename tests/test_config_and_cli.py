@@ -67,6 +67,24 @@ def test_json_output_is_json_alone_when_libraries_print_to_stdout():
     assert "library noise" in done.stderr and "python noise" in done.stderr
 
 
+def test_threads_silencing_native_output_at_once_leave_the_terminal_working():
+    """Grasp tasks importing pybullet or loading hands at once used to leave stdout on /dev/null
+    or on a StringIO for good: the flow's step lines vanished."""
+    script = ("import threading, time\n"
+              "from pipeline.hand import load_hand_model\n"
+              "from pipeline.quiet import silenced_native_output\n"
+              "def quiet(pause):\n"
+              "    with silenced_native_output():\n"
+              "        print('hidden', flush=True); time.sleep(pause)\n"
+              "    for _ in range(10):\n"
+              "        load_hand_model('builtin')  # smplx prints a note while a hand loads\n"
+              "threads = [threading.Thread(target=quiet, args=(p,)) for p in (0.2, 0.4, 0.1, 0.0, 0.0, 0.0)]\n"
+              "[t.start() for t in threads]; [t.join() for t in threads]\n"
+              "print('shown', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout == "shown\n"
+
+
 def test_export_png_and_random_seed(tmp_path):
     out = tmp_path / "hand.png"
     assert main(["hand", "export", "--pose", "random", "--seed", "3", "--out", str(out)]) == 0

@@ -66,28 +66,33 @@ def _cached_arrays(spec: str, side: str) -> tuple[str, dict[str, np.ndarray]]:
     return str(path), mano_file.load_model_arrays(path)
 
 
+
+def _drop_print(*args, **kwargs) -> None:
+    """smplx's notes (see HandModel.__init__)."""
+
 class HandModel(torch.nn.Module):
     """MANO-layout hand model, batched, on CPU or CUDA."""
 
     def __init__(self, arrays: dict[str, np.ndarray], side: str = "right", name: str = "builtin",
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        import contextlib
-        import io
-
         import smplx
+        import smplx.body_models
         from smplx.utils import Struct
 
         if side not in SIDES:
             raise InputError(f"side must be 'right' or 'left', got {side!r}")
         self.side = side
         self.name = name
-        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10 betas
-            self.mano = smplx.MANO(
-                model_path="", data_struct=Struct(**arrays), is_rhand=side == "right", use_pca=False,
-                flat_hand_mean=True, create_global_orient=False, create_hand_pose=False,
-                create_betas=False, create_transl=False, dtype=dtype,
-            )
+        # smplx prints a note about 10 betas. Swapping sys.stdout to hide it is not thread-safe (two
+        # threads loading hands at once could leave the process's stdout on a StringIO), so the
+        # note's module gets a print of its own that drops it.
+        smplx.body_models.print = _drop_print
+        self.mano = smplx.MANO(
+            model_path="", data_struct=Struct(**arrays), is_rhand=side == "right", use_pca=False,
+            flat_hand_mean=True, create_global_orient=False, create_hand_pose=False,
+            create_betas=False, create_transl=False, dtype=dtype,
+        )
         self.faces = np.asarray(arrays["f"], dtype=np.int64)
         self.closed_faces = close_boundary_loops(self.faces)
         self.num_vertices = int(arrays["v_template"].shape[0])

@@ -36,7 +36,8 @@ def row_errors(model, dataset, rows=None, batch_size: int = 64, procrustes: str 
     per_sample = evaluate(predictions["gt_joints"], predictions["joints"], predictions["gt_vertices"],
                           predictions["vertices"], procrustes)["per_sample"]
     return {**{name: per_sample[column] for name, column in PER_SAMPLE.items()},
-            **{key: predictions[key] for key in ("sample_id", "object_id", "origin", "sampler")}}
+            **{key: predictions[key] for key in ("sample_id", "object_id", "origin", "sampler", "spread_mm")
+               if key in predictions}}
 
 
 def thresholds_from(spec: str, real_errors: dict | None, percentile: float) -> dict[str, float]:
@@ -56,8 +57,12 @@ def thresholds_from(spec: str, real_errors: dict | None, percentile: float) -> d
                           "in mm", spec) from None
 
 
-def kept_mask(errors: dict, thresholds: dict[str, float]) -> np.ndarray:
-    return np.all([np.asarray(errors[name]) <= thresholds[name] for name in CRITERIA], axis=0)
+def kept_mask(errors: dict, thresholds: dict[str, float], spread_mm: float | None = None) -> np.ndarray:
+    """Every error within its threshold (and, given ``spread_mm``, the hypotheses' spread within it)."""
+    tests = [np.asarray(errors[name]) <= thresholds[name] for name in CRITERIA]
+    if spread_mm is not None:
+        tests.append(np.asarray(errors["spread_mm"]) <= spread_mm)
+    return np.all(tests, axis=0)
 
 
 def pass_rates(kept: np.ndarray, groups: list) -> dict[str, dict]:

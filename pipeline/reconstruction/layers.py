@@ -115,3 +115,18 @@ class RegionSpiralConv(SpiralConv):
         batch, vertices, channels = x.shape
         neighbours = x[:, self.spiral.reshape(-1)].reshape(batch, vertices, -1, channels)
         return (neighbours * self.inside[None, :, :, None].to(x.dtype)).reshape(batch, vertices, -1)
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm multi-head attention of queries over keys/values, then an MLP."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = ResidualMLP(dim, 2 * dim)
+
+    def forward(self, queries, context=None):
+        q = self.norm_q(queries)
+        kv = q if context is None else self.norm_kv(context)
+        return self.mlp(queries + self.attention(q, kv, kv, need_weights=False)[0])

@@ -42,13 +42,15 @@ def predict(model, dataset, indices=None, batch_size: int = 64, num_workers: int
         out["joints"].append((outputs["joints"].float() + root).cpu().numpy())
         out["vertices"].append((outputs["vertices"].float() + root).cpu().numpy())
         out["joints_2d"].append(joints_2d.cpu().numpy())
+        if "spread_mm" in outputs:  # models that sample several hypotheses
+            out.setdefault("spread_mm", []).append(outputs["spread_mm"].float().cpu().numpy())
         out["gt_joints"].append(batch["joints_3d"].numpy())
         out["gt_vertices"].append(targets["vertices_abs"].cpu().numpy())
         for key in META:
             values = batch.get(key, [None] * len(batch["sample_id"]))
             out[key].extend(values.tolist() if torch.is_tensor(values) else values)
     arrays = {key: np.concatenate(out[key]) if out[key] else np.zeros((0,))
-              for key in ("joints", "vertices", "joints_2d", "gt_joints", "gt_vertices")}
+              for key in ("joints", "vertices", "joints_2d", "gt_joints", "gt_vertices", "spread_mm") if key in out}
     return {**arrays, **{key: out[key] for key in META}}
 
 

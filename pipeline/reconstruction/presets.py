@@ -30,10 +30,16 @@ PRESETS: dict[tuple[str, str], dict] = {
                               "max_steps": 640_000, "learning_rate": 1e-4, "lr_schedule": "exponential",
                               "lr_gamma": 0.9, "eval_every": 10_000, "checkpoint_every": 10_000, **HANDOCCNET_LOSSES},
 }
+# DiffHand: vertices + joints (3D and 2D, weight 1) + normal consistency (0.05), on MobRecon's sizes and schedule;
+# M3DHMR trains as MobRecon does.
+DIFFHAND_LOSSES = {**MOBRECON_LOSSES, "loss_normal": 0.05, "loss_edge": 0.0}
+for _preset in ("tiny", "paper"):
+    PRESETS[("diffhand", _preset)] = {**PRESETS[("mobrecon", _preset)], **DIFFHAND_LOSSES}
+    PRESETS[("m3dhmr", _preset)] = dict(PRESETS[("mobrecon", _preset)])
 
 
 def resolve(config: ReconstructionConfig) -> ReconstructionConfig:
     """The preset of ``config.model``/``config.preset``, then every key the config set explicitly."""
-    preset = PRESETS.get((config.model, config.preset), PRESETS[("mobrecon", config.preset)])
+    preset = PRESETS[(config.model, config.preset)]
     explicit = config.model_dump(exclude_unset=True)
     return ReconstructionConfig.model_validate({**preset, **explicit})

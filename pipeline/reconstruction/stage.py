@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.config import PipelineConfig, parse_device
 from pipeline.data.manifest import read_manifest
 from pipeline.data.storage import Location
-from pipeline.errors import BadData
+from pipeline.errors import BadData, ConfigError
 from pipeline.paths import npz_bytes
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
 
@@ -181,6 +181,12 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
 
     recon = resolved(config)
     model = load_reconstructor(inputs.ckpt).to(parse_device(config.run.device))
+    spread = config.filter.hypotheses_spread_mm
+    if spread is not None:
+        if "hypotheses" not in model.config:
+            raise ConfigError(f"filter.hypotheses_spread_mm: the {type(model).__name__} reconstructor "
+                              "samples one mesh; a diffusion reconstructor (diffhand) samples several", inputs.ckpt)
+        model.register_to_config(hypotheses=config.filter.hypotheses)
     generated = recon_dataset(inputs.data, model.config.image_size)
     errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
     real_errors = None
@@ -193,7 +199,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
         real = recon_dataset(inputs.val, model.config.image_size)
         real_errors = row_errors(model, real, rows or None, recon.eval_batch_size, recon.procrustes)
     thresholds = thresholds_from(config.filter.thresholds, real_errors, config.filter.auto_percentile)
-    kept = kept_mask(errors, thresholds)
+    kept = kept_mask(errors, thresholds, spread)
     rows = ShardDataset(inputs.data, decode=False)
     size, name = rows.manifest.get("image_size"), rows.manifest["name"]
     record = {"thresholds": thresholds, "generated": dataset_fingerprint(inputs.data)}
@@ -218,7 +224,8 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
               "by_object": pass_rates(kept, errors["object_id"]), "by_origin": pass_rates(kept, errors["origin"]),
               "by_sampler": pass_rates(kept, errors["sampler"])}
     out.write_json("report.json", {**report, "threshold_spec": config.filter.thresholds,
-                                   "errors_mm": {c: [round(float(v), 3) for v in errors[c]] for c in CRITERIA}})
+                                   "errors_mm": {c: [round(float(v), 3) for v in errors[c]]
+                                                 for c in (*CRITERIA, "spread_mm") if c in errors}})
     out.write_atomic("histograms.png", histograms_png(errors, thresholds, real_errors))
     for keep, label in ((True, "kept"), (False, "rejected")):
         if chosen[keep]:

@@ -165,6 +165,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     hand = accelerator.unwrap_model(model).hand(torch.zeros((), device=device))
+    trains_on_targets = accelerator.unwrap_model(model).trains_on_targets
     faces = torch.as_tensor(hand.faces, device=device)
 
     def checkpoint_now() -> None:
@@ -192,7 +193,8 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
             generator = step_generator(seed, step)
             targets = make_targets(batch, hand, device, draw_augmentation(len(batch["sample_id"]), config, generator))
             with accelerator.autocast():
-                outputs = model(targets["images"])
+                outputs = model(targets["images"], targets, generator) if trains_on_targets else \
+                    model(targets["images"])
             terms = reconstruction_losses({k: v.float() for k, v in outputs.items()}, targets, config, faces)
             accelerator.backward(terms["total"])
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)

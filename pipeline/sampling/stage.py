@@ -216,11 +216,11 @@ def similarity_figure(figures: dict[str, list[np.ndarray]]) -> bytes:
     bins = np.linspace(min(values.min(), 0.999), 1.0, 41)  # pose similarities crowd near 1: zoom in
     for key, colour in (("random", "tab:gray"), ("fps", "tab:blue")):
         axes[0].hist(joined(key), bins=bins, alpha=0.6, color=colour, label=f"{key} ({len(joined(key))} pairs)",
-                     density=True)
+                     density=len(joined(key)) > 0)  # an empty density divides by zero
     axes[0].set(title="real poses kept per object: pairwise similarity", xlabel="cosine similarity")
     for key, colour in (("before", "tab:gray"), ("after", "tab:orange")):
         axes[1].hist(joined(key), bins=bins, alpha=0.6, color=colour, label=f"{key} ({len(joined(key))} poses)",
-                     density=True)
+                     density=len(joined(key)) > 0)
     axes[1].set(title="synthetic to real: mean similarity", xlabel="cosine similarity")
     for axis in axes:
         axis.legend()

@@ -10,6 +10,7 @@ MODELS = {
     "mobrecon": "pipeline.reconstruction.models.mobrecon:MobReconNet",
     "handoccnet": "pipeline.reconstruction.models.handoccnet:HandOccNet",
     "m3dhmr": "pipeline.reconstruction.models.m3dhmr:M3DHMRNet",
+    "diffhand": "pipeline.reconstruction.models.diffhand:DiffHandNet",
 }
 
 

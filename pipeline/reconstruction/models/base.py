@@ -20,6 +20,7 @@ class Reconstructor(SavedModel):
     """Base of the reconstructors; subclasses register their config and define ``forward``."""
 
     has_mano = False
+    trains_on_targets = False  # True: training calls model(images, targets, generator) (diffusion models)
 
     def hand(self, like: torch.Tensor):
         """The hand model on ``like``'s device and dtype (kept out of the state dict: it is data)."""

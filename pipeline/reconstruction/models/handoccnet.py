@@ -17,23 +17,8 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from pipeline.reconstruction.backbones import make_backbone
-from pipeline.reconstruction.layers import ResidualMLP, rotation_6d_to_matrix, sample_at, soft_argmax
+from pipeline.reconstruction.layers import AttentionBlock, rotation_6d_to_matrix, sample_at, soft_argmax
 from pipeline.reconstruction.models.base import Reconstructor
-
-
-class AttentionBlock(nn.Module):
-    """Pre-norm multi-head attention of queries over keys/values, then an MLP."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.mlp = ResidualMLP(dim, 2 * dim)
-
-    def forward(self, queries, context=None):
-        q = self.norm_q(queries)
-        kv = q if context is None else self.norm_kv(context)
-        return self.mlp(queries + self.attention(q, kv, kv, need_weights=False)[0])
 
 
 class HandOccNet(Reconstructor):
