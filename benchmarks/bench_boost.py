@@ -76,7 +76,7 @@ def fréchet_baselines(run: Path) -> dict:
     """Fréchet distances to the real test images of the real training images and of the plain renders."""
     import torch
 
-    from pipeline.data.loader import ShardDataset
+    from pipeline.data.reader import ShardDataset
     from pipeline.synthesis.evaluate import frechet_distance, image_features
 
     def features(where: Path, limit: int = 512):
@@ -109,9 +109,13 @@ def other_model(config_path: Path, out: Path, spec: str) -> tuple[str, dict]:
 
 
 def step_seconds(summary: dict) -> dict:
+    """Seconds per kind of step, as each step's own summary recorded them when it ran (a rerun
+    that reuses a step keeps the time of the run that made it)."""
     totals, counts = defaultdict(float), defaultdict(int)
     for row in summary["steps"]:
-        totals[row["stage"]] += row["seconds"]
+        recorded = Path(row["out"]) / ".summary.json"
+        seconds = json.loads(recorded.read_text())["seconds"] if recorded.exists() else row["seconds"]
+        totals[row["stage"]] += seconds
         counts[row["stage"]] += 1
     return {stage: (round(totals[stage], 1), counts[stage]) for stage in totals}
 
