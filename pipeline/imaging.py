@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 
@@ -27,10 +28,16 @@ def pyplot():
     return plt
 
 
+# matplotlib's text layout (its mathtext parser, used by log-scale tick labels) is not
+# thread-safe, and the flows train reconstructors in parallel threads that each draw curves.
+_DRAWING = threading.Lock()
+
+
 def figure_png(fig, dpi: int = 100) -> bytes:
-    """A matplotlib figure as PNG bytes; the figure is closed."""
+    """A matplotlib figure as PNG bytes; the figure is closed. One figure is drawn at a time."""
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    pyplot().close(fig)
+    with _DRAWING:
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        pyplot().close(fig)
     return buffer.getvalue()

@@ -85,6 +85,31 @@ def test_threads_silencing_native_output_at_once_leave_the_terminal_working():
     assert done.stdout == "shown\n"
 
 
+def test_figures_drawn_from_parallel_threads_all_render():
+    """The flows train reconstructors in threads that each draw log-scale curves; matplotlib's
+    tick-label parser is not thread-safe, so figure_png draws one figure at a time."""
+    import threading
+
+    from pipeline.imaging import figure_png, pyplot
+
+    errors, sizes = [], []
+
+    def draw():
+        try:
+            for _ in range(8):
+                fig, axis = pyplot().subplots()
+                axis.plot([1, 2, 3], [1e-3, 1e-1, 10])
+                axis.set_yscale("log")
+                sizes.append(len(figure_png(fig)))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=draw) for _ in range(6)]
+    [thread.start() for thread in threads]
+    [thread.join() for thread in threads]
+    assert errors == [] and len(sizes) == 48 and min(sizes) > 1000
+
+
 def test_export_png_and_random_seed(tmp_path):
     out = tmp_path / "hand.png"
     assert main(["hand", "export", "--pose", "random", "--seed", "3", "--out", str(out)]) == 0
