@@ -74,14 +74,10 @@ def bench_config(size: str, seeds: list[int] | None, device: str) -> dict:
 
 def fréchet_baselines(run: Path) -> dict:
     """Fréchet distances to the real test images of the real training images and of the plain renders."""
-    import torch
-
-    from pipeline.data.reader import ShardDataset
-    from pipeline.synthesis.evaluate import frechet_distance, image_features
+    from pipeline.synthesis.evaluate import dataset_images, frechet_distance, image_features
 
     def features(where: Path, limit: int = 512):
-        data = ShardDataset(str(where), columns=["image"])
-        return image_features(torch.stack([data[i]["image"] for i in range(min(limit, len(data)))]))
+        return image_features(dataset_images(str(where), limit))
 
     test = features(run / "real" / "s0_test")
     out = {"real s0_train (floor)": frechet_distance(features(run / "real" / "s0_train"), test)}

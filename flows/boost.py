@@ -35,6 +35,7 @@ from prefect.artifacts import (
 
 from flows.tasks import run_stage
 from pipeline.config import PipelineConfig, with_overrides
+from pipeline.data.manifest import dataset_name
 
 SUMMARY_FILE = "boost_summary.json"
 
@@ -101,12 +102,6 @@ def _has_maps(dataset: str) -> bool:
     return table.num_rows > 0 and table.column("normal").null_count == 0
 
 
-def _name(dataset: str) -> str:
-    from pipeline.data.manifest import read_manifest
-
-    return read_manifest(dataset)[1]["name"]
-
-
 def real_data(steps: Steps, config: PipelineConfig) -> tuple[str, list[str]]:
     """The real training dataset and the test datasets: the demo's, or the configured ones."""
     if config.boost.real != "demo":
@@ -132,12 +127,12 @@ def novel_grasps(steps: Steps, config: PipelineConfig, real: str) -> str:
 
 def conditions(steps: Steps, dataset: str, rows: int, out: Path, label: str, render_workers: int) -> str:
     return steps.chunked(label, "conditions", {"dataset": dataset}, rows, steps.config.boost.render_chunk_rows, out,
-                         f"{_name(dataset)}_conditions", {"run.workers": render_workers})
+                         f"{dataset_name(dataset)}_conditions", {"run.workers": render_workers})
 
 
 def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: str) -> str:
     return steps.chunked(label, "synth_generate", {"ckpt": ckpt, "specs": specs}, rows,
-                         steps.config.boost.generate_chunk_rows, out, f"{_name(specs)}_synthetic")
+                         steps.config.boost.generate_chunk_rows, out, f"{dataset_name(specs)}_synthetic")
 
 
 # Which pose-sampling variant feeds which arm: sampling overrides and the arms that use its specs.
@@ -186,10 +181,10 @@ def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
                   steps.out / "plain_renders")
         arm_data["plain_renders"] = str(steps.out / "plain_renders")
     if "oracle" in arms:
-        arm_data["oracle"] = steps.chunked("oracle: photo renderer", "photos", {"dataset": str(steps.out / "specs" /
-                                                                                          "cross")},
+        cross = str(steps.out / "specs" / "cross")
+        arm_data["oracle"] = steps.chunked("oracle: photo renderer", "photos", {"dataset": cross},
                                            specs["cross"]["specs"], config.boost.render_chunk_rows,
-                                           steps.out / "oracle", f"{_name(str(steps.out / 'specs' / 'cross'))}_photos",
+                                           steps.out / "oracle", f"{dataset_name(cross)}_photos",
                                            {"run.workers": render_workers})
     return {"real": real, "tests": tests, "grasps": grasps, "train_maps": train_maps, "synthetic": synthetic,
             "arm_data": arm_data, "synth": str(steps.out / "synth"), "full_generated": synthetic.get("cross")}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import ARMS, PipelineConfig, with_overrides
+from pipeline.data.manifest import dataset_name
 from pipeline.data.storage import Location
 from pipeline.errors import ConfigError
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
@@ -32,12 +33,6 @@ class ExperimentSummary(StageSummary):
     files: dict[str, str]
 
 
-def test_name(where: str) -> str:
-    from pipeline.data.manifest import read_manifest
-
-    return read_manifest(where)[1]["name"]
-
-
 def arm_run(out: Path, arm: str, seed: int) -> Path:
     return out / "arms" / arm / f"seed-{seed}"
 
@@ -52,7 +47,7 @@ def arm_jobs(config: PipelineConfig, real: str, tests: list[str], synthetic: dic
             arm_config = with_overrides(config, overrides, source="boost experiment")
             run = arm_run(out, arm, seed)
             train = {"data": real, **({"synthetic": data} if data else {})}
-            evals = [({"ckpt": str(run / "train"), "data": test}, run / f"eval-{test_name(test)}") for test in tests]
+            evals = [({"ckpt": str(run / "train"), "data": test}, run / f"eval-{dataset_name(test)}") for test in tests]
             jobs.append((arm_config, train, run / "train", evals))
     return jobs
 
@@ -73,7 +68,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
         recon_train(arm_config, TrainInputs(**train), run)
         for eval_inputs, folder in evals:
             recon_eval(arm_config, EvalInputs(**eval_inputs), folder)
-    tests = [test_name(t) for t in inputs.tests]
+    tests = [dataset_name(t) for t in inputs.tests]
     folders = {arm: [arm_run(root, arm, seed) for seed in config.boost.seeds] for arm in synthetic}
     table = collect(folders, tests)
     dropped = [arm for arm in ARMS if arm not in synthetic]

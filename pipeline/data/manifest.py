@@ -55,6 +55,11 @@ def read_manifest(where) -> tuple[Location, dict]:
     return location, manifest
 
 
+
+def dataset_name(where) -> str:
+    """The name a dataset folder's manifest gives it."""
+    return read_manifest(where)[1]["name"]
+
 def dataset_fingerprint(where) -> str:
     """A digest of what a dataset holds (its name, kind and every shard's sha256): stays the
     same wherever the folder is moved, changes with any row. Cheap: read from the manifest."""

@@ -66,11 +66,11 @@ def kept_mask(errors: dict, thresholds: dict[str, float], spread_mm: float | Non
 
 
 def pass_rates(kept: np.ndarray, groups: list) -> dict[str, dict]:
-    keys = ["null" if g is None else str(g) for g in groups]
-    return {key: {"count": int(sum(k == key for k in keys)),
-                  "kept": int(sum(bool(flag) for k, flag in zip(keys, kept) if k == key)),
-                  "pass_rate": round(float(np.mean([flag for k, flag in zip(keys, kept) if k == key])), 4)}
-            for key in sorted(set(keys))}
+    """Rows, kept rows and pass rate per group (``None`` grouped as "null")."""
+    keys = np.array(["null" if g is None else str(g) for g in groups])
+    kept = np.asarray(kept, dtype=bool)
+    return {key: {"count": int((keys == key).sum()), "kept": int(kept[keys == key].sum()),
+                  "pass_rate": round(float(kept[keys == key].mean()), 4)} for key in sorted(set(keys.tolist()))}
 
 
 def histograms_png(errors: dict, thresholds: dict, real_errors: dict | None) -> bytes:

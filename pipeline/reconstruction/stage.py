@@ -161,6 +161,7 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
 def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) -> FilterSummary:
     """Score every generated row with the reconstructor; ``out/kept`` and ``out/rejected`` hold
     them with their ``filter`` struct filled, beside the report and its pictures."""
+    import contextlib
     import json
 
     from pipeline.data.manifest import dataset_fingerprint
@@ -204,15 +205,15 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     size, name = rows.manifest.get("image_size"), rows.manifest["name"]
     record = {"thresholds": thresholds, "generated": dataset_fingerprint(inputs.data)}
     chosen = {True: [], False: []}
-    with ShardWriter(out.child("kept"), name=f"{name}_kept", image_size=size, config=record,
-                     rows_per_shard=config.data.rows_per_shard, overwrite=config.run.overwrite,
-                     info={"hand_model": rows.manifest.get("hand_model")}) as kept_writer, \
-            ShardWriter(out.child("rejected"), name=f"{name}_rejected", image_size=size, config=record,
-                        rows_per_shard=config.data.rows_per_shard, overwrite=config.run.overwrite,
-                        info={"hand_model": rows.manifest.get("hand_model")}) as rejected_writer:
+    labels = {True: "kept", False: "rejected"}
+    with contextlib.ExitStack() as stack:
+        writers = {keep: stack.enter_context(ShardWriter(
+            out.child(label), name=f"{name}_{label}", image_size=size, config=record,
+            rows_per_shard=config.data.rows_per_shard, overwrite=config.run.overwrite,
+            info={"hand_model": rows.manifest.get("hand_model")})) for keep, label in labels.items()}
         produced = {True: 0, False: 0}
         for index, keep in enumerate(kept.tolist()):
-            writer = kept_writer if keep else rejected_writer
+            writer = writers[keep]
             if produced[keep] >= writer.resume_rows:
                 row = rows.raw(index)
                 writer.write({**row, "filter": {**{c: float(errors[c][index]) for c in CRITERIA}, "kept": keep}})
@@ -227,7 +228,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
                                    "errors_mm": {c: [round(float(v), 3) for v in errors[c]]
                                                  for c in (*CRITERIA, "spread_mm") if c in errors}})
     out.write_atomic("histograms.png", histograms_png(errors, thresholds, real_errors))
-    for keep, label in ((True, "kept"), (False, "rejected")):
+    for keep, label in labels.items():
         if chosen[keep]:
             out.write_atomic(f"{label}_grid.png", png_bytes(sample_grid(chosen[keep], size or 128)))
     files = {name: out.join(name) for name in ("report.json", "histograms.png", "kept", "rejected")}

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import ReconstructionConfig
-from pipeline.data.manifest import dataset_fingerprint
+from pipeline.data.manifest import dataset_fingerprint, dataset_name
 from pipeline.data.reader import MixedDataset, collate_samples
 from pipeline.errors import BadData
 from pipeline.paths import atomic_write_bytes
@@ -73,16 +73,16 @@ def held_out_rows(dataset, fraction: float, seed: int) -> tuple[list[int], list[
     return train, val
 
 
-def _name(where) -> str:
-    from pipeline.data.manifest import read_manifest
-
-    return read_manifest(where)[1]["name"]
+MODEL_OPTIONS = ("image_size", "backbone", "width", "pretrained", "kernels")  # config keys a model may take
 
 
 def build_model(config: ReconstructionConfig, hand_model: str):
+    """The configured model; it gets the config's values for the options its constructor takes."""
+    import inspect
+
     cls = model_class(config.model)
-    return cls(hand_model=hand_model, image_size=config.image_size, backbone=config.backbone, width=config.width,
-               pretrained=config.pretrained, **({"kernels": config.kernels} if config.model == "m3dhmr" else {}))
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(hand_model=hand_model, **{name: getattr(config, name) for name in MODEL_OPTIONS if name in accepted})
 
 
 def learning_rate_schedule(optimizer, config: ReconstructionConfig, steps_per_epoch: int):
@@ -138,7 +138,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
             keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(fake))[:used])
             fake = torch.utils.data.Subset(fake, keep.tolist())
         train_set = MixedDataset(train_set, fake, config.synthetic_fraction, seed=seed)
-        seen["synthetic"] = {"name": _name(synthetic), "fingerprint": dataset_fingerprint(synthetic),
+        seen["synthetic"] = {"name": dataset_name(synthetic), "fingerprint": dataset_fingerprint(synthetic),
                              "rows": used, "fraction": config.synthetic_fraction}
     if val is not None:
         seen["validation"] = {"name": val_set.manifest["name"], "fingerprint": dataset_fingerprint(val)}

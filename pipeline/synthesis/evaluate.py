@@ -21,6 +21,15 @@ import torch.nn.functional as F
 FEATURE_SIZE = 224
 
 
+def dataset_images(where, limit: int | None = None) -> torch.Tensor:
+    """The first ``limit`` (default: all) images of a dataset folder, uint8 ``[N, 3, H, W]``."""
+    from pipeline.data.reader import ShardDataset
+
+    data = ShardDataset(where, columns=["image"])
+    count = len(data) if limit is None else min(limit, len(data))
+    return torch.stack([data[i]["image"] for i in range(count)])
+
+
 @torch.no_grad()
 def image_features(images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """uint8 ``[N, 3, H, W]`` -> ``[N, 320]`` pooled EfficientNet-Lite0 features (ImageNet weights)."""

@@ -86,18 +86,15 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     """Re-synthesise the real test images from their own conditions, then the Fréchet distance
     to the real images, the reconstructor's errors on both, and a grid of the pairs."""
     import numpy as np
-    import torch
 
     from pipeline.data.reader import ShardDataset
     from pipeline.imaging import png_bytes
-    from pipeline.synthesis.evaluate import frechet_distance, image_features
+    from pipeline.synthesis.evaluate import dataset_images, frechet_distance, image_features
 
     resynthesised = out.child("resynthesised")
     synth_generate(config, GenerateInputs(ckpt=inputs.ckpt, specs=inputs.real), resynthesised)
-    real = ShardDataset(inputs.real, columns=["image", "normal", "texture"])
-    fake = ShardDataset(resynthesised, columns=["image"])
-    real_images = torch.stack([real[i]["image"] for i in range(len(real))])
-    fake_images = torch.stack([fake[i]["image"] for i in range(len(fake))])
+    real = ShardDataset(inputs.real, columns=["normal", "texture"])
+    real_images, fake_images = dataset_images(inputs.real), dataset_images(resynthesised)
     distance = frechet_distance(image_features(fake_images), image_features(real_images))
     fidelity = None
     if inputs.recon is not None:
@@ -113,9 +110,8 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     pairs = []
     for i in np.linspace(0, len(real) - 1, min(8, len(real))).astype(int):
         row = real[int(i)]
-        pairs.append(np.concatenate([row["image"].permute(1, 2, 0).numpy(), fake[int(i)]["image"].permute(1, 2, 0).numpy(),
-                                     row["normal"].permute(1, 2, 0).numpy(), row["texture"].permute(1, 2, 0).numpy()],
-                                    axis=1))
+        pairs.append(np.concatenate([image.permute(1, 2, 0).numpy() for image in (
+            real_images[i], fake_images[i], row["normal"], row["texture"])], axis=1))
     out.write_atomic("real_vs_resynthesised.png", png_bytes(np.concatenate(pairs, axis=0)))
     out.write_json("synth_eval.json", {"frechet_distance": distance, "fidelity": fidelity, "count": len(real)})
     return EvalSummary(count=len(real), frechet_distance=round(distance, 4), fidelity=fidelity,

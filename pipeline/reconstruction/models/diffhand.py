@@ -108,9 +108,10 @@ class DiffHandNet(Reconstructor):
     # ------------------------------------------------------------------ conditions and the denoiser
 
     def conditions(self, images: torch.Tensor, joints_2d: torch.Tensor | None = None,
-                   drop_image: torch.Tensor | None = None) -> dict:
+                   drop_image: torch.Tensor | None = None, use_joints: torch.Tensor | None = None) -> dict:
         """Image tokens, the global embedding and the predicted 2D joints; given ``joints_2d``
-        ([B, 21, 2] in [0, 1]) become joint tokens, otherwise the null joint tokens stand in."""
+        ([B, 21, 2] in [0, 1]) become joint tokens (for the images ``use_joints`` marks, default
+        all), otherwise the null joint tokens stand in. The encoder runs once."""
         features = self.encoder(images)
         predicted_2d = soft_argmax(self.heatmaps(features[1]))
         tokens = self.image_tokens(features[2].flatten(2).transpose(1, 2)) + self.image_positions
@@ -118,11 +119,11 @@ class DiffHandNet(Reconstructor):
         batch = len(images)
         if drop_image is not None:
             tokens = torch.where(drop_image[:, None, None], self.null_image.expand_as(tokens), tokens)
-        if joints_2d is None:
-            joints = self.null_joints.expand(batch, -1, -1)
-        else:
+        joints = self.null_joints.expand(batch, -1, -1)
+        if joints_2d is not None:
             local = sample_at(features[1], joints_2d)
-            joints = self.joint_tokens(torch.cat([joints_2d.to(local.dtype), local], dim=-1)) + self.joint_ids
+            given = self.joint_tokens(torch.cat([joints_2d.to(local.dtype), local], dim=-1)) + self.joint_ids
+            joints = given if use_joints is None else torch.where(use_joints[:, None, None], given, joints)
         return {"context": torch.cat([tokens, joints], dim=1), "global": global_, "joints_2d": predicted_2d}
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: dict) -> torch.Tensor:
@@ -168,11 +169,8 @@ class DiffHandNet(Reconstructor):
         clean = targets["vertices"] / UNIT_M
         noise = torch.randn(clean.shape, generator=generator).to(clean)
         noisy = schedule().add_noise(clean, noise, timesteps)
-        plain = self.conditions(images, drop_image=drop_image)
-        if use_joints.any():
-            with_joints = self.conditions(images, targets["joints_2d"], drop_image=drop_image)
-            plain["context"] = torch.where(use_joints[:, None, None], with_joints["context"], plain["context"])
-        return self.outputs(self.denoise(noisy, timesteps, plain), plain["joints_2d"])
+        conditions = self.conditions(images, targets["joints_2d"], drop_image, use_joints)
+        return self.outputs(self.denoise(noisy, timesteps, conditions), conditions["joints_2d"])
 
     @torch.no_grad()
     def sample(self, images: torch.Tensor, joints_2d: torch.Tensor | None = None, known: torch.Tensor | None = None,
