@@ -1,22 +1,34 @@
-# `make test` and `make demo` create or refresh .venv on their own; a stamp file keeps
-# the refresh instant when pyproject.toml and constraints.txt have not changed.
+# `make test` and `make demo` create or refresh .venv on their own, installing exactly the
+# versions and hashes in requirements.lock; a stamp file keeps the refresh instant when the
+# lock has not changed. `make lock` re-resolves the lock from pyproject.toml and constraints.txt.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 DEMO_OUT ?= out/demo
+PIP_VERSION := 26.3
+LOCK_TOOLS := .lock-tools
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv lock test lint demo bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Every package, its version and its hashes: re-resolve after changing pyproject.toml or
+# constraints.txt, then run `make test` (it reinstalls from the new lock).
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install -q pip==$(PIP_VERSION) pip-tools==7.7.0
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra test \
+		--no-emit-index-url --no-emit-find-links -c constraints.txt -o requirements.lock pyproject.toml
+	rm -rf $(LOCK_TOOLS)
 
 test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

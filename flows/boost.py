@@ -33,7 +33,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows.tasks import run_stage
+from flows.tasks import flow_threads, run_stage
 from pipeline.config import PipelineConfig, with_overrides
 from pipeline.data.manifest import dataset_name
 
@@ -56,7 +56,8 @@ class Steps:
 
     def run(self, items: list[tuple[str, str, dict, Path, dict | None]]) -> list[dict]:
         """Submit every ``(label, stage, inputs, out, overrides)`` at once; their summaries, in order."""
-        futures = [run_stage.submit(label, stage, self.config_json(overrides), inputs, str(out))
+        threads = flow_threads()
+        futures = [run_stage.submit(label, stage, self.config_json(overrides), inputs, str(out), threads)
                    for label, stage, inputs, out, overrides in items]
         summaries = [future.result() for future in futures]
         for (label, stage, *_), summary in zip(items, summaries):
@@ -105,6 +106,10 @@ def _has_maps(dataset: str) -> bool:
 def real_data(steps: Steps, config: PipelineConfig) -> tuple[str, list[str]]:
     """The real training dataset and the test datasets: the demo's, or the configured ones."""
     if config.boost.real != "demo":
+        from pipeline.data.manifest import require_labels
+
+        for dataset in (config.boost.real, *config.boost.tests):  # before any grasp is simulated
+            require_labels(dataset)
         return config.boost.real, list(config.boost.tests)
     registry = {"registry": config.boost.registry} if config.boost.registry else {}
     steps.one("real: demo dataset", "demo", registry, steps.out / "real")

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 
 import click
@@ -321,7 +322,7 @@ def data_migrate(dataset, config_path, seed, as_json) -> None:
               help="tiny: tests; small (default): 8 objects, 4 subjects, 512 frames, minutes on a laptop CPU; "
                    "medium, large: GPU machines.")
 @click.option("--registry", type=click.Path(file_okay=False), default="data_manifests", show_default=True,
-              help="Folder the dataset is registered in, as demo.json.")
+              help="Folder the dataset is registered in, as demo-FOLDER.json (FOLDER: --out, relative to its parent).")
 @overwrite_option
 @workers_option
 @device_option
@@ -568,7 +569,7 @@ def sample(real_dir, grasps_dir, out_dir, per_object, total, views, sampler, man
 
 def runner_options(func):
     func = click.option("--registry", default=None,
-                        help="boost with the demo: register it in this folder (demo.json).")(func)
+                        help="boost with the demo: register it in this folder (demo-FOLDER.json).")(func)
     func = click.option("--address", default=None,
                         help="Dask scheduler or Ray cluster address (default: start one here).")(func)
     return click.option("--runner", type=click.Choice(["thread", "dask", "ray"]), default="thread",
@@ -585,29 +586,43 @@ def launch(what, out_dir, runner, address, inputs, registry, workers, device, ov
     config = configure(config_path, seed, {"boost.registry": ("--registry", registry),
                                            **run_flags(overwrite, workers, device)})
     parsed = {}
-    for item in inputs:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--input: expected KEY=VALUE, got {item!r}")
-        parsed[key] = value.split(",") if key in LIST_INPUTS else value
     if what != "boost":
         from flows.stages import load_stage
         from pipeline.config import validate_config
 
-        checked = validate_config(parsed, load_stage(what).inputs_model, "--input")
+        inputs_model = load_stage(what).inputs_model
+        for item in inputs:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise InputError(f"--input: expected KEY=VALUE, got {item!r}")
+            parsed[key] = value.split(",") if takes_list(inputs_model, key) else value
+        checked = validate_config(parsed, inputs_model, "--input")
         preflight_output(out_dir, list(checked.input_paths().values()))
+    elif inputs:
+        raise InputError("--input: boost reads its inputs from the config (boost.real, boost.tests)")
     else:
         if out_dir is None:
             out_dir = str(Path("out") / config.name)
         preflight_output(out_dir, [config.boost.real] if config.boost.real != "demo" else [])
     from flows.launch import run_flow
+    from flows.runtime import stop_on_signals
 
+    stop_on_signals()
     result = run_flow(what, config, out_dir, runner, address, parsed, echo=not as_json)
     if as_json:
         _emit(result, True)
 
 
-LIST_INPUTS = ("datasets", "tests", "synthetic")  # stage inputs that are lists: KEY=A,B
+def takes_list(model, key: str) -> bool:
+    """Whether the inputs model's field ``key`` holds a list (given on the command line as KEY=A,B)."""
+    field = model.model_fields.get(key)
+    pending = [field.annotation] if field is not None else []
+    while pending:
+        annotation = pending.pop()
+        if typing.get_origin(annotation) in (list, tuple):
+            return True
+        pending.extend(typing.get_args(annotation))
+    return False
 
 
 @cli.command("run")

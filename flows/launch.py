@@ -10,6 +10,7 @@ if the process is killed.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from prefect import flow, tags  # noqa: E402
 
 from flows.boost import boost  # noqa: E402
 from flows.stages import STAGES, load_stage  # noqa: E402
-from flows.tasks import run_stage  # noqa: E402
+from flows.tasks import flow_threads, run_stage  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.errors import InputError  # noqa: E402
+from pipeline.paths import FLOW_LOG  # noqa: E402
 
 
 @functools.cache
@@ -34,7 +37,7 @@ def stage_flow(name: str):
     def run(config, inputs, out):
         config, inputs = stage.coerce(config, inputs)  # the CLI's validation and messages, also for the UI
         overrides = config.model_dump(mode="json", exclude_unset=True)
-        return run_stage.submit(name, name, overrides, inputs.model_dump(mode="json"), out).result()
+        return run_stage.submit(name, name, overrides, inputs.model_dump(mode="json"), out, flow_threads()).result()
 
     run.__doc__ = (stage.__doc__ or "").strip().splitlines()[0] if stage.__doc__ else name
     run.__annotations__ = {"config": PipelineConfig, "inputs": inputs_model, "out": str, "return": dict}
@@ -51,23 +54,41 @@ def all_flows() -> dict:
     return {"boost": boost, **{name.replace("_", "-"): stage_flow(name) for name in STAGES}}
 
 
+def _drop_lone_log(out: Path, log, created: bool) -> None:
+    """A run refused before it made anything leaves nothing behind: not its log, nor the folder."""
+    if {p.name for p in out.iterdir()} <= {FLOW_LOG}:
+        logging.getLogger().removeHandler(log)
+        log.close()
+        (out / FLOW_LOG).unlink(missing_ok=True)
+        if created:
+            out.rmdir()
+
+
 def run_flow(what: str, config: PipelineConfig, out: str, runner: str = "thread", address: str | None = None,
              inputs: dict | None = None, echo: bool = True) -> dict:
     """Run ``boost`` or the stage ``what`` into ``out`` on ``runner``; returns its result."""
     started = time.perf_counter()
-    quiet_logging(Path(out) / "flow.log")
-    stale = crash_stale_runs()
-    if stale and echo:
-        print(f"marked {len(stale)} run(s) left RUNNING by a killed process as crashed: {', '.join(stale)}")
-    workers = max(1, config.run.workers)
-    with tags(process_tag()):
-        if what == "boost":
-            result = boost.with_options(task_runner=task_runner(runner, workers, address))(
-                config=config, out=out, runner=runner, echo=echo)
-        else:
-            stage = load_stage(what)
-            chosen = stage_flow(stage.name).with_options(task_runner=task_runner(runner, workers, address))
-            result = chosen(config=config, inputs=stage.inputs_model.model_validate(inputs or {}), out=out)
+    created = not Path(out).exists()
+    log = quiet_logging(Path(out) / FLOW_LOG)
+    try:
+        stale = crash_stale_runs()
+        if stale and echo:
+            print(f"marked {len(stale)} run(s) left RUNNING by a killed process as crashed: {', '.join(stale)}")
+        workers = max(1, config.run.workers)
+        with tags(process_tag()):
+            if what == "boost":
+                result = boost.with_options(task_runner=task_runner(runner, workers, address))(
+                    config=config, out=out, runner=runner, echo=echo)
+            else:
+                stage = load_stage(what)
+                chosen = stage_flow(stage.name).with_options(task_runner=task_runner(runner, workers, address))
+                result = chosen(config=config, inputs=stage.inputs_model.model_validate(inputs or {}), out=out)
+    except InputError:
+        _drop_lone_log(Path(out), log, created)
+        raise
+    finally:
+        logging.getLogger().removeHandler(log)
+        log.close()
     if echo:
         print(f"{'total':40s} {time.perf_counter() - started:8.1f} s")
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         from prefect_dask import DaskTaskRunner
 
         if address:
+            reachable(address)
             return DaskTaskRunner(address=address)
         # Workers compute with this process's thread count: float sums, and so the bytes, match the thread runner.
         threads = str(torch.get_num_threads())
@@ -72,6 +74,26 @@ def task_runner(kind: str, workers: int, address: str | None = None):
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
 
 
+def reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A scheduler's ``[tcp://]HOST:PORT`` answers a TCP connection, or a one-line error (before
+    the runner's own 30 s timeout and traceback)."""
+    from urllib.parse import urlsplit
+
+    from pipeline.errors import MissingResource
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise MissingResource(f"--address {address!r}: expected [tcp://]HOST:PORT of a scheduler")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise MissingResource(f"--address {address}: no scheduler answers there ({exc.strerror or exc})") from None
+
+
 def in_worker_processes(kind: str) -> bool:
     """Whether tasks run in processes of their own (Dask, Ray) rather than threads of the flow's."""
     return kind in ("dask", "ray")
@@ -81,8 +103,9 @@ def process_tag() -> str:
     return f"pid:{os.getpid()}@{socket.gethostname()}"
 
 
-def quiet_logging(log_file: Path | None) -> None:
-    """Prefect's console lines off (a failure reaches the user as the CLI's error); everything into ``log_file``."""
+def quiet_logging(log_file: Path | None) -> logging.Handler | None:
+    """Prefect's console lines off (a failure reaches the user as the CLI's error); everything into
+    ``log_file`` (the handler is returned, for the caller to remove when its run ends)."""
     for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(logging.CRITICAL)  # failures reach the user as the CLI's one-line error
@@ -95,6 +118,8 @@ def quiet_logging(log_file: Path | None) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
+        return handler
+    return None
 
 
 def crash_stale_runs() -> list[str]:
@@ -129,3 +154,40 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def end_children(grace_s: float = 3.0) -> None:
+    """SIGTERM to every process this one started (the Prefect API server, Dask workers, the UI's
+    server), then SIGKILL to those still there after ``grace_s``."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def stop_on_signals() -> None:
+    """One Ctrl-C (SIGINT) or SIGTERM ends this command within seconds, with every process it
+    started. What the stages finished stays (they write under temporary names and rename, and
+    the folder locks die with the process), so the same command run again resumes; the flow run
+    this one leaves RUNNING in the API is marked crashed by the next run."""
+
+    def stop(signum, _frame):
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
+        os.write(2, f"\nstopping ({signal.Signals(signum).name}): ending the run and the processes it started; "
+                    "the same command resumes it\n".encode())
+        end_children()
+        os._exit(128 + signum)
+
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, stop)

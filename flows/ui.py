@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flows.runtime import prepare_environment, quiet_logging
+from flows.runtime import prepare_environment, quiet_logging, stop_on_signals
 
 prepare_environment()
 
@@ -69,6 +69,7 @@ def serve_ui(host: str = "127.0.0.1", port: int = 4200, log_dir: Path | None = N
     from pipeline.paths import cache_dir
 
     log_dir = log_dir or cache_dir("prefect")
+    stop_on_signals()  # Ctrl-C or SIGTERM: the server child ends with this process
     server = start_server(host, port, log_dir / "server.log")
     try:
         with temporary_settings({PREFECT_API_URL: f"http://{host}:{port}/api"}):

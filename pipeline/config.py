@@ -294,7 +294,7 @@ class BoostConfig(StrictModel):
 
     real: str = Field("demo", description="'demo': build the embedded demo dataset (demo section); else the folder "
                                           "of a real training dataset (imported DexYCB, HO3D...)")
-    registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (demo.json)")
+    registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (as demo-FOLDER.json)")
     tests: list[str] = Field(default_factory=list, description="test datasets the reconstructors are scored on "
                                                                "(default with the demo: its s0_test and s1_test)")
     grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "

@@ -6,6 +6,8 @@ import os
 import threading
 from pathlib import Path
 
+FLOW_LOG = "flow.log"  # ``handbooster run``'s log, written in the output folder before the stage starts
+
 
 def cache_dir(*parts: str) -> Path:
     """Cache root (``$HANDBOOSTER_CACHE`` or ``~/.cache/handbooster``), created on demand."""

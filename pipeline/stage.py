@@ -79,6 +79,8 @@ class StageSummary(BaseModel):
     seconds: float = 0.0
     reused: bool = Field(False, description="the output already held a finished run of the same identity")
     identity: str = ""
+    identity_parts: dict[str, Any] = Field({}, description="digests of the config sections, code and each input")
+    rerun_because: str | None = Field(None, description="why a finished run in the folder was not reused")
 
     def __getitem__(self, key: str):
         """``summary["rows"]`` reads like the JSON it is written as."""
@@ -111,30 +113,42 @@ class Stage:
                               f"{self.name} inputs")
         return config, inputs
 
-    def identity(self, config: PipelineConfig, inputs: StageInputs) -> str:
-        """A digest of everything that decides this stage's output."""
+    def identity_parts(self, config: PipelineConfig, inputs: StageInputs) -> dict[str, Any]:
+        """Digests of everything that decides this stage's output: the config sections it reads
+        and its other settings, the code, and each input's content."""
         from pipeline.data.shards import code_version
 
-        record = {"stage": self.name, "config": config_record(config, self.sections),
-                  "inputs": {name: value for name, value in inputs.model_dump(mode="json").items()
-                             if not (type(inputs).model_fields[name].json_schema_extra or {}).get("input_path")},
-                  "input_fingerprints": {name: fingerprint(path) for name, path in inputs.input_paths().items()},
-                  "code_version": code_version()}
-        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:20]
+        settings = {"stage": self.name, "config": config_record(config, self.sections),
+                    "inputs": {name: value for name, value in inputs.model_dump(mode="json").items()
+                               if not (type(inputs).model_fields[name].json_schema_extra or {}).get("input_path")}}
+        return {"settings": _digest(settings), "code": code_version(),
+                "inputs": {name: fingerprint(path) for name, path in inputs.input_paths().items()}}
+
+    def identity(self, config: PipelineConfig, inputs: StageInputs) -> str:
+        return _digest(self.identity_parts(config, inputs))
 
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         location = preflight_output(out, list(inputs.input_paths().values()))
         parse_device(config.run.device)
-        identity = self.identity(config, inputs)
+        parts = self.identity_parts(config, inputs)
+        identity = _digest(parts)
         started = time.perf_counter()
         with folder_lock(location):
             reuse = (self.reuse or config.run.resume) and not config.run.overwrite  # resuming a finished run: reuse
             previous = finished_summary(location, identity, self.summary_model) if reuse else None
             if previous is not None:
                 return previous.as_reused().model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
-            summary = self.func(config, inputs, location)
+            because = rerun_reason(location, parts, reuse)
+            fresh = _holds_nothing(location)
+            try:
+                summary = self.func(config, inputs, location)
+            except InputError as exc:  # bad input found mid-way: what this run began is no use
+                if fresh and not isinstance(exc, MissingResource | DatasetConflict):  # a full disk keeps its shards
+                    _remove_contents(location)
+                raise
             summary = summary.model_copy(update={"stage": self.name, "out": str(out), "identity": identity,
+                                                 "identity_parts": parts, "rerun_because": because,
                                                  "seconds": round(time.perf_counter() - started, 2)})
             location.write_json(SUMMARY, summary.model_dump(mode="json"))
         return summary
@@ -149,20 +163,96 @@ def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sec
     return lambda func: Stage(func, name, inputs, summary, sections, reuse)
 
 
+CONTENT_BYTES = 8 << 30  # hashed per input at most; a larger folder (a raw dataset) is fingerprinted by its listing
+
+
 def fingerprint(path: str) -> str:
-    """What an input holds, as far as it can be known cheaply: a dataset's content digest, a
-    stage output's identity, else the resolved path (a raw dataset such as DexYCB)."""
+    """What an input holds: a dataset's content digest (from its manifest, which vouches for
+    every shard's sha256); for any other file or folder (predictions, thresholds, checkpoints,
+    configs), the sha256 of its bytes, hidden files (summaries, locks, journals) aside. A folder
+    of more than ``CONTENT_BYTES`` (a raw DexYCB) is fingerprinted by its listing: names, sizes
+    and modification times."""
     from pipeline.data.manifest import dataset_fingerprint
 
     location = Location.parse(path)
     try:
         if location.exists(".manifest.json") or location.exists("manifest.json"):
             return "dataset:" + dataset_fingerprint(location)
-        if location.exists(SUMMARY):
-            return "stage:" + json.loads(location.read_bytes(SUMMARY)).get("identity", "")
     except (InputError, OSError, json.JSONDecodeError):
         pass
-    return "path:" + (location.path if location.is_local else location.text)
+    try:
+        return content_fingerprint(location)
+    except OSError:
+        return "path:" + (location.path if location.is_local else location.text)
+
+
+def content_fingerprint(location: Location) -> str:
+    import pyarrow.fs as pafs
+
+    info = location.fs.get_file_info(location.path)
+    if info.type == pafs.FileType.NotFound:
+        return "missing:" + location.text
+    if info.type == pafs.FileType.File:
+        files = [info]
+    else:
+        files = sorted((entry for entry in location.fs.get_file_info(pafs.FileSelector(location.path, recursive=True))
+                        if entry.type == pafs.FileType.File), key=lambda entry: entry.path)
+        files = [entry for entry in files if not any(
+            part.startswith(".") for part in os.path.relpath(entry.path, location.path).split(os.sep))]
+    digest = hashlib.sha256()
+    by_listing = sum(entry.size for entry in files) > CONTENT_BYTES
+    for entry in files:
+        digest.update(f"{os.path.relpath(entry.path, location.path)}\0{entry.size}\0".encode())
+        if by_listing:
+            digest.update(str(entry.mtime_ns).encode())
+            continue
+        with location.fs.open_input_stream(entry.path) as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return ("listing:" if by_listing else "content:") + digest.hexdigest()[:20]
+
+
+def _holds_nothing(location: Location) -> bool:
+    """A local output folder that is not there yet, or holds only a lock and the launcher's log."""
+    from pipeline.data.storage import LOCK
+    from pipeline.paths import FLOW_LOG
+
+    path = Path(location.path)
+    return location.is_local and (not path.exists() or set(os.listdir(path)) <= {LOCK, FLOW_LOG})
+
+
+def _remove_contents(location: Location) -> None:
+    from pipeline.data.storage import LOCK
+    from pipeline.paths import FLOW_LOG
+
+    for entry in Path(location.path).iterdir():
+        if entry.name in (LOCK, FLOW_LOG):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _digest(record) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def rerun_reason(location: Location, parts: dict[str, Any], reuse: bool) -> str | None:
+    """Why the finished run already in the folder (if any) is not reused, in words."""
+    if not location.exists(SUMMARY):
+        return None
+    try:
+        before = json.loads(location.read_bytes(SUMMARY)).get("identity_parts") or {}
+    except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+        return "the previous summary is unreadable"
+    if not reuse:
+        return "overwrite asked (or a trainer not asked to resume)"
+    changed = [f"input {name} changed" for name, value in parts["inputs"].items()
+               if (before.get("inputs") or {}).get(name) != value]
+    changed += [what for key, what in (("settings", "settings changed"), ("code", "code changed"))
+                if before.get(key) != parts[key]]
+    return "; ".join(changed) or "the previous run did not finish intact"
 
 
 def finished_summary(location: Location, identity: str, model: type[StageSummary]) -> StageSummary | None:

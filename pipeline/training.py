@@ -8,8 +8,11 @@ run stopped at a checkpoint and resumed gives exactly the losses of an uninterru
 
 from __future__ import annotations
 
+import contextlib
+import json
 import pickle
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from pipeline.errors import BadData, DatasetConflict
 from pipeline.imaging import figure_png, pyplot
+from pipeline.paths import FLOW_LOG
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
@@ -35,8 +39,53 @@ class SavedModel(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_pretrained(cls, folder, **kwargs):
+        """The model saved in ``folder``; anything unreadable or of another kind (a truncated or
+        refused weights file, a bad ``config.json``, weights of another shape, another model's
+        folder) is bad data naming the folder. Weights are read from safetensors only."""
+        from safetensors import SafetensorError
+
         kwargs["low_cpu_mem_usage"] = False
-        return super().from_pretrained(folder, **kwargs)
+        kwargs.setdefault("use_safetensors", True)
+        config = read_json_file(Path(folder) / "config.json", "model config")
+        if not isinstance(config, dict) or config.get("_class_name") != cls.__name__:
+            found = config.get("_class_name") if isinstance(config, dict) else None
+            raise BadData(f"config.json: holds a {found or 'unknown'} model, expected a {cls.__name__}", folder)
+        try:
+            return super().from_pretrained(folder, **kwargs)
+        except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BadData(f"cannot load the {cls.__name__} weights: {reason}", folder) from None
+
+
+def read_json_file(path: Path, what: str):
+    """A small JSON file of ours (a model's config or record), or bad data naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadData(f"no {what} ({Path(path).name})", Path(path).parent) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadData(f"{Path(path).name}: not a readable JSON {what} ({str(exc)[:120]})", Path(path).parent) from None
+
+
+_GLOBAL_RNG = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Draw from torch's global generator as if ``seed`` were its only user: every thread of a
+    process shares that generator (module initialisers draw from it), so two trainings started
+    together in the flow's threads would interleave their draws. Holders take turns, each on a
+    forked state seeded with ``seed``, and leave the global state as they found it."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def data_loader(dataset, **kwargs) -> torch.utils.data.DataLoader:
+    """A DataLoader with a generator of its own: without one, every iteration draws its workers'
+    base seed from torch's global generator, which shifts the draws of a model being initialised
+    in another thread (see :func:`seeded`)."""
+    return torch.utils.data.DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
 
 
 def step_generator(seed: int, micro_step: int) -> torch.Generator:
@@ -65,7 +114,9 @@ def mixed_precision(setting: str) -> str:
 
 def check_output(out: Path, resume: bool) -> None:
     """A folder already holding a run is continued only when asked to."""
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not resume:
+    held = [p for p in out.iterdir() if not p.name.startswith(".") and p.name != FLOW_LOG] \
+        if out.exists() else []
+    if held and not resume:
         raise DatasetConflict("is not empty: pass resume=True to continue its training, or choose a new folder", out)
 
 

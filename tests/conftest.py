@@ -8,7 +8,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # one thread per xdist worker: more only spin against the other worker
+    # one thread per xdist worker (more only spin against the other worker); HANDBOOSTER_TEST_THREADS
+    # runs the suite on another float path (the suite must pass on any thread count)
+    torch.set_num_threads(int(os.environ.get("HANDBOOSTER_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +39,31 @@ def random_rotations(n: int, seed: int) -> torch.Tensor:
     from scipy.spatial.transform import Rotation
 
     return torch.as_tensor(Rotation.random(n, random_state=seed).as_rotvec())
+
+
+NO_WORK_SECONDS = 5.0  # "a second or two" on the 2-core machine, with room for a busy CI runner
+
+
+def expect_one_line_error(argv, capsys, *needles, within_s: float | None = NO_WORK_SECONDS) -> str:
+    """Run the command line: exit 2 with one ``error:`` line holding every needle, no traceback,
+    within ``within_s`` (it failed before doing the work; None: a failure that comes mid-work)."""
+    import time
+
+    from flows.cli import main
+
+    capsys.readouterr()
+    started = time.perf_counter()
+    code = main(argv)
+    seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # progress bars may come before
+    assert len(errors) == 1 and "Traceback" not in err and err.rstrip().endswith(errors[0]), err
+    err = errors[0]
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert within_s is None or seconds < within_s, f"{argv[:2]} took {seconds:.1f} s before failing: it did work first"
+    return err
 
 
 def make_config(overrides: dict | None = None, base=None):

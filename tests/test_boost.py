@@ -68,13 +68,14 @@ def test_the_filter_keeps_matching_images_and_rejects_swapped_ones(reconstructor
 
 
 def test_auto_thresholds_follow_the_real_error_percentile(reconstructor, tiny_demo, tmp_path):
-    from pipeline.reconstruction.filter import CRITERIA, thresholds_from
+    from pipeline.reconstruction.filter import CRITERIA, auto_thresholds, fixed_thresholds
     from pipeline.reconstruction.stage import FilterInputs, recon_filter
 
     errors = {name: np.arange(1.0, 101.0) * (i + 1) for i, name in enumerate(CRITERIA)}
-    assert thresholds_from("auto", errors, 80.0) == {name: round(float(np.percentile(errors[name], 80.0)), 3)
-                                                     for name in CRITERIA}
-    assert thresholds_from("dexycb", None, 95)["pa_mpjpe"] == 10.0 and thresholds_from("ho3d", None, 95)["mpjpe"] == 50
+    assert auto_thresholds(errors, 80.0) == {name: round(float(np.percentile(errors[name], 80.0)), 3)
+                                             for name in CRITERIA}
+    assert fixed_thresholds("dexycb", False)["pa_mpjpe"] == 10.0 and fixed_thresholds("ho3d", False)["mpjpe"] == 50
+    assert fixed_thresholds("auto", True) is None
     root, _ = tiny_demo
     inputs = FilterInputs(ckpt=str(reconstructor), data=str(root / "demo" / "s1_test"),
                           val=str(root / "demo" / "s0_train"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -39,11 +40,17 @@ def _shard_digests(where) -> list[str]:
     return [shard["sha256"] for shard in read_manifest(where)[1]["shards"]]
 
 
+def _frames_made(result) -> int:
+    """Frames of the objects that made it (each object's sequences have the same frames)."""
+    return TINY.frames() // len(TINY.objects) * len(result["objects"])
+
+
 def test_demo_builds_four_registered_splits(demo):
     root, result = demo
-    assert result["objects"] == list(TINY.objects)
-    assert result["frames_rendered"] + result["frames_resumed"] == TINY.frames()
-    record = json.loads((root / "registry" / "demo.json").read_text())
+    assert sorted(result["objects"] + result["objects_left_out"]) == sorted(TINY.objects)
+    assert result["objects"] and bool(result["objects_left_out"]) == bool(result["grasp_shortfall"])
+    assert result["frames_rendered"] + result["frames_resumed"] == _frames_made(result)
+    record = json.loads((root / "registry" / "demo-demo.json").read_text())
     assert record["kind"] == "collection" and record["generator"]["seed"] == 3
     assert set(record["splits"]) == set(SPLITS)
     total = {"s0": 0, "s1": 0}
@@ -52,19 +59,51 @@ def test_demo_builds_four_registered_splits(demo):
         assert manifest["name"] == f"demo_{split}" and manifest["config"]["seed"] == 3
         assert manifest["counts"]["split"] == {split: manifest["rows"]} and manifest["rows"] > 0
         total[split[:2]] += manifest["rows"]
-    assert total == {"s0": TINY.frames(), "s1": TINY.frames()}  # every frame in one split of each protocol
+    assert total == {"s0": _frames_made(result), "s1": _frames_made(result)}  # each frame in one split per protocol
+    made = set(result["objects"])
+    for split in SPLITS:  # each object that made it has frames in every split, and no other object has
+        assert set(_rows(root / "demo" / split, ["object_id"])["object_id"]) == made
+
+
+def test_two_demo_folders_register_side_by_side(demo, tmp_path):
+    from flows.stage import register_demo, registry_name
+    from pipeline.data.registry import list_registry
+    from pipeline.data.storage import Location
+
+    root, _ = demo
+    registry = tmp_path / "data_manifests"
+    for name in ("one", "two"):
+        shutil.copytree(root / "demo", tmp_path / "out" / name, ignore=shutil.ignore_patterns("grasps"))
+        register_demo(Location.parse(tmp_path / "out" / name), str(registry), {"seed": 3}, overwrite=False)
+    assert registry_name(Location.parse(tmp_path / "out" / "one"), str(registry)) == "demo-out-one"
+    entries = list_registry(registry)
+    assert {entry["record"] for entry in entries} == {"demo-out-one.json", "demo-out-two.json"}
+    assert len(entries) == 2 * len(SPLITS) and all(entry["valid"] for entry in entries)
+
+
+def test_another_seed_reaches_every_planned_object(tmp_path):
+    """The grasp rounds' budget leaves no planned object out, whatever the seed and the float path."""
+    from flows.stage import DemoInputs, demo
+
+    result = demo(make_config({"seed": 11, "demo.size": "tiny"}), DemoInputs(), tmp_path / "demo")
+    assert result["objects"] == list(TINY.objects) and not result["objects_left_out"]
+    assert result["grasp_shortfall"] is None
 
 
 def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkeypatch):
     import flows.stage
     from flows.stage import DemoInputs
 
-    root, _ = demo
+    root, result = demo
+    shutil.copytree(root / "demo" / "grasps", tmp_path / "demo" / "grasps")  # finished rounds: reused
+    per_object = TINY.frames() // len(TINY.objects)
+    # past the first object when there are two or more (its shards are on disk), else within it
+    crash_after, resumable = (per_object + 4, per_object) if len(result["objects"]) > 1 else (4, 0)
     real_render, calls = flows.stage.render_frame, []
 
     def failing_render(*args):
         calls.append(1)
-        if len(calls) > 40:  # past the first object (36 frames): its shards are on disk
+        if len(calls) > crash_after:
             raise RuntimeError("simulated crash")
         return real_render(*args)
 
@@ -73,7 +112,8 @@ def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkey
         flows.stage.demo(CONFIG, DemoInputs(), tmp_path / "demo")
     monkeypatch.setattr(flows.stage, "render_frame", real_render)
     resumed = flows.stage.demo(CONFIG, DemoInputs(), tmp_path / "demo")
-    assert resumed["frames_resumed"] == TINY.frames() // 2 and resumed["frames_rendered"] == TINY.frames() // 2
+    assert resumed["frames_resumed"] == resumable
+    assert resumed["frames_rendered"] == _frames_made(result) - resumable
     for split in SPLITS:
         assert _shard_digests(tmp_path / "demo" / split) == _shard_digests(root / "demo" / split)
 
@@ -199,3 +239,13 @@ def test_cli_refuses_a_folder_holding_another_dataset(tmp_path, capsys):
     assert code == 2 and "s1_test" in error and "different dataset" in error
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["s1_test"]  # no grasps, no other split
     assert not (tmp_path / "registry").exists()
+
+
+def test_grasp_rounds_ask_for_what_the_acceptance_seen_says_is_missing():
+    from flows.stage import ATTEMPT_CAP, ROUND_CAP, next_round_attempts
+
+    assert next_round_attempts(accepted=3, attempted=12, per_object=12) == 12  # never fewer than a round 0
+    assert next_round_attempts(accepted=0, attempted=12, per_object=12) == ROUND_CAP * 12  # none yet: the most
+    assert next_round_attempts(accepted=2, attempted=48, per_object=12) == 25  # 1.5 x 1 missing / (3 / 50)
+    assert next_round_attempts(accepted=0, attempted=ATTEMPT_CAP * 12 - 5, per_object=12) == 5  # up to the cap
+    assert next_round_attempts(accepted=0, attempted=ATTEMPT_CAP * 12, per_object=12) == 0

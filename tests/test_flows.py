@@ -36,16 +36,18 @@ def boost_config(tiny_demo, arms: tuple[str, ...] = ("real_only", "full")) -> di
     }
 
 
-def digests(run: Path) -> dict[str, list[str]]:
-    """What a boost run made, by content: the full method's datasets' shard checksums and the DDPM's weights."""
-    from pipeline.data.manifest import read_manifest
+def digests(run: Path) -> dict[str, str]:
+    """What a boost run made, by content: every Parquet shard and every weight file (the DDPM,
+    the filter's and every arm's reconstructors), by path in the run folder."""
+    return {str(path.relative_to(run)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for pattern in ("*.parquet", "*.safetensors") for path in sorted(run.rglob(pattern))}
 
-    out = {}
-    for name in ("grasps/all", "specs/cross", "conditions/cross/all", "synthetic/cross/all"):
-        out[name] = [shard["sha256"] for shard in read_manifest(run / name)[1]["shards"]]
-    out["synth/model"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run / "synth" / "model")
-                                                                                    .glob("*.safetensors"))]
-    return out
+
+def assert_same_bytes(run: Path, reference: Path) -> None:
+    """Every shard and weight file of ``run`` is in ``reference`` (which ran every arm) with the same bytes."""
+    mine, theirs = digests(run), digests(reference)
+    assert any(name.startswith("experiment/") for name in mine)  # the arms' reconstructors are compared too
+    assert {name: theirs.get(name) for name in mine} == mine
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +65,12 @@ def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, pre
     from prefect import get_client
 
     from pipeline.config import ARMS
+    from pipeline.data.manifest import read_manifest
 
     out, result = uninterrupted
     stages = [row["stage"] for row in result["steps"]]
-    assert stages[:3] == ["grasps", "grasps", "merge"] and stages[-1] == "experiment"
+    objects = read_manifest(out / "grasps" / "all")[1]["counts"]["object_id"]  # one grasp task per real object
+    assert stages[:len(objects) + 1] == ["grasps"] * len(objects) + ["merge"] and stages[-1] == "experiment"
     assert {"sample", "synth_train", "synth_generate", "conditions", "recon_filter", "synth_eval", "photos",
             "plain_renders"} <= set(stages)
     assert not result["reused_steps"]
@@ -115,7 +119,7 @@ def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrup
     result = json.loads(done.stdout)
     reused = [row["step"] for row in result["steps"] if row["reused"]]
     assert len(reused) >= len(finished)
-    assert digests(out) == digests(reference)
+    assert_same_bytes(out, reference)
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name or p.name == ".progress.json" or p.name == ".lock"]
     from prefect import get_client
 
@@ -132,7 +136,7 @@ def test_dask_gives_the_bytes_of_the_thread_runner(uninterrupted, prefect_api, t
     config = validate_config(boost_config(tiny_demo), PipelineConfig, "test")
     result = run_flow("boost", config, str(tmp_path / "dask"), "dask", echo=False)
     assert result["runner"] == "dask"
-    assert digests(tmp_path / "dask") == digests(reference)
+    assert_same_bytes(tmp_path / "dask", reference)
 
 
 def test_a_single_stage_runs_as_its_own_flow(prefect_api, tiny_demo, tmp_path):
@@ -190,17 +194,10 @@ def test_served_deployments_run_with_parameters_and_refuse_bad_ones(prefect_api,
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_the_ui_run_form_shows_the_config_fields(tmp_path):
     """``handbooster ui`` in a real browser: the boost deployment's run form lists the config's fields."""
-    import socket
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
-    ui = subprocess.Popen([str(Path(sys.executable).with_name("handbooster")), "ui", "--port", str(port)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ui, port = start_ui()
     try:
-        assert "Prefect UI: http://127.0.0.1" in ui.stdout.readline()
         api = f"http://127.0.0.1:{port}/api"
         deadline = time.time() + 120
         deployment_id = None
@@ -219,3 +216,85 @@ def test_the_ui_run_form_shows_the_config_fields(tmp_path):
         ui.wait(timeout=60)
     for text in ("every stage's random seed", "Sampler", "Reconstruction", "Boost"):
         assert text in dom, text
+
+
+def test_a_trainer_stage_runs_as_a_flow_into_a_new_folder(prefect_api, tiny_demo, tmp_path):
+    """``handbooster run recon_train`` writes its log into the new folder before the trainer starts."""
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig, validate_config
+
+    root, _ = tiny_demo
+    config = validate_config({"reconstruction": {"max_steps": 2, "checkpoint_every": 2, "batch_size": 8,
+                                                 "image_size": 32, "num_workers": 0}}, PipelineConfig, "test")
+    summary = run_flow("recon_train", config, str(tmp_path / "new"), "thread",
+                       inputs={"data": str(root / "demo" / "s0_train")}, echo=False)
+    assert summary["steps"] == 2 and (tmp_path / "new" / "flow.log").exists()
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm"])
+def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_path):
+    """Without PREFECT_API_URL the run starts its own API server: one Ctrl-C (SIGINT to the
+    terminal's process group) or one SIGTERM ends the run, its tasks and that server."""
+    import psutil
+
+    config = tmp_path / "boost.yaml"
+    config.write_text(yaml.safe_dump(boost_config(tiny_demo)))
+    out = tmp_path / "run"
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("handbooster")), "run", "boost", "--config",
+                                str(config), "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "grasps").exists():
+        time.sleep(0.2)
+    children = _descendants(process.pid)
+    assert children, "the run started no server"
+    if how == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    assert process.returncode in (130, 143) and "stopping" in process.stderr.read()
+
+
+def start_ui() -> tuple[subprocess.Popen, int]:
+    """``handbooster ui`` on a free port, in a session of its own, once it says where it serves."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    ui = subprocess.Popen([str(Path(sys.executable).with_name("handbooster")), "ui", "--port", str(port)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    assert "Prefect UI: http://127.0.0.1" in ui.stdout.readline()
+    return ui, port
+
+
+def test_sigterm_ends_the_ui_and_its_server():
+    import psutil
+
+    ui, _ = start_ui()
+    try:
+        children = _descendants(ui.pid)
+        assert children
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)

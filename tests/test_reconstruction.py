@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -273,7 +274,8 @@ def _overfit(model_name: str, tiny_demo, steps: int) -> tuple[float, float, torc
     torch.manual_seed(0)
     model = build_model(config, "builtin")
     dataset = recon_dataset(root / "demo" / "s0_train", config.image_size)
-    batch = collate_samples([dataset[i] for i in range(0, 48, 3)])  # 16 images of both objects
+    spread = np.linspace(0, len(dataset) - 1, 16).round().astype(int)  # 16 images across every object
+    batch = collate_samples([dataset[int(i)] for i in spread])
     hand = model.hand(torch.zeros(()))
     targets = make_targets(batch, hand, "cpu")
     faces = torch.as_tensor(hand.faces)
@@ -395,6 +397,28 @@ def test_training_resumes_exactly_and_eval_and_score_report(tiny_demo, tmp_path,
     assert all(set(v) == {"mean_mm", "auc", "f5", "f15"} for v in written["vertices"].values())
     breakdown = json.loads((tmp_path / "eval" / "breakdown.json").read_text())
     assert set(breakdown["root_relative"]["by_grasping"]) == {"True", "False"}
+
+
+def test_two_trainings_at_once_give_the_bytes_of_two_in_turn(tiny_demo, tmp_path):
+    """The flow trains arms in threads of one process: their weights must not depend on it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, _ = tiny_demo
+    data = root / "demo" / "s0_train"
+    base = {"reconstruction.max_steps": 2, "reconstruction.checkpoint_every": 2, "reconstruction.batch_size": 8,
+            "reconstruction.image_size": 32, "reconstruction.num_workers": 0}
+
+    def weights(folder) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "model").iterdir())}
+
+    for seed in (1, 2):
+        recon_train_at(tmp_path / f"turn-{seed}", data, {**base, "seed": seed})
+    # the flow's tasks compute on the flow's thread count (flows.tasks.run_stage); so do these threads
+    with ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)) as pool:
+        list(pool.map(lambda seed: recon_train_at(tmp_path / f"together-{seed}", data, {**base, "seed": seed}), (1, 2)))
+    for seed in (1, 2):
+        assert weights(tmp_path / f"together-{seed}") == weights(tmp_path / f"turn-{seed}")
+    assert weights(tmp_path / "turn-1") != weights(tmp_path / "turn-2")
 
 
 def recon_train_at(out, data, overrides):

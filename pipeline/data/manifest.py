@@ -75,7 +75,12 @@ def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Tabl
     for shard in manifest["shards"]:
         try:
             with location.fs.open_input_file(location.join(shard["path"])) as handle:
-                tables.append(pq.ParquetFile(handle).read(columns=columns))
+                shard_file = pq.ParquetFile(handle)
+                missing = [c for c in columns or [] if c not in shard_file.schema_arrow.names]
+                if missing:
+                    raise InputError(f"{shard['path']}: no column '{missing[0]}' (a {manifest['kind']} dataset "
+                                     f"has {', '.join(KINDS[manifest['kind']].schema.names)})", location)
+                tables.append(shard_file.read(columns=columns))
         except (OSError, pa.ArrowInvalid) as exc:
             raise InputError(f"{shard['path']}: not a readable Parquet shard ({exc}); run 'handbooster data "
                              "validate'", location) from None
@@ -84,6 +89,17 @@ def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Tabl
         wanted = columns or schema.names
         return manifest, pa.table({c: pa.array([], schema.field(c).type) for c in wanted})
     return manifest, pa.concat_tables(tables)
+
+
+def require_labels(where, table: pa.Table | None = None, columns=("joints_3d", "hand_pose")) -> pa.Table:
+    """The dataset's ``columns``, checked to hold a value in every row (by default the MANO labels
+    that training or scoring a reconstructor needs); ``table``: those columns, if already read."""
+    if table is None:
+        _, table = read_columns(where, list(columns))
+    for column in columns:
+        if not table.column(column).is_valid().to_numpy(zero_copy_only=False).all():
+            raise BadData(f"rows without '{column}': expected {', '.join(columns)} in every row", where)
+    return table
 
 
 def column_arrays(table: pa.Table, names) -> dict[str, np.ndarray]:
@@ -98,10 +114,11 @@ def column_arrays(table: pa.Table, names) -> dict[str, np.ndarray]:
 
 def read_grasp_arrays(where, columns: list[str]) -> tuple[dict, dict[str, np.ndarray]]:
     """The manifest and the named columns of a grasp dataset (``handbooster grasp run``) as numpy."""
-    manifest, table = read_columns(where, columns)
+    _, manifest = read_manifest(where)
     if manifest["kind"] != "grasp":
         raise InputError(f"expected grasp records (handbooster grasp run), this one holds {manifest['kind']} "
                          "records", where)
+    manifest, table = read_columns(where, columns)
     return manifest, column_arrays(table, columns)
 
 

@@ -95,7 +95,7 @@ class Location:
             raise
 
     def write_json(self, name: str, payload) -> None:
-        self.write_atomic(name, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+        self.write_atomic(name, (json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
     def delete(self, name: str) -> None:
         if self.exists(name):

@@ -14,6 +14,7 @@ own accuracy, and rejects those whose hand does not match its labels.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -40,21 +41,43 @@ def row_errors(model, dataset, rows=None, batch_size: int = 64, procrustes: str 
                if key in predictions}}
 
 
-def thresholds_from(spec: str, real_errors: dict | None, percentile: float) -> dict[str, float]:
-    """``dexycb``, ``ho3d``, ``auto`` (percentile of ``real_errors``) or a JSON file of the four."""
+def fixed_thresholds(spec: str, has_val: bool) -> dict[str, float] | None:
+    """The thresholds ``spec`` names, checked before any model runs: ``dexycb``, ``ho3d`` or a
+    JSON file of the four criteria (positive finite mm); None for ``auto``, which
+    :func:`auto_thresholds` sets from real validation errors (so it needs the val input)."""
+    expected = f"expected dexycb, ho3d, auto or a JSON file with {', '.join(CRITERIA)} in mm"
     if spec in FIXED:
         return dict(FIXED[spec])
     if spec == "auto":
-        if real_errors is None:
+        if not has_val:
             raise ConfigError("filter.thresholds auto needs real validation images (the val input)")
-        return {name: round(float(np.percentile(real_errors[name], percentile)), 3) for name in CRITERIA}
+        return None
     path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"filter.thresholds: {expected}; no such word or file: {spec!r}")
     try:
         values = json.loads(path.read_text())
-        return {name: float(values[name]) for name in CRITERIA}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise ConfigError(f"filter.thresholds: expected dexycb, ho3d, auto or a JSON file with {', '.join(CRITERIA)} "
-                          "in mm", spec) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ConfigError(f"filter.thresholds: not valid JSON: {expected}", spec) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"filter.thresholds: {expected}", spec)
+    thresholds = {}
+    for name in CRITERIA:
+        value = values.get(name)
+        try:
+            number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number <= 0:
+            raise ConfigError(f"filter.thresholds: field '{name}': expected a positive finite number of mm, "
+                              f"got {value!r}", spec)
+        thresholds[name] = number
+    return thresholds
+
+
+def auto_thresholds(real_errors: dict, percentile: float) -> dict[str, float]:
+    """The ``percentile`` of the reconstructor's errors on real validation images, per criterion."""
+    return {name: round(float(np.percentile(real_errors[name], percentile)), 3) for name in CRITERIA}
 
 
 def kept_mask(errors: dict, thresholds: dict[str, float], spread_mm: float | None = None) -> np.ndarray:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from pipeline.data.reader import collate_samples
 from pipeline.reconstruction.data import make_targets, register_root
+from pipeline.training import data_loader
 
 META = ("sample_id", "object_id", "is_grasping", "source", "origin", "sampler", "sequence_id")
 
@@ -29,8 +30,8 @@ def predict(model, dataset, indices=None, batch_size: int = 64, num_workers: int
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_samples, shuffle=False)
+    loader = data_loader(subset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples,
+                         shuffle=False)
     hand_model = model.hand(torch.zeros((), device=device, dtype=torch.float32))
     out: dict[str, list] = {key: [] for key in ("joints", "vertices", "joints_2d", "gt_joints", "gt_vertices", *META)}
     for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress):

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data.manifest import column_arrays, read_columns
+from pipeline.data.manifest import column_arrays, read_columns, require_labels
 from pipeline.data.storage import Location
 from pipeline.errors import BadData
 from pipeline.imaging import figure_png, pyplot
 from pipeline.reconstruction.metrics import evaluate
+
+MAX_COORDINATE_M = 20.0  # camera-frame metres: anything farther is not a hand (millimetres, or garbage)
 
 
 def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
@@ -34,37 +36,93 @@ def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
     if not path.is_file():
         raise BadData("predictions file not found", path)
     if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (ValueError, OSError) as exc:
-            raise BadData(f"not a readable npz of arrays ({exc})", path) from None
-        for key in ("sample_id", "joints"):
-            if key not in arrays:
-                raise BadData(f"missing array '{key}' (expected sample_id [N], joints [N, 21, 3], optional "
-                              "vertices [N, V, 3])", path)
-        ids = [str(s) for s in arrays["sample_id"]]
-        for key in ("joints", "vertices"):
-            if key in arrays and len(arrays[key]) != len(ids):
-                raise BadData(f"array '{key}' has {len(arrays[key])} rows, 'sample_id' has {len(ids)}", path)
-        return {sid: {key: arrays[key][i] for key in ("joints", "vertices") if key in arrays}
-                for i, sid in enumerate(ids)}
+        return _npz_predictions(path)
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadData(f"not valid JSON ({exc})", path) from None
+        data = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadData(f"not valid JSON ({str(exc)[:120] or 'nested too deep'})", path) from None
+    except ValueError as exc:  # _unique_keys
+        raise BadData(str(exc), path) from None
     if not isinstance(data, dict):
         raise BadData("expected a JSON object mapping sample ids to {\"joints\": ..., \"vertices\": ...}", path)
     out = {}
     for sid, entry in data.items():
         if not isinstance(entry, dict) or "joints" not in entry:
             raise BadData(f"sample {sid!r}: expected an object with 'joints' (and optionally 'vertices')", path)
-        try:
-            out[sid] = {key: np.asarray(entry[key], dtype=np.float64) for key in ("joints", "vertices")
-                        if key in entry}
-        except (TypeError, ValueError):
-            raise BadData(f"sample {sid!r}: 'joints'/'vertices' must be nested lists of numbers", path) from None
+        out[sid] = {key: _coordinates(entry[key], f"sample {sid!r}: field '{key}'", path)
+                    for key in ("joints", "vertices") if key in entry}
     return out
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"sample {duplicate!r}: given more than once")
+    return dict(pairs)
+
+
+def _coordinates(value, what: str, path) -> np.ndarray:
+    """Real numbers in metres as float64; refuses booleans, complex numbers, strings, non-finite
+    values and coordinates beyond ``MAX_COORDINATE_M`` (millimetres, most likely)."""
+    if _holds_booleans(value):  # numpy would read true as 1.0
+        raise BadData(f"{what}: expected real numbers (metres), got bool values", path)
+    try:
+        array = np.asarray(value)
+        if array.dtype == object:  # ragged lists, or numbers too large for a float (10**400)
+            array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise BadData(f"{what}: expected nested lists of real numbers (metres)", path) from None
+    if array.dtype.kind not in "iuf":
+        raise BadData(f"{what}: expected real numbers (metres), got {array.dtype.name} values", path)
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise BadData(f"{what}: expected finite values, got NaN or inf", path)
+    if array.size and np.abs(array).max() > MAX_COORDINATE_M:
+        raise BadData(f"{what}: values up to {np.abs(array).max():.3g}: expected metres in the camera frame "
+                      f"(at most {MAX_COORDINATE_M:g} m; millimetres? divide by 1000)", path)
+    return array
+
+
+def _holds_booleans(value) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _npz_predictions(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    import zipfile
+
+    expected = "expected sample_id [N], joints [N, 21, 3], optional vertices [N, V, 3]"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise BadData(f"not a readable npz of arrays ({exc})", path) from None
+    for key in ("sample_id", "joints"):
+        if key not in arrays:
+            raise BadData(f"missing array '{key}' ({expected})", path)
+    ids_array = arrays["sample_id"]
+    if ids_array.ndim != 1 or ids_array.dtype.kind not in "UiuS":
+        raise BadData(f"array 'sample_id': expected a 1-D array of ids, got {ids_array.dtype.name} of shape "
+                      f"{list(ids_array.shape)} ({expected})", path)
+    ids = [s.decode() if isinstance(s, bytes) else str(s) for s in ids_array]
+    if len(set(ids)) != len(ids):
+        duplicate = next(sid for sid in ids if ids.count(sid) > 1)
+        raise BadData(f"array 'sample_id': sample {duplicate!r} given more than once", path)
+    for key in ("joints", "vertices"):
+        if key in arrays:
+            if arrays[key].ndim != 3 or len(arrays[key]) != len(ids):
+                raise BadData(f"array '{key}': expected shape [{len(ids)}, ..., 3], got {list(arrays[key].shape)}",
+                              path)
+            arrays[key] = _coordinates(arrays[key], f"array '{key}'", path)
+    return {sid: {key: arrays[key][i] for key in ("joints", "vertices") if key in arrays}
+            for i, sid in enumerate(ids)}
 
 
 def ground_truth(where, hand_spec: str) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
@@ -74,9 +132,7 @@ def ground_truth(where, hand_spec: str) -> tuple[list[str], np.ndarray, np.ndarr
     columns = ["sample_id", "joints_3d", "hand_pose", "hand_betas", "hand_trans", "object_id", "is_grasping"]
     manifest, table = read_columns(where, columns)
     arrays = column_arrays(table, columns)
-    for column in ("joints_3d", "hand_pose"):
-        if not table.column(column).is_valid().to_numpy(zero_copy_only=False).all():
-            raise BadData(f"rows without '{column}': a dataset with MANO labels is needed to score against", where)
+    require_labels(where, table)
     hand_model = load_hand_model(hand_spec, dtype=torch.float64)
     vertices = []
     with torch.no_grad():

@@ -172,15 +172,17 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     from pipeline.reconstruction.data import recon_dataset
     from pipeline.reconstruction.filter import (
         CRITERIA,
+        auto_thresholds,
+        fixed_thresholds,
         histograms_png,
         kept_mask,
         pass_rates,
         row_errors,
-        thresholds_from,
     )
     from pipeline.reconstruction.models import load_reconstructor
 
     recon = resolved(config)
+    thresholds = fixed_thresholds(config.filter.thresholds, inputs.val is not None)  # before any model runs
     model = load_reconstructor(inputs.ckpt).to(parse_device(config.run.device))
     spread = config.filter.hypotheses_spread_mm
     if spread is not None:
@@ -189,17 +191,20 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
                               "samples one mesh; a diffusion reconstructor (diffhand) samples several", inputs.ckpt)
         model.register_to_config(hypotheses=config.filter.hypotheses)
     generated = recon_dataset(inputs.data, model.config.image_size)
+    real = recon_dataset(inputs.val, model.config.image_size) if inputs.val is not None else None  # checked first
+    if real is not None and len(real) == 0:
+        raise BadData("has no rows to set thresholds from", inputs.val)
     errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
     real_errors = None
-    if inputs.val is not None:
+    if real is not None:
         record = json.loads((Path(inputs.ckpt) / "model" / "reconstruction.json").read_text()) \
             if (Path(inputs.ckpt) / "model").is_dir() else {}
         trained_on = record.get("datasets", {}).get("real", {})
         rows = trained_on.get("validation_rows") if trained_on.get("fingerprint") == dataset_fingerprint(inputs.val) \
             else None
-        real = recon_dataset(inputs.val, model.config.image_size)
         real_errors = row_errors(model, real, rows or None, recon.eval_batch_size, recon.procrustes)
-    thresholds = thresholds_from(config.filter.thresholds, real_errors, config.filter.auto_percentile)
+    if thresholds is None:
+        thresholds = auto_thresholds(real_errors, config.filter.auto_percentile)
     kept = kept_mask(errors, thresholds, spread)
     rows = ShardDataset(inputs.data, decode=False)
     size, name = rows.manifest.get("image_size"), rows.manifest["name"]

@@ -37,12 +37,14 @@ from pipeline.training import (
     STATE_FILE,
     FixedOrder,
     check_output,
+    data_loader,
     latest_checkpoint,
     load_training_state,
     loss_curve_png,
     mixed_precision,
     replace_folder,
     save_checkpoint,
+    seeded,
     step_generator,
 )
 
@@ -148,11 +150,14 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
 
     accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision))
     checkpoint = latest_checkpoint(out) if resume else None
-    torch.manual_seed(seed)
-    model = build_model(config, hand_model)
+    with seeded(seed):
+        model = build_model(config, hand_model)
     if checkpoint is not None:
-        model.load_state_dict(model_class(config.model).from_pretrained(
-            checkpoint / "model").state_dict())
+        try:
+            model.load_state_dict(model_class(config.model).from_pretrained(checkpoint / "model").state_dict())
+        except RuntimeError as exc:
+            raise BadData(f"the checkpoint's weights do not fit the configured {config.model} model (another "
+                          f"reconstruction config?): {str(exc).splitlines()[0][:200]}", checkpoint) from None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     lr_schedule = learning_rate_schedule(optimizer, config, batches_per_epoch)
     step, losses, validation, best = 0, [], [], None
@@ -185,9 +190,9 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
         if isinstance(train_set, MixedDataset):
             train_set.set_epoch(epoch)
         order = np.random.default_rng([seed, epoch]).permutation(len(train_set))[:batches_per_epoch * config.batch_size]
-        loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, collate_fn=collate_samples,
-                                             sampler=FixedOrder(order.tolist(), position * config.batch_size),
-                                             num_workers=config.num_workers, drop_last=True)
+        loader = data_loader(train_set, batch_size=config.batch_size, collate_fn=collate_samples,
+                             sampler=FixedOrder(order.tolist(), position * config.batch_size),
+                             num_workers=config.num_workers, drop_last=True)
         model.train()
         for batch in loader:
             generator = step_generator(seed, step)

@@ -87,10 +87,15 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     to the real images, the reconstructor's errors on both, and a grid of the pairs."""
     import numpy as np
 
+    from pipeline.data.manifest import read_columns, require_labels
     from pipeline.data.reader import ShardDataset
     from pipeline.imaging import png_bytes
     from pipeline.synthesis.evaluate import dataset_images, frechet_distance, image_features
 
+    _, table = read_columns(inputs.real, ["image", "normal", "texture"])  # checked before any image is made
+    require_labels(inputs.real, table, ("image", "normal", "texture"))
+    if inputs.recon is not None:
+        require_labels(inputs.real)
     resynthesised = out.child("resynthesised")
     synth_generate(config, GenerateInputs(ckpt=inputs.ckpt, specs=inputs.real), resynthesised)
     real = ShardDataset(inputs.real, columns=["normal", "texture"])

@@ -32,12 +32,14 @@ from pipeline.training import (
     STATE_FILE,
     FixedOrder,
     check_output,
+    data_loader,
     latest_checkpoint,
     load_training_state,
     loss_curve_png,
     mixed_precision,
     replace_folder,
     save_checkpoint,
+    seeded,
     step_generator,
 )
 
@@ -69,8 +71,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     if checkpoint is not None:
         model = HandObjectUNet.from_pretrained(checkpoint / "unet")
     else:
-        torch.manual_seed(seed)
-        model = HandObjectUNet.from_synthesis_config(config)
+        with seeded(seed):
+            model = HandObjectUNet.from_synthesis_config(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=0.0)
     lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
@@ -104,9 +106,9 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
         epoch, position = divmod(micro_step, batches_per_epoch)
         shard_sampler.set_epoch(epoch)
         order = list(shard_sampler)[:batches_per_epoch * per_device]
-        loader = torch.utils.data.DataLoader(dataset, batch_size=per_device, sampler=FixedOrder(order, position * per_device),
-                                             num_workers=config.num_workers, collate_fn=collate_samples,
-                                             drop_last=True, persistent_workers=False)
+        loader = data_loader(dataset, batch_size=per_device, sampler=FixedOrder(order, position * per_device),
+                             num_workers=config.num_workers, collate_fn=collate_samples, drop_last=True,
+                             persistent_workers=False)
         for batch in loader:
             with accelerator.accumulate(model):
                 loss = _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, accelerator.device)

@@ -26,7 +26,7 @@ def model_class(name: str):
 def load_reconstructor(folder, hand_model: str | None = None):
     """A reconstructor saved with ``save_pretrained`` (``model/`` of a training run, or the
     folder itself); ``hand_model`` replaces the recorded one (a MANO path from another machine)."""
-    import json
+    from pipeline.training import read_json_file
 
     folder = Path(folder)
     for candidate in (folder / "model", folder):
@@ -36,6 +36,9 @@ def load_reconstructor(folder, hand_model: str | None = None):
     else:
         raise BadData("expected a folder written by recon train (model/ with config.json, reconstruction.json and "
                       "safetensors weights)", folder)
-    name = json.loads((folder / "reconstruction.json").read_text())["model"]
+    record = read_json_file(folder / "reconstruction.json", "reconstructor record")
+    name = record.get("model") if isinstance(record, dict) else None
+    if not isinstance(name, str):
+        raise BadData(f"reconstruction.json: field 'model': expected one of {', '.join(MODELS)}", folder)
     overrides = {"hand_model": hand_model} if hand_model else {}
     return model_class(name).from_pretrained(folder, **overrides).eval()
