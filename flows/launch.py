@@ -57,7 +57,6 @@ def all_flows() -> dict:
 def _drop_lone_log(out: Path, log, created: bool) -> None:
     """A run refused before it made anything leaves nothing behind: not its log, nor the folder."""
     if {p.name for p in out.iterdir()} <= {FLOW_LOG}:
-        logging.getLogger().removeHandler(log)
         log.close()
         (out / FLOW_LOG).unlink(missing_ok=True)
         if created:

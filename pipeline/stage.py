@@ -124,9 +124,6 @@ class Stage:
         return {"settings": _digest(settings), "code": code_version(),
                 "inputs": {name: fingerprint(path) for name, path in inputs.input_paths().items()}}
 
-    def identity(self, config: PipelineConfig, inputs: StageInputs) -> str:
-        return _digest(self.identity_parts(config, inputs))
-
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         location = preflight_output(out, list(inputs.input_paths().values()))
