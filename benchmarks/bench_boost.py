@@ -93,7 +93,7 @@ def other_model(config_path: Path, out: Path, spec: str) -> tuple[str, dict]:
 
     model, _, arms = spec.partition(":")
     summary = json.loads((out / "boost_summary.json").read_text())
-    data = dict(summary["paths"]["arm_data"], full=str(out / "filter" / "kept"))
+    data = summary["paths"]["arm_data"]
     arms = [arm for arm in (arms.split(",") if arms else list(data)) if arm in data]
     config = with_overrides(load_config(config_path), {"reconstruction.model": model, "boost.arms": arms,
                                                        "run.progress": False}, source="bench_boost")
@@ -133,7 +133,7 @@ def main() -> None:
 
     started = time.perf_counter()
     handbooster = Path(sys.executable).parent / "handbooster"
-    subprocess.run([str(handbooster), "boost", "--config", str(config_path), "--out", str(out)], check=True,
+    subprocess.run([str(handbooster), "run", "boost", "--config", str(config_path), "--out", str(out)], check=True,
                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wall = time.perf_counter() - started
     summary = json.loads((out / "boost_summary.json").read_text())

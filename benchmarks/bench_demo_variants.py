@@ -35,9 +35,9 @@ def one_variant(size_name: str, seed: int, out: str) -> dict:
 
     from flows.stage import ATTEMPT_CAP, demo_grasps
     from pipeline.config import PipelineConfig, with_overrides
-    from pipeline.data.storage import Location
     from pipeline.demo.plan import SIZES
     from pipeline.objects.commands import prepare_objects
+    from pipeline.storage import Location
 
     size = SIZES[size_name]
     config = with_overrides(PipelineConfig(), {"seed": seed, "run.progress": False, "run.workers": 0})

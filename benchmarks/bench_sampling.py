@@ -16,24 +16,12 @@ import tracemalloc
 
 import numpy as np
 
-from pipeline.sampling.fps import cross_distribution_probabilities, farthest_pose_sampling
+from pipeline.sampling.fps import (
+    cross_distribution_probabilities,
+    farthest_pose_sampling,
+    farthest_pose_sampling_reference,
+)
 from pipeline.sampling.pose_vectors import POSE_VECTOR_SIZE
-
-
-def python_alg1(vectors, m, first):
-    def distance(a, b):
-        return 1 - np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
-    chosen = [first]
-    while len(chosen) < m:
-        best, best_distance = None, -np.inf
-        for i in range(len(vectors)):
-            if i in chosen:
-                continue
-            d = min(distance(vectors[i], vectors[j]) for j in chosen)
-            if d > best_distance:
-                best, best_distance = i, d
-        chosen.append(best)
-    return chosen
 
 
 def numpy_alg1(vectors, m, first):
@@ -72,7 +60,7 @@ def main() -> None:
         if not baselines:
             print(f"| FPS | {n:,} | {m:,} | {seconds:.2f} | {peak / 2**20:.1f} | - | - | - | - |")
         for name in baselines:
-            func = python_alg1 if name == "python" else numpy_alg1
+            func = farthest_pose_sampling_reference if name == "python" else numpy_alg1
             expected, base_seconds, _ = timed(lambda: func(vectors, m, 0))
             print(f"| FPS | {n:,} | {m:,} | {seconds:.3f} | {peak / 2**20:.1f} | Alg. 1 {name} | "
                   f"{base_seconds:.2f} | {base_seconds / seconds:.0f}x | {ours.tolist() == list(expected)} |")

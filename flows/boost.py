@@ -140,19 +140,10 @@ def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: s
                          steps.config.boost.generate_chunk_rows, out, f"{dataset_name(specs)}_synthetic")
 
 
-# Which pose-sampling variant feeds which arm: sampling overrides and the arms that use its specs.
-VARIANTS = {
-    "views": ({"sampling.total": 0}, ("novel_views",)),
-    "random": ({"sampling.sampler": "random"}, ("random_grasps",)),
-    "fps": ({"sampling.sampler": "fps"}, ("fps_grasps",)),
-    "cross": ({"sampling.sampler": "cross"}, ("full", "plain_renders", "oracle")),
-}
-DDPM_ARMS = {"novel_views": "views", "random_grasps": "random", "fps_grasps": "fps", "full": "cross"}
-
-
 def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
-    """The synthetic data of every arm; returns the paths the experiment uses."""
+    """The synthetic data of every arm (``pipeline.boost.arms``); returns the paths the experiment uses."""
     from flows.runtime import in_worker_processes
+    from pipeline.boost.arms import ARMS, ONLY_FOR_DEMO, VARIANTS, ddpm_variants, variants_of
     from pipeline.demo.plan import made_by_demo
 
     render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads
@@ -164,72 +155,68 @@ def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
         rows = read_manifest(real)[1]["rows"]
         train_maps = conditions(steps, real, rows, steps.out / "real_maps", "real: condition maps", render_workers)
     grasps = novel_grasps(steps, config, real)
-    arms = set(config.boost.arms)
-    if not made_by_demo(real):
-        arms.discard("oracle")  # only the demo's domain has a renderer of its own
-    variants = [name for name, (_, users) in VARIANTS.items() if arms & set(users)]
+    demo = made_by_demo(real)
+    arms = [name for name in config.boost.arms if demo or name not in ONLY_FOR_DEMO]
+    variants = variants_of(arms)
     specs = dict(zip(variants, steps.run([(f"sample: {name}", "sample", {"real": real, "grasps": grasps},
-                                           steps.out / "specs" / name, VARIANTS[name][0]) for name in variants])))
+                                           steps.out / "specs" / name, VARIANTS[name]) for name in variants])))
     maps = {name: conditions(steps, str(steps.out / "specs" / name), specs[name]["specs"],
                              steps.out / "conditions" / name, f"conditions: {name}", render_workers)
             for name in variants}
     steps.one("synth train", "synth_train", {"data": train_maps}, steps.out / "synth", {"run.resume": True})
     synthetic = {name: generate(steps, str(steps.out / "synth"), maps[name], specs[name]["specs"],
                                 steps.out / "synthetic" / name, f"synth generate: {name}")
-                 for name in variants if any(DDPM_ARMS.get(arm) == name for arm in arms)}
-    arm_data = {"real_only": ""}
-    for arm, variant in DDPM_ARMS.items():
-        if arm in arms and arm != "full":
-            arm_data[arm] = synthetic[variant]
-    if "plain_renders" in arms:
-        steps.one("plain renders (texture as image)", "plain_renders", {"dataset": maps["cross"]},
-                  steps.out / "plain_renders")
-        arm_data["plain_renders"] = str(steps.out / "plain_renders")
-    if "oracle" in arms:
-        cross = str(steps.out / "specs" / "cross")
-        arm_data["oracle"] = steps.chunked("oracle: photo renderer", "photos", {"dataset": cross},
-                                           specs["cross"]["specs"], config.boost.render_chunk_rows,
-                                           steps.out / "oracle", f"{dataset_name(cross)}_photos",
+                 for name in ddpm_variants(arms)}
+    arm_data, filtered = {}, {}
+    for name in arms:
+        arm = ARMS[name]
+        if arm.source is None:
+            arm_data[name] = ""
+        elif arm.source == "ddpm":
+            arm_data[name] = synthetic[arm.variant]
+        elif arm.source == "filtered":  # kept by the filter, which runs once real only is trained
+            filtered[name] = synthetic[arm.variant]
+            arm_data[name] = str(steps.out / "filter" / "kept")
+        elif arm.source == "plain_renders":
+            steps.one("plain renders (texture as image)", "plain_renders", {"dataset": maps[arm.variant]},
+                      steps.out / name)
+            arm_data[name] = str(steps.out / name)
+        elif arm.source == "photos":
+            source = str(steps.out / "specs" / arm.variant)
+            arm_data[name] = steps.chunked(f"{name}: photo renderer", "photos", {"dataset": source},
+                                           specs[arm.variant]["specs"], config.boost.render_chunk_rows,
+                                           steps.out / name, f"{dataset_name(source)}_photos",
                                            {"run.workers": render_workers})
     return {"real": real, "tests": tests, "grasps": grasps, "train_maps": train_maps, "synthetic": synthetic,
-            "arm_data": arm_data, "synth": str(steps.out / "synth"), "full_generated": synthetic.get("cross")}
+            "arm_data": arm_data, "filtered": filtered, "synth": str(steps.out / "synth")}
 
 
 def experiment_steps(steps: Steps, config: PipelineConfig, paths: dict, note: str) -> dict:
     """Every arm trained (in parallel batches), the filter, the synthesizer's evaluation, the report."""
-    from pipeline.boost.stage import arm_jobs
+    from pipeline.boost.arms import arm_jobs, arm_run
 
-    arm_data, out = dict(paths["arm_data"]), steps.out / "experiment"
-    jobs = arm_jobs(config, paths["real"], paths["tests"], arm_data, out)  # every arm but the filtered one
-    steps.run([(f"train {run.parent.parent.name} {run.parent.name}", "recon_train", train, run,
-                _overrides(arm_config)) for arm_config, train, run, _ in jobs])
-    filter_model = str(out / "arms" / "real_only" / f"seed-{config.boost.seeds[0]}" / "train")
-    if paths["full_generated"] is not None:
-        filtered = steps.one("filter: full method", "recon_filter", {"ckpt": filter_model,
-                                                                     "data": paths["full_generated"],
+    out = steps.out / "experiment"
+    jobs = arm_jobs(config.boost.seeds, config.boost.synthetic_count, paths["real"], paths["tests"],
+                    paths["arm_data"], out)
+    later = [job for job in jobs if job.arm in paths["filtered"]]  # trained once the filter has kept their rows
+    trainings = lambda batch: [(f"train {job.label}", "recon_train", job.train, job.train_folder, job.overrides)
+                               for job in batch]
+    steps.run(trainings([job for job in jobs if job not in later]))
+    filter_model = str(arm_run(out, "real_only", config.boost.seeds[0]) / "train")
+    filtered = None
+    for generated in paths["filtered"].values():
+        filtered = steps.one("filter: full method", "recon_filter", {"ckpt": filter_model, "data": generated,
                                                                      "val": paths["real"]}, steps.out / "filter")
-        arm_data["full"] = str(steps.out / "filter" / "kept")
-        full_jobs = arm_jobs(config, paths["real"], paths["tests"], {"full": arm_data["full"]}, out)
-        steps.run([(f"train full {run.parent.name}", "recon_train", train, run, _overrides(arm_config))
-                   for arm_config, train, run, _ in full_jobs])
-        jobs += full_jobs
-    else:
-        filtered = None
-    steps.run([(f"eval {run.parent.parent.name} {run.parent.name} {folder.name[5:]}", "recon_eval", inputs, folder,
-                _overrides(arm_config)) for arm_config, _, run, evals in jobs for inputs, folder in evals])
+    steps.run(trainings(later))
+    steps.run([(f"eval {job.label} {folder.name[5:]}", "recon_eval", inputs, folder, job.overrides)
+               for job in jobs for inputs, folder in job.evals])
     evaluated = steps.one("synth eval", "synth_eval", {"ckpt": paths["synth"], "real": paths["tests"][0],
                                                       "recon": filter_model}, steps.out / "synth_eval")
-    ordered = [arm for arm in config.boost.arms if arm in arm_data]
+    ordered = list(paths["arm_data"])
     report = steps.one("boost report", "experiment", {"real": paths["real"], "tests": paths["tests"],
-                                                      "synthetic": [arm_data[a] for a in ordered], "note": note},
-                       out, {"boost.arms": ordered})
+                                                      "synthetic": [paths["arm_data"][a] for a in ordered],
+                                                      "note": note}, out, {"boost.arms": ordered})
     return {"filter": filtered, "synth_eval": evaluated, "report": report}
-
-
-def _overrides(arm_config: PipelineConfig) -> dict:
-    """An arm's settings (seed, synthetic count, resume) as overrides of the flow's config."""
-    return {"seed": arm_config.seed, "run.resume": True,
-            "reconstruction.synthetic_count": arm_config.reconstruction.synthetic_count}
 
 
 STEP_ESTIMATE = 40  # the progress artifact's denominator (about the steps of a run with every arm)

@@ -28,19 +28,30 @@ from pipeline.errors import InputError  # noqa: E402
 from pipeline.paths import FLOW_LOG  # noqa: E402
 
 
+def form_config(stage) -> type:
+    """The config model of a stage's form: ``seed``, ``run`` and the sections the stage reads
+    (those its identity names), each with its defaults and descriptions; nothing else."""
+    from pydantic import create_model
+
+    names = ["seed", "run", *dict.fromkeys(section.split(".")[0] for section in stage.sections)]
+    fields = {name: (PipelineConfig.model_fields[name].annotation, PipelineConfig.model_fields[name])
+              for name in names}
+    return create_model(f"{stage.name}_config", __config__=PipelineConfig.model_config, **fields)
+
+
 @functools.cache
 def stage_flow(name: str):
-    """The flow running the stage ``name`` as one task; parameters: config, inputs, out."""
+    """The flow running the stage ``name`` as one task; parameters: its inputs, out, and config
+    (the sections it reads; a full config is accepted too)."""
     stage = load_stage(name)
-    inputs_model = stage.inputs_model
 
-    def run(config, inputs, out):
+    def run(inputs, out, config):
         config, inputs = stage.coerce(config, inputs)  # the CLI's validation and messages, also for the UI
         overrides = config.model_dump(mode="json", exclude_unset=True)
         return run_stage.submit(name, name, overrides, inputs.model_dump(mode="json"), out, flow_threads()).result()
 
     run.__doc__ = (stage.__doc__ or "").strip().splitlines()[0] if stage.__doc__ else name
-    run.__annotations__ = {"config": PipelineConfig, "inputs": inputs_model, "out": str, "return": dict}
+    run.__annotations__ = {"inputs": stage.inputs_model, "out": str, "config": form_config(stage), "return": dict}
     run.__name__ = run.__qualname__ = f"{name}_flow"  # the module global below: served runs import it by name
     return flow(name=name.replace("_", "-"), description=run.__doc__, validate_parameters=False)(run)
 

@@ -1,5 +1,6 @@
 """Stages that span packages: the embedded demo dataset (grasps from ``grasp_sim``, pictures from
-``renderers``, the plan and every label from ``pipeline.demo``).
+``renderers``, the plan and every label from ``pipeline.demo``), and the grasp report (pass
+rates from ``grasp_sim``, its contact sheet from ``renderers``).
 
 ``demo`` prepares the objects, runs the grasps stage until every object has enough accepted
 grasps (rounds sized from the acceptance seen so far, up to a cap per object, each a resumable
@@ -26,12 +27,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from pipeline.config import PipelineConfig, config_record, with_overrides
-from pipeline.data.storage import Location
 from pipeline.demo.plan import POOLS, SPLITS, demo_frames, demo_generator_info, demo_size, grasps_by_split, plan_demo
 from pipeline.errors import BadData
-from pipeline.stage import StageInputs, StageSummary, stage
+from pipeline.stage import ReportSummary, StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 DATASET = "demo"
 # Grasp rounds: an object gets at most ATTEMPT_CAP x grasps_per_object attempts; after round 0
@@ -46,7 +48,8 @@ SECTIONS = ("demo", "hand.model", "data.image_size", "data.crop_scale", "data.ro
 
 
 class DemoInputs(StageInputs):
-    registry: str | None = None  # a folder of registered manifests; the four splits are registered as demo-FOLDER
+    registry: str | None = Field(None, description="a folder of registered manifests: the four splits are "
+                                                   "registered there as demo-FOLDER")
 
 
 class DemoSummary(StageSummary):
@@ -158,7 +161,7 @@ def render_frame(renderer, faces, scene: dict) -> dict[str, bytes]:
 
 @stage("demo", DemoInputs, DemoSummary, SECTIONS)
 def demo(config: PipelineConfig, inputs: DemoInputs, out: Location) -> DemoSummary:
-    """Make (or finish) the demo dataset in ``out``; see the module docstring."""
+    """Make the embedded demo dataset: grasps, rendered capture sequences, s0/s1 splits (resumable)."""
     import torch
 
     from pipeline.data.registry import registry_target
@@ -224,3 +227,19 @@ def register_demo(out: Location, registry: str, generator: dict, overwrite: bool
     record = {"name": registry_name(out, registry), "kind": "collection", "generator": generator,
               "splits": {split: registry_record(out.child(split)) for split in SPLITS}}
     return write_registry_record(record, registry, overwrite)
+
+
+class GraspReportInputs(StageInputs):
+    dataset: str = input_path("grasp records (the grasps stage)")
+    per_object: int = Field(3, ge=0, le=50, description="accepted grasps of each object on the contact sheet")
+
+
+@stage("grasp_report", GraspReportInputs, ReportSummary, ())
+def grasp_report(config: PipelineConfig, inputs: GraspReportInputs, out: Location) -> ReportSummary:
+    """Pass rate of each check per object, value histograms, a contact sheet of accepted grasps (OUT/report.json,
+    histograms.png, contact_sheet.png)."""
+    from grasp_sim.report import grasp_report as make_report
+    from renderers.sheet import grasp_sheet
+
+    report = make_report(inputs.dataset, out.path, sheet_per_object=inputs.per_object, sheet=grasp_sheet)
+    return ReportSummary(files=report.pop("files"), details={key: report[key] for key in ("overall", "objects")})

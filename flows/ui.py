@@ -50,12 +50,13 @@ def deployments(out_root: str = "out/ui") -> list:
     """A deployment of ``boost`` and of every stage, with defaults a form can start from. The
     flows validate their parameters themselves, so a bad one fails the run with the message
     the command line prints for it."""
-    from flows.launch import all_flows
+    from flows.launch import all_flows, form_config
+    from flows.stages import load_stage
 
-    config = PipelineConfig().model_dump(mode="json")
     found = []
     for name, flow in all_flows().items():
-        parameters = {"config": config, "out": f"{out_root}/{name}"}
+        model = PipelineConfig if name == "boost" else form_config(load_stage(name))
+        parameters = {"config": model().model_dump(mode="json"), "out": f"{out_root}/{name}"}
         found.append(flow.to_deployment(name=name, parameters=parameters, description=flow.description,
                                         tags=["handbooster"], enforce_parameter_schema=False))
     return found

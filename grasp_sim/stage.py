@@ -15,21 +15,23 @@ import time
 
 import numpy as np
 import torch
+from pydantic import Field
 from tqdm import tqdm
 
 from grasp_sim.energy import TERMS, GraspEnergy, hand_pose, split_params
-from pipeline.config import GraspConfig, PipelineConfig, config_record, parse_device
+from pipeline.config import GraspConfig, PipelineConfig, config_record
 from pipeline.data.schema import GRASP
 from pipeline.data.shards import ShardWriter
-from pipeline.data.storage import Location
 from pipeline.stage import StageInputs, StageSummary, stage
+from pipeline.storage import Location
 
 DATASET_NAME = "grasps"
 SECTIONS = ("hand.model", "objects.library", "objects.vhacd", "grasp")
 
 
 class GraspInputs(StageInputs):
-    objects: list[str] | None = None  # names in config.objects.library; None: the whole library
+    objects: list[str] | None = Field(None, description="object names in config objects.library (default: the "
+                                                        "whole library)")
 
 
 class GraspSummary(StageSummary):
@@ -97,7 +99,7 @@ def grasp_rows(object_name: str, first: int, seed: int, batch: dict, checks: lis
 
 @stage("grasps", GraspInputs, GraspSummary, SECTIONS)
 def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspSummary:
-    """Make ``grasp.per_object`` validated grasp records for each object into ``out``."""
+    """Resting poses, batched grasp optimisation and validation: grasp.per_object records per object (resumable)."""
     from grasp_sim.hand_geometry import build_hand_geometry
     from grasp_sim.physics import PhysicsWorld
     from grasp_sim.resting import find_resting_poses
@@ -106,7 +108,7 @@ def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspS
     from pipeline.objects import load_object_library
 
     grasp, seed, per_object = config.grasp, config.seed, config.grasp.per_object
-    device = parse_device(config.run.device)
+    device = config.run.device
     library = load_object_library(config.objects.library)
     names = library.checked_names(inputs.objects)
     vhacd = config.objects.vhacd.pybullet_params()

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.boost.arms import ARM_NAMES, arms_help
 from pipeline.errors import ConfigError, MissingResource
 
 
@@ -285,9 +286,6 @@ class FilterConfig(StrictModel):
     hypotheses: int = Field(4, ge=2, le=64, description="with hypotheses_spread_mm: meshes sampled per image")
 
 
-ARMS = ("real_only", "plain_renders", "novel_views", "random_grasps", "fps_grasps", "full", "oracle")
-
-
 class BoostConfig(StrictModel):
     """The whole pipeline as one flow (``handbooster run boost``): where the real data comes from
     and how the work is cut into batches for the task runner."""
@@ -299,13 +297,7 @@ class BoostConfig(StrictModel):
                                                                "(default with the demo: its s0_test and s1_test)")
     grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "
                                                               "data's objects that the object library holds)")
-    arms: list[Literal["real_only", "plain_renders", "novel_views", "random_grasps", "fps_grasps", "full",
-                       "oracle"]] = Field(
-        default_factory=lambda: list(ARMS),
-        description="the experiment's arms: real_only; plain_renders (the full method's conditions, texture map as "
-                    "the image); novel_views (DDPM images of novel views only); random_grasps, fps_grasps (+ novel "
-                    "grasps drawn at random / by FPS); full (FPS + cross-distribution, filtered); oracle (the "
-                    "demo's photo renderer draws the full method's conditions)")
+    arms: list[Literal[ARM_NAMES]] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
     synthetic_count: int = Field(512, ge=1, description="K: synthetic rows each arm adds (fewer if an arm has fewer)")
     render_chunk_rows: int = Field(256, ge=1, description="rows per condition-rendering task")

@@ -37,8 +37,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import PipelineConfig, config_record, parse_device, validate_config
-from pipeline.data.storage import Location, folder_lock
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
+from pipeline.storage import JOURNAL, LOCK, MANIFEST, Location, code_version, folder_lock, manifest_fingerprint
 
 SUMMARY = ".summary.json"
 MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
@@ -92,6 +92,14 @@ class StageSummary(BaseModel):
         return self.model_copy(update={"reused": True})
 
 
+class ReportSummary(StageSummary):
+    """The summary of a stage that writes files other than a dataset (a mesh, a picture, a
+    report): each file by role, and what the stage found."""
+
+    files: dict[str, str | None] = {}
+    details: dict[str, Any] = {}
+
+
 class Stage:
     """A decorated stage function; call it like the function."""
 
@@ -116,8 +124,6 @@ class Stage:
     def identity_parts(self, config: PipelineConfig, inputs: StageInputs) -> dict[str, Any]:
         """Digests of everything that decides this stage's output: the config sections it reads
         and its other settings, the code, and each input's content."""
-        from pipeline.data.shards import code_version
-
         settings = {"stage": self.name, "config": config_record(config, self.sections),
                     "inputs": {name: value for name, value in inputs.model_dump(mode="json").items()
                                if not (type(inputs).model_fields[name].json_schema_extra or {}).get("input_path")}}
@@ -127,7 +133,7 @@ class Stage:
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         location = preflight_output(out, list(inputs.input_paths().values()))
-        parse_device(config.run.device)
+        config = resolved_device(config)
         parts = self.identity_parts(config, inputs)
         identity = _digest(parts)
         started = time.perf_counter()
@@ -151,6 +157,15 @@ class Stage:
         return summary
 
 
+def resolved_device(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with ``run.device`` resolved (``auto`` to ``cuda`` or ``cpu``, a GPU checked to
+    exist): the one answer every computing part of a stage reads, through ``config.run.device``."""
+    device = parse_device(config.run.device)
+    if device == config.run.device:
+        return config
+    return config.model_copy(update={"run": config.run.model_copy(update={"device": device})})
+
+
 def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sections: tuple[str, ...], *,
           reuse: bool = True) -> Callable[[Callable], Stage]:
     """Make ``func(config, inputs, out: Location) -> summary`` a stage (module docstring).
@@ -169,13 +184,11 @@ def fingerprint(path: str) -> str:
     configs), the sha256 of its bytes, hidden files (summaries, locks, journals) aside. A folder
     of more than ``CONTENT_BYTES`` (a raw DexYCB) is fingerprinted by its listing: names, sizes
     and modification times."""
-    from pipeline.data.manifest import dataset_fingerprint
-
     location = Location.parse(path)
     try:
-        if location.exists(".manifest.json") or location.exists("manifest.json"):
-            return "dataset:" + dataset_fingerprint(location)
-    except (InputError, OSError, json.JSONDecodeError):
+        if location.exists(MANIFEST):
+            return "dataset:" + manifest_fingerprint(json.loads(location.read_bytes(MANIFEST)))
+    except (InputError, OSError, ValueError, KeyError, TypeError):
         pass
     try:
         return content_fingerprint(location)
@@ -211,7 +224,6 @@ def content_fingerprint(location: Location) -> str:
 
 def _holds_nothing(location: Location) -> bool:
     """A local output folder that is not there yet, or holds only a lock and the launcher's log."""
-    from pipeline.data.storage import LOCK
     from pipeline.paths import FLOW_LOG
 
     path = Path(location.path)
@@ -219,7 +231,6 @@ def _holds_nothing(location: Location) -> bool:
 
 
 def _remove_contents(location: Location) -> None:
-    from pipeline.data.storage import LOCK
     from pipeline.paths import FLOW_LOG
 
     for entry in Path(location.path).iterdir():
@@ -268,8 +279,6 @@ def finished_summary(location: Location, identity: str, model: type[StageSummary
 def _intact(location: Location) -> bool:
     """A dataset output's shards are all there with their recorded sizes (a cheap check; the
     checksums are ``data validate``'s job)."""
-    from pipeline.data.shards import JOURNAL, MANIFEST
-
     if location.exists(JOURNAL):
         return False
     if not location.exists(MANIFEST):
@@ -324,19 +333,6 @@ def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYT
         raise MissingResource(f"only {free >> 10} KiB free on the disk of {existing}; at least "
                               f"{free_bytes >> 20} MiB are needed", out)
     return location
-
-
-def preflight_file(out, inputs: list[str] = ()) -> Path:
-    """:func:`preflight_output` for a single output file: its folder can be made and written,
-    it is not a folder itself, and it is no input."""
-    path = Path(out)
-    if path.is_dir():
-        raise DatasetConflict("is a folder; expected an output file", out)
-    for source in inputs:
-        if _inside(os.path.realpath(path), os.path.realpath(source)):
-            raise DatasetConflict(f"is the input {source} or inside it; choose another output file", out)
-    preflight_output(path.parent, [])
-    return path
 
 
 def probe_writable(existing: Path, out) -> None:

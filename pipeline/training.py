@@ -67,6 +67,42 @@ def read_json_file(path: Path, what: str):
         raise BadData(f"{Path(path).name}: not a readable JSON {what} ({str(exc)[:120]})", Path(path).parent) from None
 
 
+def write_record(folder: Path, name: str, record: dict) -> None:
+    """The JSON sidecar a model folder carries beside ``config.json`` (``synthesis.json``,
+    ``reconstruction.json``): what trained it and how to use it."""
+    (Path(folder) / name).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def save_model_folder(folder: Path, parts: list, record_name: str, record: dict) -> None:
+    """A model folder written anew: each of ``parts`` (models, a noise scheduler) through its
+    ``save_pretrained``, and the sidecar."""
+    def write(tmp: Path) -> None:
+        for part in parts:
+            part.save_pretrained(tmp)
+        write_record(tmp, record_name, record)
+
+    replace_folder(Path(folder), write)
+
+
+def model_folder(ckpt, needs: tuple[str, ...], written_by: str) -> Path:
+    """The model folder of a checkpoint: ``CKPT/model`` (what a training run exports) or ``CKPT``
+    itself, whichever holds every file of ``needs``; else bad data naming what was expected."""
+    ckpt = Path(ckpt)
+    for folder in (ckpt / "model", ckpt):
+        if all((folder / name).is_file() for name in needs):
+            return folder
+    raise BadData(f"expected a folder written by '{written_by}' (model/ holding {', '.join(needs)} and "
+                  "safetensors weights)", ckpt)
+
+
+def read_record(ckpt, needs: tuple[str, ...], written_by: str) -> dict:
+    """The sidecar (the first of ``needs``) of a checkpoint's model folder, as a JSON object."""
+    record = read_json_file(model_folder(ckpt, needs, written_by) / needs[0], "model record")
+    if not isinstance(record, dict):
+        raise BadData(f"{needs[0]}: expected a JSON object", ckpt)
+    return record
+
+
 _GLOBAL_RNG = threading.Lock()
 
 
@@ -105,11 +141,21 @@ class FixedOrder(torch.utils.data.Sampler):
         return len(self.order)
 
 
-def mixed_precision(setting: str) -> str:
+def mixed_precision(setting: str, device: str) -> str:
     """``auto``: bf16 on a GPU, none on the CPU."""
     if setting == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
+        return "bf16" if device.startswith("cuda") else "no"
     return setting
+
+
+def accelerator_on(device: str, precision: str, **kwargs):
+    """An ``accelerate.Accelerator`` on the resolved ``device`` (``cpu``, ``cuda`` or ``cuda:N``):
+    a CPU run stays on the CPU even where a GPU exists."""
+    from accelerate import Accelerator
+
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.partition(":")[2]))
+    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(precision, device), **kwargs)
 
 
 def check_output(out: Path, resume: bool) -> None:
@@ -144,12 +190,7 @@ def save_checkpoint(out: Path, step: int, write, keep: int) -> Path:
     """``out/checkpoint-NNNNNN``: ``write(folder)`` fills a temporary folder that is then moved
     into place; only the newest ``keep`` checkpoints stay."""
     folder = out / f"{CHECKPOINT_PREFIX}{step:06d}"
-    tmp = out / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    replace_folder(folder, write)
     for old in sorted(out.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
@@ -157,7 +198,7 @@ def save_checkpoint(out: Path, step: int, write, keep: int) -> Path:
 
 def replace_folder(folder: Path, write) -> None:
     """``folder`` written anew through a temporary folder (readers never see half of it)."""
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)

@@ -1,4 +1,5 @@
-"""The render stages: condition maps for a dataset's rows (and photo-style images for the demo domain).
+"""The render stages: condition maps for a dataset's rows (and photo-style images for the demo
+domain), and the pictures: a posed hand, an object contact sheet, random scene previews.
 
 ``conditions`` copies a dataset (imported samples or condition specs) to a new folder with
 ``normal``, ``texture`` and ``mask`` rendered from each row's labels; ``photos`` also paints
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Literal
+
+from pydantic import Field
 
 from pipeline.config import PipelineConfig, config_record
-from pipeline.data.storage import Location
 from pipeline.errors import BadData
 from pipeline.parallel import parallel_map
-from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.stage import ReportSummary, StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 from renderers.sample import LABEL_COLUMNS, SampleRenderer, scene_of
 
 SECTIONS = ("objects.library", "hand.model")
@@ -23,7 +27,7 @@ SECTIONS = ("objects.library", "hand.model")
 
 class RenderInputs(StageInputs):
     dataset: str = input_path("imported samples, demo samples or condition specs")
-    rows: tuple[int, int] | None = None  # only rows [start, stop): a batch of a flow's rendering
+    rows: tuple[int, int] | None = Field(None, description="only rows [start, stop) (a batch of a flow's rendering)")
 
 
 class RenderSummary(StageSummary):
@@ -121,12 +125,63 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
 
 @stage("conditions", RenderInputs, RenderSummary, SECTIONS)
 def conditions(config: PipelineConfig, inputs: RenderInputs, out: Location) -> RenderSummary:
-    """Copy ``inputs.dataset`` to ``out`` with its condition maps rendered from each row's labels."""
+    """Fill the normal, texture and mask columns of a dataset (writes new shards, resumable)."""
     return render_rows(config, inputs, out, "conditions")
 
 
 @stage("photos", RenderInputs, RenderSummary, SECTIONS)
 def photos(config: PipelineConfig, inputs: RenderInputs, out: Location) -> RenderSummary:
-    """Like :func:`conditions`, and the ``image`` painted by the demo domain's photo renderer
-    (seeded per sample): synthetic images as good as the domain's own renderer makes them."""
+    """Like 'conditions', and the image painted by the demo domain's photo renderer (seeded per
+    sample): the boost experiment's oracle arm."""
     return render_rows(config, inputs, out, "photos")
+
+
+class HandExportInputs(StageInputs):
+    pose: Literal["flat", "relaxed", "fist", "random"] = Field("relaxed", description="the hand's pose (random: "
+                                                                                      "drawn from the seed)")
+    format: Literal["obj", "ply", "png"] = Field("obj", description="obj, ply: a watertight mesh; png: a picture")
+
+
+@stage("hand_export", HandExportInputs, ReportSummary, ("hand",))
+def hand_export(config: PipelineConfig, inputs: HandExportInputs, out: Location) -> ReportSummary:
+    """Write the hand in a named or random pose as a watertight mesh (OUT/hand.obj, .ply) or a picture (.png)."""
+    from pathlib import Path
+
+    from pipeline.hand.export import export_hand
+    from renderers.preview import hand_picture
+
+    result = export_hand(config.hand.model, config.hand.side, inputs.pose, config.seed,
+                         Path(out.path) / f"hand.{inputs.format}", picture=hand_picture)
+    return ReportSummary(files={"hand": result.pop("out")}, details=result)
+
+
+class LibraryInputs(StageInputs):
+    objects: list[str] | None = Field(None, description="object names (default: the whole library)")
+    columns: int = Field(5, ge=1, le=20, description="pictures per row")
+
+
+@stage("objects_sheet", LibraryInputs, ReportSummary, ("objects.library",))
+def objects_sheet(config: PipelineConfig, inputs: LibraryInputs, out: Location) -> ReportSummary:
+    """Render a labelled contact sheet of the object library as OUT/sheet.png."""
+    from pathlib import Path
+
+    from renderers.sheet import object_sheet
+
+    result = object_sheet(config.objects, Path(out.path) / "sheet.png", inputs.objects, inputs.columns)
+    return ReportSummary(files={"sheet": result.pop("out")}, details=result)
+
+
+class PreviewInputs(StageInputs):
+    scenes: int = Field(4, ge=1, le=32, description="random hand-object scenes")
+    size: int = Field(256, ge=32, le=1024, description="panel side, pixels")
+
+
+@stage("render_preview", PreviewInputs, ReportSummary, SECTIONS)
+def render_preview(config: PipelineConfig, inputs: PreviewInputs, out: Location) -> ReportSummary:
+    """photo | normal | texture | mask of random hand-object scenes, joints drawn, as OUT/preview.png."""
+    from pathlib import Path
+
+    from renderers.random_scenes import render_preview as preview
+
+    result = preview(config, Path(out.path) / "preview.png", inputs.scenes, inputs.size)
+    return ReportSummary(files={"preview": result.pop("preview")}, details=result)

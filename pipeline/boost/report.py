@@ -8,12 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.boost.arms import ARMS
 from pipeline.imaging import figure_png, pyplot
 
-LABELS = {"real_only": "real only", "plain_renders": "+ plain renders (texture as image)",
-          "novel_views": "+ DDPM novel views", "random_grasps": "+ novel grasps, random",
-          "fps_grasps": "+ novel grasps, FPS", "full": "+ FPS + cross-distribution, filtered (full)",
-          "oracle": "oracle: the domain's own renderer"}
 VIEWS = {"rr": ("joints", "root_relative"), "pa": ("joints", "procrustes")}
 
 
@@ -49,7 +46,7 @@ def markdown(table: dict, tests: list[str], dropped: list[str], note: str) -> st
             e = per_test[test]
             change = "" if e["rr_change_pct"] is None or arm == "real_only" else f"{e['rr_change_pct']:+.1f}%"
             cells += [f"{e['rr_mm']:.2f} ± {e['rr_std']:.2f}", change, f"{e['pa_mm']:.2f} ± {e['pa_std']:.2f}"]
-        lines.append(f"| {LABELS.get(arm, arm)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {ARMS[arm].label} | " + " | ".join(cells) + " |")
     seeds = max(e["seeds"] for per_test in table.values() for e in per_test.values())
     lines += ["", f"Mean ± spread (std) over {seeds} seed(s); RR: root-relative, PA: Procrustes-aligned "
               "(align_w_scale); 'vs real': change of the RR error against real only (negative is better).", note]
@@ -65,7 +62,7 @@ def pck_png(arm_folders: dict[str, list[Path]], tests: list[str]) -> bytes:
             curves = [json.loads((run / f"eval-{test}" / "pck.json").read_text())["joints_root_relative"]
                       for run in runs]
             axis.plot(curves[0]["thresholds_mm"], np.mean([c["pck"] for c in curves], axis=0),
-                      label=LABELS.get(arm, arm))
+                      label=ARMS[arm].label)
         axis.set(title=f"{test}: root-relative joints", xlabel="threshold (mm)", ylabel="PCK", ylim=(0, 1.02))
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import ARMS, PipelineConfig, with_overrides
+from pipeline.boost.arms import ARM_NAMES, arm_jobs, arm_run
+from pipeline.config import PipelineConfig, with_overrides
 from pipeline.data.manifest import dataset_name
-from pipeline.data.storage import Location
 from pipeline.errors import ConfigError
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 
 class ExperimentInputs(StageInputs):
@@ -33,25 +34,6 @@ class ExperimentSummary(StageSummary):
     files: dict[str, str]
 
 
-def arm_run(out: Path, arm: str, seed: int) -> Path:
-    return out / "arms" / arm / f"seed-{seed}"
-
-
-def arm_jobs(config: PipelineConfig, real: str, tests: list[str], synthetic: dict[str, str], out: Path):
-    """Every (train, evals) of the experiment: ``(config, train inputs, run folder, [(eval inputs, folder)])``."""
-    jobs = []
-    for arm, data in synthetic.items():
-        for seed in config.boost.seeds:
-            overrides = {"seed": seed, "run.resume": True,
-                         "reconstruction.synthetic_count": config.boost.synthetic_count if data else None}
-            arm_config = with_overrides(config, overrides, source="boost experiment")
-            run = arm_run(out, arm, seed)
-            train = {"data": real, **({"synthetic": data} if data else {})}
-            evals = [({"ckpt": str(run / "train"), "data": test}, run / f"eval-{dataset_name(test)}") for test in tests]
-            jobs.append((arm_config, train, run / "train", evals))
-    return jobs
-
-
 @stage("experiment", ExperimentInputs, ExperimentSummary, ("reconstruction", "boost.seeds", "boost.synthetic_count",
                                                            "boost.arms", "hand.model"))
 def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) -> ExperimentSummary:
@@ -64,14 +46,15 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
                           f"({', '.join(config.boost.arms)})")
     synthetic = dict(zip(config.boost.arms, inputs.synthetic))
     root = Path(out.path)
-    for arm_config, train, run, evals in arm_jobs(config, inputs.real, inputs.tests, synthetic, root):
-        recon_train(arm_config, TrainInputs(**train), run)
-        for eval_inputs, folder in evals:
+    for job in arm_jobs(config.boost.seeds, config.boost.synthetic_count, inputs.real, inputs.tests, synthetic, root):
+        arm_config = with_overrides(config, job.overrides, source="boost experiment")
+        recon_train(arm_config, TrainInputs(**job.train), job.train_folder)
+        for eval_inputs, folder in job.evals:
             recon_eval(arm_config, EvalInputs(**eval_inputs), folder)
     tests = [dataset_name(t) for t in inputs.tests]
     folders = {arm: [arm_run(root, arm, seed) for seed in config.boost.seeds] for arm in synthetic}
     table = collect(folders, tests)
-    dropped = [arm for arm in ARMS if arm not in synthetic]
+    dropped = [arm for arm in ARM_NAMES if arm not in synthetic]
     out.write_json("boost_report.json", {"arms": list(table), "table": table, "tests": tests, "dropped": dropped,
                                          "note": inputs.note, "model": config.reconstruction.model,
                                          "seeds": config.boost.seeds,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections import Counter
@@ -12,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.data.schema import KINDS, fixed_list_block
-from pipeline.data.shards import JOURNAL, LEGACY_MANIFEST, MANIFEST, is_shard_name
-from pipeline.data.storage import Location, is_temporary
+from pipeline.data.shards import is_shard_name
 from pipeline.errors import BadData, InputError
+from pipeline.storage import JOURNAL, LEGACY_MANIFEST, MANIFEST, Location, is_temporary, manifest_fingerprint
 
 REQUIRED_KEYS = ("name", "kind", "schema_version", "rows", "shards")
 
@@ -63,9 +62,7 @@ def dataset_name(where) -> str:
 def dataset_fingerprint(where) -> str:
     """A digest of what a dataset holds (its name, kind and every shard's sha256): stays the
     same wherever the folder is moved, changes with any row. Cheap: read from the manifest."""
-    _, manifest = read_manifest(where)
-    payload = json.dumps([manifest["name"], manifest["kind"], [s["sha256"] for s in manifest["shards"]]])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return manifest_fingerprint(read_manifest(where)[1])
 
 
 def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Table]:

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from pipeline.data.manifest import read_manifest, validate_dataset
-from pipeline.data.storage import Location
 from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.paths import atomic_write_bytes
+from pipeline.storage import Location
 
 DEFAULT_REGISTRY = "data_manifests"
 
@@ -113,7 +113,7 @@ def list_registry(registry: str | Path = DEFAULT_REGISTRY) -> list[dict]:
     if not registry.is_dir():
         raise InputError("no such registry folder", registry)
     entries = []
-    for path in sorted(registry.glob("*.json")):
+    for path in sorted(p for p in registry.glob("*.json") if not p.name.startswith(".")):
         record = _read_record(path)
         parts = record["splits"] if "splits" in record else {record["name"]: record}
         for part_name, part in parts.items():
@@ -135,8 +135,7 @@ def list_registry(registry: str | Path = DEFAULT_REGISTRY) -> list[dict]:
 def migrate_dataset(where) -> dict:
     """Rename a handbooster 0.1 folder's ``manifest.json`` (and sampling report) to the layout
     every Arrow tool opens; the shards are not touched."""
-    from pipeline.data.shards import LEGACY_MANIFEST, MANIFEST
-    from pipeline.data.storage import REPORT_DIR
+    from pipeline.storage import LEGACY_MANIFEST, MANIFEST, REPORT_DIR
 
     location = Location.parse(where)
     if not location.exists(LEGACY_MANIFEST):

@@ -22,18 +22,14 @@ import contextlib
 import hashlib
 import io
 import json
-from importlib import metadata
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.data.schema import SAMPLE, RecordKind, RowError, to_table
-from pipeline.data.storage import Location, folder_lock, is_temporary
 from pipeline.errors import DatasetConflict, InputError, MissingResource
+from pipeline.storage import JOURNAL, LEGACY_MANIFEST, MANIFEST, Location, code_version, folder_lock, is_temporary
 
-MANIFEST = ".manifest.json"
-JOURNAL = ".progress.json"
-LEGACY_MANIFEST = "manifest.json"  # written by handbooster 0.1 before the Arrow-friendly layout
 ROW_GROUP_SIZE = 256
 
 
@@ -43,13 +39,6 @@ def shard_name(index: int) -> str:
 
 def is_shard_name(name: str) -> bool:
     return name.startswith("part-") and name.endswith(".parquet")
-
-
-def code_version() -> str:
-    try:
-        return metadata.version("handbooster")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

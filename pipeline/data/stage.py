@@ -1,22 +1,24 @@
-"""The merge stage: datasets of one kind concatenated, in order, into one.
+"""The data stages: merging datasets, registering and migrating them, a grid of samples.
 
-A flow cuts work into batches (an object's grasps, a chunk of rows to render or paint), each
+``merge`` concatenates datasets of one kind, in order, into one. A flow cuts work into batches (an object's grasps, a chunk of rows to render or paint), each
 writing its own dataset; merging them gives exactly the dataset one process would have
 written: the same rows in the same order, re-sharded at ``rows_per_shard``.
 """
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from pipeline.config import PipelineConfig
-from pipeline.data.storage import Location
 from pipeline.errors import BadData
-from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.stage import ReportSummary, StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 
 class MergeInputs(StageInputs):
     datasets: list[str] = input_path("datasets of one kind, merged in this order")
-    name: str
-    rows_per_shard: int | None = None  # default: config data.rows_per_shard
+    name: str = Field(description="the merged dataset's name")
+    rows_per_shard: int | None = Field(None, ge=1, description="rows per shard (default: config data.rows_per_shard)")
 
 
 class MergeSummary(StageSummary):
@@ -27,7 +29,7 @@ class MergeSummary(StageSummary):
 
 @stage("merge", MergeInputs, MergeSummary, ())
 def merge(config: PipelineConfig, inputs: MergeInputs, out: Location) -> MergeSummary:
-    """Concatenate ``inputs.datasets`` into ``out`` as the dataset ``inputs.name``."""
+    """Concatenate datasets of one kind, in order, into one dataset called NAME (resumable)."""
     from pipeline.data.manifest import read_manifest
     from pipeline.data.reader import ShardDataset
     from pipeline.data.schema import KINDS
@@ -55,27 +57,41 @@ def merge(config: PipelineConfig, inputs: MergeInputs, out: Location) -> MergeSu
                         sources=len(inputs.datasets))
 
 
-class PlainInputs(StageInputs):
-    dataset: str = input_path("rows with condition maps (rendered specs)")
+class DatasetInputs(StageInputs):
+    dataset: str = input_path("a dataset folder or URI")
 
 
-@stage("plain_renders", PlainInputs, MergeSummary, ())
-def plain_renders(config: PipelineConfig, inputs: PlainInputs, out: Location) -> MergeSummary:
-    """A copy of ``inputs.dataset`` whose image is its texture map: the rendering-based baseline
-    (ObMan-style renders of the same conditions, without the DDPM)."""
-    from pipeline.data.manifest import read_manifest
-    from pipeline.data.reader import ShardDataset
-    from pipeline.data.shards import ShardWriter
+@stage("data_register", DatasetInputs, ReportSummary, ())
+def data_register(config: PipelineConfig, inputs: DatasetInputs, out: Location) -> ReportSummary:
+    """Validate a dataset and copy its manifest into the registry OUT as NAME.json (relative location)."""
+    from pipeline.data.registry import register_dataset
 
-    _, manifest = read_manifest(inputs.dataset)
-    rows = ShardDataset(inputs.dataset, decode=False)
-    with ShardWriter(out, name=f"{manifest['name']}_plain", rows_per_shard=config.data.rows_per_shard,
-                     image_size=manifest.get("image_size"), config={"source": manifest["name"]},
-                     overwrite=config.run.overwrite, info={"hand_model": manifest.get("hand_model")}) as writer:
-        for index in range(writer.resume_rows, len(rows)):
-            row = rows.raw(index)
-            if row.get("texture") is None:
-                raise BadData(f"sample {row.get('sample_id')!r}: column 'texture' is null: render conditions first",
-                              inputs.dataset)
-            writer.write({**row, "image": row["texture"], "source": "synthetic"})
-    return MergeSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]), sources=1)
+    result = register_dataset(inputs.dataset, out.path, config.run.overwrite)
+    return ReportSummary(files={"record": result.pop("registered")}, details=result)
+
+
+class MigrateInputs(StageInputs):
+    pass
+
+
+@stage("data_migrate", MigrateInputs, ReportSummary, (), reuse=False)
+def data_migrate(config: PipelineConfig, inputs: MigrateInputs, out: Location) -> ReportSummary:
+    """Give the dataset OUT, written by handbooster 0.1, the layout pandas, pyarrow, DuckDB and datasets open."""
+    from pipeline.data.registry import migrate_dataset
+
+    return ReportSummary(details=migrate_dataset(out.text))
+
+
+class SheetInputs(DatasetInputs):
+    samples: int = Field(8, ge=1, le=64, description="rows of the grid")
+
+
+@stage("data_sheet", SheetInputs, ReportSummary, ())
+def data_sheet(config: PipelineConfig, inputs: SheetInputs, out: Location) -> ReportSummary:
+    """A grid of random samples (image | normal | texture | mask, joints drawn) as OUT/grid.png, and the counts."""
+    from pathlib import Path
+
+    from pipeline.data.overview import inspect_dataset
+
+    result = inspect_dataset(inputs.dataset, Path(out.path) / "grid.png", inputs.samples, config.seed)
+    return ReportSummary(files={"grid": result.pop("grid")}, details=result)

@@ -239,7 +239,7 @@ def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfi
     row's labels, and what rendering its pictures needs (hand vertices, objects and their
     poses, the crop's K, the photo's seed, the subject's skin tone), so that a resumed run
     renders only what it still needs."""
-    from pipeline.sampling.grasp_split import grasping_frames
+    from pipeline.data.grasp_split import grasping_frames
 
     total = len(plan["sequences"]) * size.views * size.frames_per_sequence
     bar = tqdm(total=total, desc="demo frames", unit="frame", disable=not progress)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from pipeline.data.manifest import column_arrays, read_columns, require_labels
-from pipeline.data.storage import Location
 from pipeline.errors import BadData
 from pipeline.imaging import figure_png, pyplot
 from pipeline.reconstruction.metrics import evaluate
+from pipeline.storage import Location
 
 MAX_COORDINATE_M = 20.0  # camera-frame metres: anything farther is not a hand (millimetres, or garbage)
 

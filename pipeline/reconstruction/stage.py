@@ -9,16 +9,14 @@ reads); ``recon_score`` scores a predictions file from any model.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from pipeline.config import PipelineConfig, parse_device
+from pipeline.config import PipelineConfig
 from pipeline.data.manifest import read_manifest
-from pipeline.data.storage import Location
 from pipeline.errors import BadData, ConfigError
 from pipeline.paths import npz_bytes
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 SECTIONS = ("reconstruction", "hand.model")
 WORST = 16
@@ -93,12 +91,12 @@ def dataset_hand(config: PipelineConfig, where) -> str:
 
 @stage("recon_train", TrainInputs, TrainSummary, SECTIONS, reuse=False)
 def recon_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
-    """Train the reconstructor on ``inputs.data`` (+ ``inputs.synthetic``) into ``out``."""
+    """Train a reconstructor on real data (+ synthetic) (accelerate: CPU, a GPU, or several)."""
     from pipeline.reconstruction.train import train_reconstructor
 
     result = train_reconstructor(inputs.data, out.path, resolved(config), hand_model=dataset_hand(config, inputs.data),
                                  seed=config.seed, synthetic=inputs.synthetic, val=inputs.val,
-                                 resume=config.run.resume, progress=config.run.progress)
+                                 resume=config.run.resume, progress=config.run.progress, device=config.run.device)
     return TrainSummary(**result)
 
 
@@ -110,7 +108,7 @@ def _summary(metrics: dict, files: dict[str, str]) -> MetricsSummary:
 @stage("recon_eval", EvalInputs, MetricsSummary, ("reconstruction.procrustes", "reconstruction.eval_batch_size",
                                                   "hand.model"))
 def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> MetricsSummary:
-    """Predict every row of ``inputs.data`` with the checkpoint and report the official metrics."""
+    """Official metrics, PCK curves, the worst predictions drawn, breakdowns by object and grasping."""
     from pipeline.camera import project
     from pipeline.data.reader import ShardDataset
     from pipeline.imaging import png_bytes
@@ -126,7 +124,7 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
     if model.config.hand_model != hand:
         raise BadData(f"the checkpoint predicts the hand model {model.config.hand_model!r}, the dataset is labelled "
                       f"with {hand!r}; set hand.model (--mano) to evaluate with another", inputs.data)
-    model = model.to(parse_device(config.run.device))
+    model = model.to(config.run.device)
     dataset = recon_dataset(inputs.data, model.config.image_size)
     predictions = predict(model, dataset, batch_size=recon.eval_batch_size, progress=config.run.progress,
                           desc="recon eval")
@@ -159,10 +157,11 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
 @stage("recon_filter", FilterInputs, FilterSummary, ("filter", "reconstruction.procrustes",
                                                      "reconstruction.eval_batch_size", "hand.model"))
 def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) -> FilterSummary:
-    """Score every generated row with the reconstructor; ``out/kept`` and ``out/rejected`` hold
-    them with their ``filter`` struct filled, beside the report and its pictures."""
+    """Judge generated images with a reconstructor trained on real data; keep those it reconstructs.
+
+    ``out/kept`` and ``out/rejected`` hold them with their ``filter`` struct filled, beside the
+    report and its pictures."""
     import contextlib
-    import json
 
     from pipeline.data.manifest import dataset_fingerprint
     from pipeline.data.overview import sample_grid
@@ -179,11 +178,12 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
         pass_rates,
         row_errors,
     )
-    from pipeline.reconstruction.models import load_reconstructor
+    from pipeline.reconstruction.models import RECORD, load_reconstructor
+    from pipeline.training import read_record
 
     recon = resolved(config)
     thresholds = fixed_thresholds(config.filter.thresholds, inputs.val is not None)  # before any model runs
-    model = load_reconstructor(inputs.ckpt).to(parse_device(config.run.device))
+    model = load_reconstructor(inputs.ckpt).to(config.run.device)
     spread = config.filter.hypotheses_spread_mm
     if spread is not None:
         if "hypotheses" not in model.config:
@@ -197,8 +197,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
     real_errors = None
     if real is not None:
-        record = json.loads((Path(inputs.ckpt) / "model" / "reconstruction.json").read_text()) \
-            if (Path(inputs.ckpt) / "model").is_dir() else {}
+        record = read_record(inputs.ckpt, RECORD, "recon train")
         trained_on = record.get("datasets", {}).get("real", {})
         rows = trained_on.get("validation_rows") if trained_on.get("fingerprint") == dataset_fingerprint(inputs.val) \
             else None
@@ -242,7 +241,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
 
 @stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"))
 def recon_score(config: PipelineConfig, inputs: ScoreInputs, out: Location) -> MetricsSummary:
-    """Score the predictions file ``inputs.pred`` against ``inputs.data``."""
+    """Score any model's predictions with the official-parity metrics."""
     from pipeline.reconstruction.score import score_file
 
     metrics = score_file(inputs.pred, inputs.data, out, dataset_hand(config, inputs.data),

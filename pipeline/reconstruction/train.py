@@ -31,19 +31,20 @@ from pipeline.paths import atomic_write_bytes
 from pipeline.reconstruction.data import draw_augmentation, make_targets, recon_dataset
 from pipeline.reconstruction.losses import reconstruction_losses
 from pipeline.reconstruction.metrics import evaluate
-from pipeline.reconstruction.models import model_class
+from pipeline.reconstruction.models import RECORD, model_class
 from pipeline.reconstruction.predict import predict, selection_score
 from pipeline.training import (
     STATE_FILE,
     FixedOrder,
+    accelerator_on,
     check_output,
     data_loader,
     latest_checkpoint,
     load_training_state,
     loss_curve_png,
-    mixed_precision,
     replace_folder,
     save_checkpoint,
+    save_model_folder,
     seeded,
     step_generator,
 )
@@ -107,20 +108,14 @@ def validate(model, dataset, rows, config: ReconstructionConfig) -> dict:
 
 
 def export(folder: Path, model, config: ReconstructionConfig, hand_model: str, seen: dict) -> None:
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
-        (tmp / "reconstruction.json").write_text(json.dumps(
-            {"model": config.model, "hand_model": hand_model, "config": config.model_dump(mode="json"),
-             "datasets": seen}, indent=2, sort_keys=True) + "\n")
-
-    replace_folder(folder, write)
+    save_model_folder(folder, [model], RECORD[0], {"model": config.model, "hand_model": hand_model,
+                                                       "config": config.model_dump(mode="json"), "datasets": seen})
 
 
 def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: str, seed: int = 0,
-                        synthetic=None, val=None, resume: bool = False, progress: bool = True) -> dict:
+                        synthetic=None, val=None, resume: bool = False, progress: bool = True,
+                        device: str = "cpu") -> dict:
     """Train ``config.model`` on ``data`` (+ ``synthetic``) into ``out``; returns a summary."""
-    from accelerate import Accelerator
-
     out = Path(out)
     check_output(out, resume)
     real = recon_dataset(data, config.image_size)
@@ -148,7 +143,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
     if batches_per_epoch == 0:
         raise BadData(f"has {len(train_set)} training rows, fewer than one batch of {config.batch_size}", data)
 
-    accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision))
+    accelerator = accelerator_on(device, config.mixed_precision)
     checkpoint = latest_checkpoint(out) if resume else None
     with seeded(seed):
         model = build_model(config, hand_model)

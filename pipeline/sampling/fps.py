@@ -70,3 +70,23 @@ def draw_without_replacement(probabilities, k: int, seed: int = 0) -> np.ndarray
         if take else np.zeros(0, dtype=np.int64)
     rest = np.flatnonzero(probabilities <= 0)[:k - take]
     return np.concatenate([drawn, rest]).astype(np.int64)
+
+
+def farthest_pose_sampling_reference(vectors, m: int, first: int) -> list[int]:
+    """Alg. 1 as the paper prints it, in plain Python: every round, every candidate's nearest
+    cosine distance to the chosen set. Slow; the reference the test checks
+    :func:`farthest_pose_sampling` against and the benchmark's baseline."""
+    def distance(a, b):
+        return 1 - np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+
+    chosen = [first]
+    while len(chosen) < m:
+        best, best_distance = None, -np.inf
+        for i in range(len(vectors)):
+            if i in chosen:
+                continue
+            d = min(distance(vectors[i], vectors[j]) for j in chosen)
+            if d > best_distance:
+                best, best_distance = i, d
+        chosen.append(best)
+    return chosen

@@ -22,13 +22,13 @@ from pipeline.config import PipelineConfig, config_record
 from pipeline.data.manifest import column_arrays, read_columns, read_grasp_arrays
 from pipeline.data.schema import pose12_matrix
 from pipeline.data.shards import ShardWriter
-from pipeline.data.storage import REPORT_DIR, Location
 from pipeline.errors import BadData
 from pipeline.imaging import figure_png, pyplot
 from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
 from pipeline.sampling.pose_vectors import pose_vectors, unit_rows
 from pipeline.sampling.prepare import finish_specs, place_grasps, random_rotations, rotate_about_wrist
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.storage import REPORT_DIR, Location
 
 SECTIONS = ("sampling", "data.crop_scale", "hand.model")
 
@@ -94,7 +94,8 @@ def _kept(vectors: np.ndarray, rows: np.ndarray, count: int, sampler: str, seed:
 
 @stage("sample", SampleInputs, SampleSummary, SECTIONS)
 def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> SampleSummary:
-    """Write condition specs to ``out``, and the report beside them in ``__report__/``.
+    """Pick diverse, novel poses: FPS on real and simulated grasps, cross-distribution sampling, novel views;
+    writes the condition specs, and the report beside them in ``__report__/``.
 
     The hand model is the one the real dataset's labels were made with (:func:`hand_model_spec`):
     wrists and joints must come from the model the labels were made with.

@@ -31,17 +31,17 @@ def dataset_images(where, limit: int | None = None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def image_features(images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+def image_features(images: torch.Tensor, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
     """uint8 ``[N, 3, H, W]`` -> ``[N, 320]`` pooled EfficientNet-Lite0 features (ImageNet weights)."""
     from pipeline.reconstruction.backbones import Lite0Encoder
 
-    network = Lite0Encoder(pretrained=True).eval()
+    network = Lite0Encoder(pretrained=True).eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].float()
+        x = images[start:start + batch_size].to(device).float()
         x = F.interpolate(x, size=(FEATURE_SIZE, FEATURE_SIZE), mode="bilinear", antialias=True, align_corners=False)
         x = (x - 127.0) / 128.0  # the Lite models' input normalisation
-        out.append(network(x)[-1].mean(dim=(2, 3)).double().numpy())
+        out.append(network(x)[-1].mean(dim=(2, 3)).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, network.channels[-1]))
 
 

@@ -28,6 +28,8 @@ def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tu
     return down, up
 
 
+RECORD = ("synthesis.json", "config.json", "scheduler_config.json")  # a model folder beside its weights
+
 class HandObjectUNet(SavedModel):
     """``forward(noisy, timesteps, normal, texture, quat, drop_quat=None, drop_maps=None) -> x0``."""
 

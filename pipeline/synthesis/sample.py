@@ -91,32 +91,21 @@ def checkpoint_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def model_folder(ckpt) -> Path:
-    """``CKPT/model`` (what training exports), or ``CKPT`` itself when it holds the weights."""
-    ckpt = Path(ckpt)
-    for folder in (ckpt / "model", ckpt):
-        if (folder / "config.json").is_file() and (folder / "scheduler_config.json").is_file():
-            return folder
-    raise InputError("expected a folder written by 'synth train' (holding model/ with config.json, "
-                     "scheduler_config.json and safetensors weights)", ckpt)
-
-
 def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guidance: float | None = None,
              seed: int = 0, batch_size: int = 16, overwrite: bool = False, progress: bool = True,
-             row_range: tuple[int, int] | None = None) -> dict:
+             row_range: tuple[int, int] | None = None, device: str = "cpu") -> dict:
     """Paint an image for every row of ``specs`` (condition maps filled), or of its rows
     ``[start, stop)``, into synthetic shards at ``out``."""
     from PIL import Image
 
     from pipeline.data.shards import ShardWriter
-    from pipeline.synthesis.model import HandObjectUNet
+    from pipeline.synthesis.model import RECORD, HandObjectUNet
+    from pipeline.training import model_folder, read_record
 
-    folder = model_folder(ckpt)
+    folder = model_folder(ckpt, RECORD, "synth train")
     digest = checkpoint_digest(folder)
-    model = HandObjectUNet.from_pretrained(folder).eval()
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    training = json.loads((folder / "synthesis.json").read_text()) if (folder / "synthesis.json").exists() else {}
+    model = HandObjectUNet.from_pretrained(folder).eval().to(device)
+    training = read_record(folder, RECORD, "synth train")
     guidance = training.get("guidance", 3.0) if guidance is None else guidance
     sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
     rows = ShardDataset(specs, decode=False)  # read once: conditions are decoded from the same raw rows

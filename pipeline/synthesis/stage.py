@@ -1,4 +1,5 @@
-"""The synthesizer's stages: train the conditional DDPM, generate images for condition rows.
+"""The synthesizer's stages: train the conditional DDPM, generate images for condition rows,
+evaluate it, and the baseline synthesizer that uses the texture map as the image.
 
 ``synth_train`` trains on a dataset with images and maps (``synthesis`` section, its
 ``preset`` filled in); a folder already holding a run is continued only with
@@ -9,8 +10,9 @@ image for every condition row with a trained checkpoint.
 from __future__ import annotations
 
 from pipeline.config import PipelineConfig
-from pipeline.data.storage import Location
+from pipeline.errors import BadData
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 
 class TrainInputs(StageInputs):
@@ -41,20 +43,21 @@ class GenerateSummary(StageSummary):
 
 @stage("synth_train", TrainInputs, TrainSummary, ("synthesis",), reuse=False)
 def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
-    """Train the DDPM on ``inputs.data`` into ``out`` (accelerate: CPU, a GPU, or several)."""
+    """Train the DDPM (accelerate: CPU, a GPU, or several with 'accelerate launch')."""
     from pipeline.synthesis.presets import resolve
     from pipeline.synthesis.train import train
 
     result = train(inputs.data, out.path, resolve(overrides=config.synthesis), seed=config.seed,
-                   resume=config.run.resume, progress=config.run.progress)
+                   resume=config.run.resume, progress=config.run.progress, device=config.run.device)
     return TrainSummary(**{key: value for key, value in result.items() if key != "out"})
 
 
 @stage("synth_generate", GenerateInputs, GenerateSummary,
        ("synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance"))
 def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location) -> GenerateSummary:
-    """An image for every row of ``inputs.specs``; the guidance is ``synthesis.guidance`` when the
-    config sets it, else the checkpoint's training default."""
+    """Paint an image for every condition row; writes synthetic shards with generator provenance.
+
+    The guidance is ``synthesis.guidance`` when the config sets it, else the checkpoint's training default."""
     from pipeline.synthesis.sample import generate
 
     synthesis = config.synthesis
@@ -62,7 +65,7 @@ def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location
     result = generate(inputs.ckpt, inputs.specs, out.text, scheduler=synthesis.sample_scheduler,
                       steps=synthesis.sample_steps, guidance=guidance, seed=config.seed,
                       batch_size=synthesis.generate_batch_size, overwrite=config.run.overwrite,
-                      progress=config.run.progress, row_range=inputs.rows)
+                      progress=config.run.progress, row_range=inputs.rows, device=config.run.device)
     return GenerateSummary(**{key: value for key, value in result.items() if key != "out"})
 
 
@@ -100,14 +103,15 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     synth_generate(config, GenerateInputs(ckpt=inputs.ckpt, specs=inputs.real), resynthesised)
     real = ShardDataset(inputs.real, columns=["normal", "texture"])
     real_images, fake_images = dataset_images(inputs.real), dataset_images(resynthesised)
-    distance = frechet_distance(image_features(fake_images), image_features(real_images))
+    device = config.run.device
+    distance = frechet_distance(image_features(fake_images, device=device), image_features(real_images, device=device))
     fidelity = None
     if inputs.recon is not None:
         from pipeline.reconstruction.data import recon_dataset
         from pipeline.reconstruction.filter import CRITERIA, row_errors
         from pipeline.reconstruction.models import load_reconstructor
 
-        model = load_reconstructor(inputs.recon)
+        model = load_reconstructor(inputs.recon).to(config.run.device)
         errors = {name: row_errors(model, recon_dataset(where, model.config.image_size),
                                    procrustes=config.reconstruction.procrustes)
                   for name, where in (("real", inputs.real), ("resynthesised", resynthesised))}
@@ -124,3 +128,34 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
                                        "with published Inception FID",
                        files={name: out.join(name) for name in ("real_vs_resynthesised.png", "synth_eval.json",
                                                                  "resynthesised")})
+
+
+class PlainSummary(StageSummary):
+    rows: int
+    shards: int
+
+
+class PlainInputs(StageInputs):
+    dataset: str = input_path("rows with condition maps (rendered specs)")
+
+
+@stage("plain_renders", PlainInputs, PlainSummary, ())
+def plain_renders(config: PipelineConfig, inputs: PlainInputs, out: Location) -> PlainSummary:
+    """A copy of the dataset whose image is its texture map: the rendering-based baseline synthesizer
+    (ObMan-style renders of the same conditions, without the DDPM)."""
+    from pipeline.data.manifest import read_manifest
+    from pipeline.data.reader import ShardDataset
+    from pipeline.data.shards import ShardWriter
+
+    _, manifest = read_manifest(inputs.dataset)
+    rows = ShardDataset(inputs.dataset, decode=False)
+    with ShardWriter(out, name=f"{manifest['name']}_plain", rows_per_shard=config.data.rows_per_shard,
+                     image_size=manifest.get("image_size"), config={"source": manifest["name"]},
+                     overwrite=config.run.overwrite, info={"hand_model": manifest.get("hand_model")}) as writer:
+        for index in range(writer.resume_rows, len(rows)):
+            row = rows.raw(index)
+            if row.get("texture") is None:
+                raise BadData(f"sample {row.get('sample_id')!r}: column 'texture' is null: render conditions first",
+                              inputs.dataset)
+            writer.write({**row, "image": row["texture"], "source": "synthetic"})
+    return PlainSummary(rows=writer.manifest["rows"], shards=len(writer.manifest["shards"]))

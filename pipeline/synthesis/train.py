@@ -26,21 +26,22 @@ from pipeline.errors import InputError
 from pipeline.imaging import png_bytes
 from pipeline.paths import atomic_write_bytes
 from pipeline.synthesis.data import model_dataset
-from pipeline.synthesis.model import HandObjectUNet
+from pipeline.synthesis.model import RECORD, HandObjectUNet
 from pipeline.synthesis.objective import diffusion_loss
 from pipeline.training import (
     STATE_FILE,
     FixedOrder,
+    accelerator_on,
     check_output,
     data_loader,
     latest_checkpoint,
     load_training_state,
     loss_curve_png,
-    mixed_precision,
-    replace_folder,
     save_checkpoint,
+    save_model_folder,
     seeded,
     step_generator,
+    write_record,
 )
 
 GRID_SAMPLES = 8
@@ -56,17 +57,16 @@ def noise_scheduler(config: SynthesisConfig):
 
 
 def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int | None = None, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, device: str = "cpu") -> dict:
     """Train on the shards at ``data`` into ``out``; returns a summary (steps, last losses, paths)."""
-    from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     out = Path(out)
     max_steps = max_steps or config.max_steps
     check_output(out, resume)
-    accelerator = Accelerator(mixed_precision=mixed_precision(config.mixed_precision),
-                              gradient_accumulation_steps=config.gradient_accumulation)
+    accelerator = accelerator_on(device, config.mixed_precision,
+                                 gradient_accumulation_steps=config.gradient_accumulation)
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         model = HandObjectUNet.from_pretrained(checkpoint / "unet")
@@ -171,12 +171,7 @@ def _ema_copy(model, ema) -> HandObjectUNet:
 
 def export_model(folder: Path, model, ema, scheduler, config: SynthesisConfig) -> None:
     """EMA weights + noise scheduler + config: the inference checkpoint (written to a temp dir, then moved)."""
-    def write(tmp: Path) -> None:
-        _ema_copy(model, ema).save_pretrained(tmp)
-        scheduler.save_pretrained(tmp)
-        (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
-
-    replace_folder(folder, write)
+    save_model_folder(folder, [_ema_copy(model, ema), scheduler], RECORD[0], config.model_dump())
 
 
 def _save_checkpoint(out: Path, step: int, model, ema, optimizer, lr_schedule, losses, config) -> None:
@@ -185,7 +180,7 @@ def _save_checkpoint(out: Path, step: int, model, ema, optimizer, lr_schedule, l
         _ema_copy(model, ema).save_pretrained(tmp / "ema_unet")
         torch.save({"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict(),
                     "ema": ema.state_dict(), "step": step, "losses": losses}, tmp / STATE_FILE)
-        (tmp / "synthesis.json").write_text(json.dumps(config.model_dump(), indent=2, sort_keys=True) + "\n")
+        write_record(tmp, RECORD[0], config.model_dump())
 
     save_checkpoint(out, step, write, config.keep_checkpoints)
 

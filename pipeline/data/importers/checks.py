@@ -13,9 +13,9 @@ import torch
 
 from pipeline.camera import MIN_DEPTH_M, project
 from pipeline.config import SamplingConfig
+from pipeline.data.grasp_split import grasping_frames
 from pipeline.data.importers.frames import HandModels, SourceFrame
 from pipeline.data.labels import hand_box
-from pipeline.sampling.grasp_split import grasping_frames
 
 CHUNK = 1024
 

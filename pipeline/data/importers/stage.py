@@ -15,17 +15,18 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from pipeline.config import PipelineConfig, config_record
 from pipeline.data.importers.checks import check_hands, label_grasping
 from pipeline.data.importers.frames import MIRROR, HandModels, SourceFrame, crop_image_png
 from pipeline.data.labels import labelled_crop
 from pipeline.data.shards import ShardWriter
-from pipeline.data.storage import Location
 from pipeline.errors import BadData, InputError
 from pipeline.hand.conversions import mirror_pose, mirror_translation
 from pipeline.parallel import parallel_map
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.storage import Location
 
 FORMATS = {
     "dexycb": "pipeline.data.importers.dexycb",
@@ -36,12 +37,13 @@ SECTIONS = ("hand.model", "data", "sampling.grasp_rre_deg", "sampling.grasp_rte_
 
 
 class ImportInputs(StageInputs):
-    format: Literal["dexycb", "ho3d", "handoccnet-json"]
+    format: Literal["dexycb", "ho3d", "handoccnet-json"] = Field(description="the dataset's official layout")
     root: str = input_path("the dataset's root folder, in its official layout")
-    split: str
+    split: str = Field(description="dexycb: s0_train, s1_test...; ho3d: train or evaluation; handoccnet-json: the "
+                                   "split in the file name")
     annotations: str | None = input_path("handoccnet-json: the annotation JSON, if not "
                                          "ROOT/annotations/*_SPLIT_data.json", None)
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1, description="import only the first N frames")
 
 
 class ImportSummary(StageSummary):
@@ -90,7 +92,7 @@ def frame_to_row(frame: SourceFrame, dataset: str, split: str, size: int) -> dic
 
 @stage("import_data", ImportInputs, ImportSummary, SECTIONS)
 def import_data(config: PipelineConfig, inputs: ImportInputs, out: Location) -> ImportSummary:
-    """Import ``inputs.split`` of the dataset at ``inputs.root`` into shards at ``out``."""
+    """Import a real dataset in its official layout into canonical shards (resumable)."""
     root, data, mano = Path(inputs.root), config.data, config.hand.model
     if inputs.annotations and inputs.format != "handoccnet-json":
         raise InputError("annotations: only the handoccnet-json format reads an annotation file")

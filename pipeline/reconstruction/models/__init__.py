@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.errors import BadData
 
+RECORD = ("reconstruction.json", "config.json")  # what a reconstructor's model folder holds beside its weights
 MODELS = {
     "mobrecon": "pipeline.reconstruction.models.mobrecon:MobReconNet",
     "handoccnet": "pipeline.reconstruction.models.handoccnet:HandOccNet",
@@ -26,18 +25,11 @@ def model_class(name: str):
 def load_reconstructor(folder, hand_model: str | None = None):
     """A reconstructor saved with ``save_pretrained`` (``model/`` of a training run, or the
     folder itself); ``hand_model`` replaces the recorded one (a MANO path from another machine)."""
-    from pipeline.training import read_json_file
+    from pipeline.training import model_folder, read_record
 
-    folder = Path(folder)
-    for candidate in (folder / "model", folder):
-        if (candidate / "config.json").is_file() and (candidate / "reconstruction.json").is_file():
-            folder = candidate
-            break
-    else:
-        raise BadData("expected a folder written by recon train (model/ with config.json, reconstruction.json and "
-                      "safetensors weights)", folder)
-    record = read_json_file(folder / "reconstruction.json", "reconstructor record")
-    name = record.get("model") if isinstance(record, dict) else None
+    record = read_record(folder, RECORD, "recon train")
+    folder = model_folder(folder, RECORD, "recon train")
+    name = record.get("model")
     if not isinstance(name, str):
         raise BadData(f"reconstruction.json: field 'model': expected one of {', '.join(MODELS)}", folder)
     overrides = {"hand_model": hand_model} if hand_model else {}

@@ -15,7 +15,7 @@ from pipeline.data.schema import pose12_matrix
 
 from conftest import make_config
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_cli_grasp_run_and_report(tmp_path):
 
     out, report = tmp_path / "grasps", tmp_path / "report"
     runner = CliRunner()
-    result = runner.invoke(cli, ["grasp", "run", "--objects", "builtin:tennis_ball", "--per-object", "3",
+    result = runner.invoke(cli, ["grasp", "run", "--objects", "tennis_ball", "--per-object", "3",
                                  "--iterations", "30", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -223,7 +223,7 @@ def test_cli_grasp_run_and_report(tmp_path):
 def test_cli_unknown_object_is_a_clear_error(tmp_path, capsys):
     from flows.cli import main
 
-    code = main(["grasp", "run", "--objects", "builtin:teapot", "--per-object", "2", "--out", str(tmp_path / "g")])
+    code = main(["grasp", "run", "--objects", "teapot", "--per-object", "2", "--out", str(tmp_path / "g")])
     assert code == 2
     message = capsys.readouterr().err
     assert "teapot" in message and "tennis_ball" in message

@@ -174,3 +174,37 @@ def _config_file(folder, spread_mm: float):
     path = folder / "spread.yaml"
     path.write_text(f"filter:\n  hypotheses_spread_mm: {spread_mm}\n")
     return path
+
+
+def test_device_cpu_keeps_every_computing_stage_on_the_cpu_where_cuda_exists(tiny_demo, reconstructor, tmp_path,
+                                                                              monkeypatch):
+    """torch is told a GPU exists: 'auto' then picks CUDA (which this build cannot use), and
+    every computing stage asked for the CPU must never touch it."""
+    from grasp_sim.stage import GraspInputs, grasps
+    from pipeline import stage as stage_module
+    from pipeline.reconstruction.stage import EvalInputs as ReconEval
+    from pipeline.reconstruction.stage import FilterInputs, TrainInputs, recon_eval, recon_filter, recon_train
+    from pipeline.synthesis.stage import EvalInputs, GenerateInputs, synth_eval, synth_generate, synth_train
+    from pipeline.synthesis.stage import TrainInputs as SynthTrain
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert stage_module.resolved_device(make_config()).run.device == "cuda"  # the fake is seen
+    root, _ = tiny_demo
+    train, test = str(root / "demo" / "s0_train"), str(root / "demo" / "s0_test")
+    config = make_config({"run.device": "cpu", "reconstruction.max_steps": 1, "reconstruction.num_workers": 0,
+                          "reconstruction.batch_size": 4, "synthesis.max_steps": 1, "synthesis.batch_size": 4,
+                          "synthesis.num_workers": 0, "synthesis.sample_steps": 1, "grasp.per_object": 2,
+                          "grasp.batch_size": 2, "grasp.iterations": 2})
+    grasps(config, GraspInputs(objects=["golf_ball"]), tmp_path / "grasps")
+    recon_train(config, TrainInputs(data=train), tmp_path / "recon")
+    recon_eval(config, ReconEval(ckpt=str(reconstructor), data=test), tmp_path / "eval")
+    synth_train(config, SynthTrain(data=train), tmp_path / "ddpm")
+    synth_generate(config, GenerateInputs(ckpt=str(tmp_path / "ddpm"), specs=test), tmp_path / "generated")
+    recon_filter(config, FilterInputs(ckpt=str(reconstructor), data=str(tmp_path / "generated"), val=train),
+                 tmp_path / "filter")
+    synth_eval(config, EvalInputs(ckpt=str(tmp_path / "ddpm"), real=test, recon=str(reconstructor)),
+               tmp_path / "synth_eval")
+    with pytest.raises(AssertionError, match="CUDA"):  # the control: asked for 'auto', the stage goes to CUDA
+        recon_eval(make_config({"run.device": "auto"}), ReconEval(ckpt=str(reconstructor), data=test),
+                   tmp_path / "eval-auto")

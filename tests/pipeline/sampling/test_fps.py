@@ -17,38 +17,26 @@ from pipeline.data.schema import GRASP
 from pipeline.errors import InputError
 from pipeline.hand import load_hand_model
 from pipeline.sampling import grasping_frames
-from pipeline.sampling.fps import cross_distribution_probabilities, draw_without_replacement, farthest_pose_sampling
+from pipeline.sampling.fps import (
+    cross_distribution_probabilities,
+    draw_without_replacement,
+    farthest_pose_sampling,
+    farthest_pose_sampling_reference,
+)
 from pipeline.sampling.pose_vectors import POSE_VECTOR_SIZE, pose_vectors
 
 import dataset_fixtures as fx
 from conftest import make_config
 
 
-def naive_farthest_pose_sampling(vectors, m, first):
-    """Alg. 1 as printed: every round, every candidate's nearest distance to the chosen set."""
-    def distance(a, b):
-        return 1 - np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
-    chosen = [first]
-    while len(chosen) < m:
-        best, best_distance = None, -np.inf
-        for i in range(len(vectors)):
-            if i in chosen:
-                continue
-            d = min(distance(vectors[i], vectors[j]) for j in chosen)
-            if d > best_distance:
-                best, best_distance = i, d
-        chosen.append(best)
-    return chosen
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fps_equals_algorithm_1(seed):
     vectors = np.random.default_rng(seed).normal(size=(150, POSE_VECTOR_SIZE))
-    expected = naive_farthest_pose_sampling(vectors, 25, first=seed * 7)
+    expected = farthest_pose_sampling_reference(vectors, 25, first=seed * 7)
     assert farthest_pose_sampling(vectors, 25, first_index=seed * 7).tolist() == expected
     assert farthest_pose_sampling(vectors, 25, first_index=seed * 7, chunk=16).tolist() == expected
     drawn = farthest_pose_sampling(vectors, 25, seed=seed)
-    assert drawn.tolist() == naive_farthest_pose_sampling(vectors, 25, first=int(drawn[0]))
+    assert drawn.tolist() == farthest_pose_sampling_reference(vectors, 25, first=int(drawn[0]))
     assert len(set(farthest_pose_sampling(vectors, 150, seed=seed).tolist())) == 150
 
 
@@ -179,6 +167,6 @@ def test_sample_cli_and_bad_inputs(inputs, tmp_path, capsys):
     assert result["specs"] == 3 + 4 and result["objects"]["025_mug"]["grasps_kept"] == 5
     assert main(["sample", "--real", str(inputs / "real"), "--grasps", str(inputs / "grasps"), "--out",
                  str(tmp_path / "x"), "--per-object", "3"]) == 2
-    assert "--per-object: expected two integers" in capsys.readouterr().err
+    assert "--per-object: expected 2 comma-separated values" in capsys.readouterr().err
     with pytest.raises(InputError, match="expected grasp records"):
         sample_conditions(inputs / "real", inputs / "real", tmp_path / "y")

@@ -25,6 +25,9 @@ from pipeline.errors import DatasetConflict, MissingResource
 
 REPORT_DIR = "__report__"
 LOCK = ".lock"
+MANIFEST = ".manifest.json"  # a dataset folder's manifest (``pipeline.data.shards`` writes it)
+JOURNAL = ".progress.json"  # a dataset being written: its finished shards
+LEGACY_MANIFEST = "manifest.json"  # written by handbooster 0.1 before the Arrow-friendly layout
 
 
 @dataclass(frozen=True)
@@ -192,3 +195,20 @@ def folder_lock(where):
                 os.close(held.fd)
                 if held.created and not os.listdir(key):
                     os.rmdir(key)
+
+
+def code_version() -> str:
+    """The installed handbooster version: part of every output's identity."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("handbooster")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def manifest_fingerprint(manifest: dict) -> str:
+    """A digest of what a dataset holds (its name, kind and every shard's sha256), from its
+    manifest: stays the same wherever the folder is moved, changes with any row."""
+    payload = json.dumps([manifest["name"], manifest["kind"], [s["sha256"] for s in manifest["shards"]]])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -206,6 +206,6 @@ def test_render_commands_fill_an_imported_dataset(tmp_path, capsys):
         assert (mask == 1).sum() > 50 and (mask == 2).sum() > 20  # the hand and the mustard bottle
         u, v = np.round(after["joints_2d"][0].numpy()).astype(int)  # the wrist lies on the hand or near it
         assert mask[max(v - 2, 0):v + 3, max(u - 2, 0):u + 3].max() >= 1
-    assert main(["render", "preview", "--out", str(tmp_path / "preview.png"), "--scenes", "2", "--size", "64"]) == 0
+    assert main(["render", "preview", "--out", str(tmp_path / "preview"), "--scenes", "2", "--size", "64"]) == 0
     from PIL import Image
-    assert Image.open(tmp_path / "preview.png").size == (4 * 64, 16 + 2 * (64 + 16))
+    assert Image.open(tmp_path / "preview" / "preview.png").size == (4 * 64, 16 + 2 * (64 + 16))

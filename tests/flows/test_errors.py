@@ -57,16 +57,16 @@ def _dataset_args(name):
 
 # command -> (argv given inputs and an output path, the input folder the output must not be or be inside)
 COMMANDS = {
-    "hand export": (lambda i, out: ["hand", "export", "--out", str(out / "hand.obj")], None),
+    "hand export": (lambda i, out: ["hand", "export", "--out", str(out)], None),
     "hand convert-mano": (lambda i, out: ["hand", "convert-mano", str(i / "MANO_RIGHT.pkl"), "--out", str(out)], None),
-    "objects sheet": (lambda i, out: ["objects", "sheet", "--objects", "golf_ball", "--out", str(out / "s.png")], None),
+    "objects sheet": (lambda i, out: ["objects", "sheet", "--objects", "golf_ball", "--out", str(out)], None),
     "data import": (lambda i, out: ["data", "import", "dexycb", str(i / "dex"), "--split", "s0_train", "--mano",
                                     "builtin", "--out", str(out)], "dex"),
-    "data inspect": (lambda i, out: ["data", "inspect", str(i / "real"), "--out", str(out / "grid.png")], "real"),
+    "data sheet": (lambda i, out: ["data", "sheet", str(i / "real"), "--out", str(out)], "real"),
     "data register": (lambda i, out: ["data", "register", str(i / "real"), "--registry", str(out)], "real"),
     "data demo": (lambda i, out: ["data", "demo", "--size", "tiny", "--out", str(out), "--registry",
                                   str(out / "registry")], None),
-    "grasp run": (lambda i, out: ["grasp", "run", "--objects", "builtin:golf_ball", "--per-object", "2", "--out",
+    "grasp run": (lambda i, out: ["grasp", "run", "--objects", "golf_ball", "--per-object", "2", "--out",
                                   str(out)], None),
     "grasp report": (lambda i, out: ["grasp", "report", str(i / "grasps"), "--out", str(out)], "grasps"),
     "sample": (lambda i, out: ["sample", "--real", str(i / "real"), "--grasps", str(i / "grasps"), "--out",
@@ -74,7 +74,7 @@ COMMANDS = {
     "render conditions": (lambda i, out: ["render", "conditions", "--dataset", str(i / "real"), "--out", str(out)],
                           "real"),
     "render photos": (lambda i, out: ["render", "photos", "--dataset", str(i / "real"), "--out", str(out)], "real"),
-    "render preview": (lambda i, out: ["render", "preview", "--out", str(out / "p.png")], None),
+    "render preview": (lambda i, out: ["render", "preview", "--out", str(out)], None),
     "synth train": (lambda i, out: ["synth", "train", "--data", str(i / "maps"), "--out", str(out)], "maps"),
     "synth generate": (lambda i, out: ["synth", "generate", "--ckpt", str(i / "ckpt"), "--specs", str(i / "maps"),
                                        "--out", str(out)], "maps"),
@@ -155,7 +155,7 @@ def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
     """Two grasp runs with different seeds into one folder: the second is refused at once."""
     out = tmp_path / "grasps"
     code = ("import sys\nfrom flows.cli import main\n"
-            "sys.exit(main(['grasp', 'run', '--objects', 'builtin:golf_ball', '--per-object', '12', '--iterations', "
+            "sys.exit(main(['grasp', 'run', '--objects', 'golf_ball', '--per-object', '12', '--iterations', "
             "'300', '--batch-size', '4', '--out', sys.argv[1], '--seed', sys.argv[2]]))")
     first = subprocess.Popen([sys.executable, "-c", code, str(out), "1"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
@@ -241,7 +241,7 @@ def test_png_that_does_not_decode_is_named_by_sample_and_column(garbage_png_data
     data = str(garbage_png_dataset)
     assert main(["data", "validate", data]) == 0  # checksums, sizes and schema are right
     expect_one_line_error(["data", "validate", data, "--deep"], capsys, "maps/00005", "'image'")
-    expect_one_line_error(["data", "inspect", data, "--out", str(tmp_path / "g.png"), "--samples", "8"], capsys,
+    expect_one_line_error(["data", "sheet", data, "--out", str(tmp_path / "g"), "--samples", "8"], capsys,
                           "maps/00005")
     expect_one_line_error(["synth", "generate", "--ckpt", str(inputs / "ckpt"), "--specs", data, "--out",
                            str(tmp_path / "gen")], capsys, "maps/00005", "normal")

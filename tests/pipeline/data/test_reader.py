@@ -129,6 +129,8 @@ def test_inspect_counts_and_grid(dataset_dir, tmp_path, capsys):
     assert grid.shape[1] == 4 * 160 and grid.shape[0] == 16 + 5 * (160 + 16)
     assert main(["data", "inspect", str(dataset_dir)]) == 0
     assert "by split: test 16, train 7" in capsys.readouterr().out
+    assert main(["data", "sheet", str(dataset_dir), "--out", str(tmp_path / "sheet"), "--samples", "3"]) == 0
+    assert np.asarray(Image.open(tmp_path / "sheet" / "grid.png")).shape[0] == 16 + 3 * (160 + 16)
 
 
 def test_register_copies_the_manifest_once(dataset_dir, tmp_path):

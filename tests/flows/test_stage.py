@@ -68,7 +68,7 @@ def test_demo_builds_four_registered_splits(demo):
 def test_two_demo_folders_register_side_by_side(demo, tmp_path):
     from flows.stage import register_demo, registry_name
     from pipeline.data.registry import list_registry
-    from pipeline.data.storage import Location
+    from pipeline.storage import Location
 
     root, _ = demo
     registry = tmp_path / "data_manifests"
@@ -156,7 +156,7 @@ def test_labels_agree_with_pixels(demo, hand_model):
 
 
 def test_grasping_split_finds_the_lift_frames(demo):
-    from pipeline.sampling.grasp_split import grasping_frames
+    from pipeline.data.grasp_split import grasping_frames
 
     root, _ = demo
     for split in SPLITS:

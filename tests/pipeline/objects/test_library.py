@@ -212,22 +212,23 @@ def test_objects_cli_list_prepare_sheet(tmp_path, capsys, library):
     config = tmp_path / "cfg.yaml"
     config.write_text("objects:\n  vhacd:\n    resolution: 20000\n")
     assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--workers", "2",
-                 "--json"]) == 0
-    prepared = json.loads(capsys.readouterr().out)["prepared"]
+                 "--out", str(tmp_path / "prepared"), "--json"]) == 0
+    prepared = json.loads(capsys.readouterr().out)["details"]["prepared"]
     assert prepared["golf_ball"]["sdf"] == "analytic" and prepared["tuna_can"]["sdf"].endswith(".npz")
     assert prepared["tuna_can"]["pieces"] >= 1
     # The worker processes honoured the config: this process finds the same cached files.
-    assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["prepared"] == prepared
+    assert main(["objects", "prepare", "--objects", "golf_ball,tuna_can", "--config", str(config), "--json",
+                 "--out", str(tmp_path / "again")]) == 0
+    assert json.loads(capsys.readouterr().out)["details"]["prepared"] == prepared
 
-    out = tmp_path / "sheet.png"
-    assert main(["objects", "sheet", "--objects", "mug,banana,cracker_box", "--columns", "3", "--out", str(out)]) == 0
-    sheet = np.asarray(Image.open(out))
+    assert main(["objects", "sheet", "--objects", "mug,banana,cracker_box", "--columns", "3", "--out",
+                 str(tmp_path / "sheet")]) == 0
+    sheet = np.asarray(Image.open(tmp_path / "sheet" / "sheet.png"))
     assert sheet.shape[1] == 3 * 224 and sheet.std() > 20
 
     assert main(["objects", "list", "--objects", "mug,teapot"]) == 2
     assert "unknown object(s) teapot" in capsys.readouterr().err
-    assert main(["objects", "sheet", "--out", str(tmp_path / "sheet.jpg")]) == 2
+    assert main(["objects", "sheet", "--columns", "0", "--out", str(tmp_path / "bad-sheet")]) == 2
     config.write_text("objects:\n  vhacd:\n    resolution: 5\n")
     assert main(["objects", "list", "--config", str(config)]) == 2
     assert "'objects.vhacd.resolution'" in capsys.readouterr().err

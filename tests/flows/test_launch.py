@@ -53,7 +53,8 @@ def assert_same_bytes(run: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(prefect_api, tiny_demo, tmp_path_factory):
     from flows.launch import run_flow
-    from pipeline.config import ARMS, PipelineConfig, validate_config
+    from pipeline.boost.arms import ARM_NAMES as ARMS
+    from pipeline.config import PipelineConfig, validate_config
 
     out = tmp_path_factory.mktemp("boost") / "run"
     config = validate_config(boost_config(tiny_demo, ARMS), PipelineConfig, "test")
@@ -64,7 +65,7 @@ def uninterrupted(prefect_api, tiny_demo, tmp_path_factory):
 def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, prefect_api):
     from prefect import get_client
 
-    from pipeline.config import ARMS
+    from pipeline.boost.arms import ARM_NAMES as ARMS
     from pipeline.data.manifest import read_manifest
 
     out, result = uninterrupted
@@ -160,7 +161,7 @@ def test_served_deployments_run_with_parameters_and_refuse_bad_ones(prefect_api,
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     server = subprocess.Popen([sys.executable, "-c", "from prefect import serve\nfrom flows.ui import deployments\n"
                                "serve(*deployments(), print_starting_message=False)"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
     try:
         with get_client(sync_client=True) as client:
             deadline = time.time() + 120
@@ -298,3 +299,17 @@ def test_sigterm_ends_the_ui_and_its_server():
     finally:
         if ui.poll() is None:
             os.killpg(ui.pid, signal.SIGKILL)
+
+
+def test_a_stage_form_shows_its_inputs_first_and_only_the_sections_it_reads():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.launch import stage_flow
+    from flows.stages import load_stage
+
+    schema = parameter_schema(stage_flow("sample").fn)
+    assert [name for name, _ in sorted(schema.properties.items(), key=lambda item: item[1]["position"])] == \
+        ["inputs", "out", "config"]
+    config = schema.definitions["sample_config"]["properties"]
+    assert set(config) == {"seed", "run", "sampling", "data", "hand"}
+    assert {section.split(".")[0] for section in load_stage("sample").sections} | {"seed", "run"} == set(config)
