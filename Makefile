@@ -40,7 +40,7 @@ lint: venv
 demo: venv
 	$(BIN)/handbooster info
 	$(BIN)/handbooster run boost --config configs/demo.yaml --out $(DEMO_OUT)
-	@echo "open $(DEMO_OUT)/index.html: every step, its outputs and pictures; the boost table is $(DEMO_OUT)/experiment/boost_report.md"
+	@echo "open $(DEMO_OUT)/index.html: every step, its outputs and pictures; the boost table is $(DEMO_OUT)/boost_report.md"
 
 bench: venv
 	$(BIN)/python benchmarks/bench_hand.py

@@ -1,20 +1,24 @@
-"""``boost``: the whole pipeline as one resumable Prefect flow.
+"""``boost``: the whole pipeline as one resumable Prefect flow, under each protocol.
 
-real data (the embedded demo, or an imported dataset) -> novel grasps, one task per object,
-merged -> pose sampling, one variant per arm (views only, random, FPS, FPS + cross-distribution)
--> condition maps, one task per chunk of rows, merged -> the DDPM trained on the real images
--> images generated for the conditions, one task per chunk, merged -> every arm's
-reconstructors trained (real only first: it is also the filter's) -> the filter on the full
-method's images -> evaluation on the test splits, the synthesizer's evaluation, the boost
-table. Every task runs a stage function on paths; a task
-whose output already holds a finished run of the same identity is reused, so a run killed
-at any moment and started again redoes nothing it finished and ends with the same bytes.
+real data (the embedded demo, or imported datasets) -> novel grasps, one task per object,
+merged (simulated: shared by every protocol) -> then per protocol, learning only from its
+training split: pose sampling, one variant per arm (views only, random, FPS, FPS +
+cross-distribution) -> condition maps, one task per chunk of rows, merged -> the DDPM trained on
+the real images -> images generated for the conditions, one task per chunk, merged -> every
+arm's reconstructors trained (real only first: it is also the filter's) -> the filter on the
+full method's images, repainting what it rejects until it keeps K -> evaluation on the
+protocol's tests, the synthesizer's evaluation, the protocol's report (its guard refuses a
+test that shares a sequence with anything the protocol learned from). Every task runs a
+stage function on paths; a task whose output already holds a finished run of the same
+identity is reused, so a run killed at any moment and started again redoes nothing it
+finished and ends with the same bytes.
 
-The run folder: ``real/``, ``grasps/<object>/`` and ``grasps/all/``, ``specs/``,
-``conditions/``, ``synth/``, ``synthetic/``, ``plain_renders/``, ``oracle/``, ``filter/``,
-``synth_eval/``, ``experiment/`` (arms, boost_report.md/json, pck.png), ``flow.log``, ``index.html`` (links to
-every artefact) and ``boost_summary.json``. The UI shows a progress artifact, a table of the
-steps and a markdown page with the plots.
+The run folder: ``real/`` (the demo), ``grasps/<object>/`` and ``grasps/all/``, and per
+protocol ``<protocol>/`` with ``specs/``, ``conditions/``, ``synth/``, ``synthetic/``,
+``plain_renders/``, ``oracle/``, ``filter/round-N/`` and ``filter/kept/``, ``synth_eval/``,
+``experiment/`` (arms, boost_report.md/json, pck.png); ``boost_report.md/json`` (every
+protocol's), ``flow.log``, ``index.html`` (links to every artefact) and ``boost_summary.json``.
+The UI shows a progress artifact, a table of the steps and a markdown page with the plots.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from prefect.artifacts import (
 )
 
 from flows.tasks import flow_threads, run_stage
-from pipeline.config import PipelineConfig, with_overrides
+from pipeline.config import PipelineConfig, ProtocolConfig, with_overrides
 from pipeline.data.manifest import dataset_name
 
 SUMMARY_FILE = "boost_summary.json"
+REPORT_FILE = "boost_report.md"
 
 
 class Steps:
@@ -103,25 +108,30 @@ def _has_maps(dataset: str) -> bool:
     return table.num_rows > 0 and table.column("normal").null_count == 0
 
 
-def real_data(steps: Steps, config: PipelineConfig) -> tuple[str, list[str]]:
-    """The real training dataset and the test datasets: the demo's, or the configured ones."""
-    if config.boost.real != "demo":
+def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
+    """The protocols the run is scored under: the configured ones, the one of ``real`` and
+    ``tests``, or the demo's (built first) named in ``demo_protocols``."""
+    boost = config.boost
+    if boost.protocols or boost.real != "demo":
         from pipeline.data.manifest import require_labels
 
-        for dataset in (config.boost.real, *config.boost.tests):  # before any grasp is simulated
-            require_labels(dataset)
-        return config.boost.real, list(config.boost.tests)
-    registry = {"registry": config.boost.registry} if config.boost.registry else {}
+        chosen = boost.protocols or [ProtocolConfig(name="main", train=boost.real, tests=boost.tests)]
+        for protocol in chosen:  # before any grasp is simulated
+            for dataset in (protocol.train, *protocol.tests):
+                require_labels(dataset)
+        return chosen
+    registry = {"registry": boost.registry} if boost.registry else {}
     steps.one("real: demo dataset", "demo", registry, steps.out / "real")
-    tests = list(config.boost.tests) or [str(steps.out / "real" / split) for split in ("s0_test", "s1_test")]
-    return str(steps.out / "real" / "s0_train"), tests
+    return [ProtocolConfig(name=name, train=str(steps.out / "real" / f"{name}_train"),
+                           tests=[str(steps.out / "real" / f"{name}_test")]) for name in boost.demo_protocols]
 
 
-def novel_grasps(steps: Steps, config: PipelineConfig, real: str) -> str:
+def novel_grasps(steps: Steps, config: PipelineConfig, trains: list[str]) -> str:
+    """Grasps of every object the training splits hold (simulated: nothing here learns from real data)."""
     from pipeline.objects import load_object_library
 
     library = load_object_library(config.objects.library)
-    objects = config.boost.grasp_objects or [o for o in _object_ids(real) if o in library]
+    objects = config.boost.grasp_objects or sorted({o for real in trains for o in _object_ids(real) if o in library})
     folders = [steps.out / "grasps" / name for name in objects]
     steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, None)
                for name, folder in zip(objects, folders)])
@@ -140,82 +150,108 @@ def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: s
                          steps.config.boost.generate_chunk_rows, out, f"{dataset_name(specs)}_synthetic")
 
 
-def pipeline_steps(steps: Steps, config: PipelineConfig, runner: str) -> dict:
-    """The synthetic data of every arm (``pipeline.boost.arms``); returns the paths the experiment uses."""
+def protocol_data(steps: Steps, config: PipelineConfig, protocol: ProtocolConfig, grasps: str, runner: str) -> dict:
+    """The synthetic data of every arm (``pipeline.boost.arms``) under one protocol, in
+    ``OUT/<protocol>/``: everything learns from and samples the protocol's training split."""
     from flows.runtime import in_worker_processes
     from pipeline.boost.arms import ARMS, ONLY_FOR_DEMO, VARIANTS, ddpm_variants, variants_of
     from pipeline.demo.plan import made_by_demo
 
     render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads
-    real, tests = real_data(steps, config)
+    root, name, real = steps.out / protocol.name, protocol.name, protocol.train
     train_maps = real
     if not _has_maps(real):
         from pipeline.data.manifest import read_manifest
 
         rows = read_manifest(real)[1]["rows"]
-        train_maps = conditions(steps, real, rows, steps.out / "real_maps", "real: condition maps", render_workers)
-    grasps = novel_grasps(steps, config, real)
+        train_maps = conditions(steps, real, rows, root / "real_maps", f"{name}: real condition maps", render_workers)
     demo = made_by_demo(real)
-    arms = [name for name in config.boost.arms if demo or name not in ONLY_FOR_DEMO]
+    arms = [arm for arm in config.boost.arms if demo or arm not in ONLY_FOR_DEMO]
     variants = variants_of(arms)
-    specs = dict(zip(variants, steps.run([(f"sample: {name}", "sample", {"real": real, "grasps": grasps},
-                                           steps.out / "specs" / name, VARIANTS[name]) for name in variants])))
-    maps = {name: conditions(steps, str(steps.out / "specs" / name), specs[name]["specs"],
-                             steps.out / "conditions" / name, f"conditions: {name}", render_workers)
-            for name in variants}
-    steps.one("synth train", "synth_train", {"data": train_maps}, steps.out / "synth", {"run.resume": True})
-    synthetic = {name: generate(steps, str(steps.out / "synth"), maps[name], specs[name]["specs"],
-                                steps.out / "synthetic" / name, f"synth generate: {name}")
-                 for name in ddpm_variants(arms)}
+    specs = dict(zip(variants, steps.run([(f"{name}: sample {variant}", "sample", {"real": real, "grasps": grasps},
+                                           root / "specs" / variant, VARIANTS[variant]) for variant in variants])))
+    maps = {variant: conditions(steps, str(root / "specs" / variant), specs[variant]["specs"],
+                                root / "conditions" / variant, f"{name}: conditions {variant}", render_workers)
+            for variant in variants}
+    steps.one(f"{name}: synth train", "synth_train", {"data": train_maps}, root / "synth", {"run.resume": True})
+    synthetic = {variant: generate(steps, str(root / "synth"), maps[variant], specs[variant]["specs"],
+                                   root / "synthetic" / variant, f"{name}: synth generate {variant}")
+                 for variant in ddpm_variants(arms)}
     arm_data, filtered = {}, {}
-    for name in arms:
-        arm = ARMS[name]
+    for arm_name in arms:
+        arm = ARMS[arm_name]
         if arm.source is None:
-            arm_data[name] = ""
+            arm_data[arm_name] = ""
         elif arm.source == "ddpm":
-            arm_data[name] = synthetic[arm.variant]
+            arm_data[arm_name] = synthetic[arm.variant]
         elif arm.source == "filtered":  # kept by the filter, which runs once real only is trained
-            filtered[name] = synthetic[arm.variant]
-            arm_data[name] = str(steps.out / "filter" / "kept")
+            filtered[arm_name] = synthetic[arm.variant]
+            arm_data[arm_name] = str(root / "filter" / "kept")
         elif arm.source == "plain_renders":
-            steps.one("plain renders (texture as image)", "plain_renders", {"dataset": maps[arm.variant]},
-                      steps.out / name)
-            arm_data[name] = str(steps.out / name)
+            steps.one(f"{name}: plain renders (texture as image)", "plain_renders", {"dataset": maps[arm.variant]},
+                      root / arm_name)
+            arm_data[arm_name] = str(root / arm_name)
         elif arm.source == "photos":
-            source = str(steps.out / "specs" / arm.variant)
-            arm_data[name] = steps.chunked(f"{name}: photo renderer", "photos", {"dataset": source},
-                                           specs[arm.variant]["specs"], config.boost.render_chunk_rows,
-                                           steps.out / name, f"{dataset_name(source)}_photos",
-                                           {"run.workers": render_workers})
-    return {"real": real, "tests": tests, "grasps": grasps, "train_maps": train_maps, "synthetic": synthetic,
-            "arm_data": arm_data, "filtered": filtered, "synth": str(steps.out / "synth")}
+            source = str(root / "specs" / arm.variant)
+            arm_data[arm_name] = steps.chunked(f"{name}: {arm_name} photo renderer", "photos", {"dataset": source},
+                                               specs[arm.variant]["specs"], config.boost.render_chunk_rows,
+                                               root / arm_name, f"{dataset_name(source)}_photos",
+                                               {"run.workers": render_workers})
+    return {"protocol": protocol.model_dump(), "train_maps": train_maps, "synthetic": synthetic,
+            "arm_data": arm_data, "filtered": filtered, "synth": str(root / "synth")}
 
 
-def experiment_steps(steps: Steps, config: PipelineConfig, paths: dict, note: str) -> dict:
-    """Every arm trained (in parallel batches), the filter, the synthesizer's evaluation, the report."""
+def filter_rounds(steps: Steps, config: PipelineConfig, root: Path, label: str, generated: str, model: str,
+                  real: str) -> dict:
+    """The filter over the generated rows; while it has kept fewer than K, the rows it rejected
+    are painted again (another seed) and judged again, up to ``boost.filter_rounds`` rounds.
+    The kept rows of every round, merged, are ``root/filter/kept``."""
+    wanted, kept, parts, summary = config.boost.synthetic_count, 0, [], None
+    for index in range(config.boost.filter_rounds):
+        folder = root / "filter" / f"round-{index}"
+        if index:
+            rejected = str(root / "filter" / f"round-{index - 1}" / "rejected")
+            generated = steps.chunked(f"{label} repaint round {index}", "synth_generate",
+                                      {"ckpt": str(root / "synth"), "specs": rejected}, summary["rejected"],
+                                      config.boost.generate_chunk_rows, root / "synthetic" / f"repaint-{index}",
+                                      f"{dataset_name(rejected)}_repainted", {"seed": config.seed + index})
+        summary = steps.one(f"{label} round {index}", "recon_filter", {"ckpt": model, "data": generated, "val": real},
+                            folder)
+        kept, parts = kept + summary["kept"], [*parts, str(folder / "kept")]
+        if kept >= wanted or not summary["rejected"]:
+            break
+    steps.one(f"{label} kept, merged", "merge", {"datasets": parts, "name": "filter_kept"}, root / "filter" / "kept")
+    return {"rounds": len(parts), "kept": kept, "wanted": wanted, "last_round": summary}
+
+
+def protocol_experiment(steps: Steps, config: PipelineConfig, paths: dict, note: str) -> dict:
+    """Every arm of one protocol trained (in parallel batches), the filter, the synthesizer's
+    evaluation on the protocol's first test, and the protocol's report."""
     from pipeline.boost.arms import arm_jobs, arm_run
 
-    out = steps.out / "experiment"
-    jobs = arm_jobs(config.boost.seeds, config.boost.synthetic_count, paths["real"], paths["tests"],
+    protocol = ProtocolConfig.model_validate(paths["protocol"])
+    name, root = protocol.name, steps.out / protocol.name
+    out = root / "experiment"
+    jobs = arm_jobs(config.boost.seeds, config.boost.synthetic_count, protocol.train, protocol.tests,
                     paths["arm_data"], out)
     later = [job for job in jobs if job.arm in paths["filtered"]]  # trained once the filter has kept their rows
-    trainings = lambda batch: [(f"train {job.label}", "recon_train", job.train, job.train_folder, job.overrides)
-                               for job in batch]
+    trainings = lambda batch: [(f"{name}: train {job.label}", "recon_train", job.train, job.train_folder,
+                                job.overrides) for job in batch]
     steps.run(trainings([job for job in jobs if job not in later]))
     filter_model = str(arm_run(out, "real_only", config.boost.seeds[0]) / "train")
     filtered = None
     for generated in paths["filtered"].values():
-        filtered = steps.one("filter: full method", "recon_filter", {"ckpt": filter_model, "data": generated,
-                                                                     "val": paths["real"]}, steps.out / "filter")
+        filtered = filter_rounds(steps, config, root, f"{name}: filter", generated, filter_model, protocol.train)
     steps.run(trainings(later))
-    steps.run([(f"eval {job.label} {folder.name[5:]}", "recon_eval", inputs, folder, job.overrides)
+    steps.run([(f"{name}: eval {job.label} {folder.name[5:]}", "recon_eval", inputs, folder, job.overrides)
                for job in jobs for inputs, folder in job.evals])
-    evaluated = steps.one("synth eval", "synth_eval", {"ckpt": paths["synth"], "real": paths["tests"][0],
-                                                      "recon": filter_model}, steps.out / "synth_eval")
+    evaluated = steps.one(f"{name}: synth eval", "synth_eval", {"ckpt": paths["synth"], "real": protocol.tests[0],
+                                                                "recon": filter_model}, root / "synth_eval")
     ordered = list(paths["arm_data"])
-    report = steps.one("boost report", "experiment", {"real": paths["real"], "tests": paths["tests"],
-                                                      "synthetic": [paths["arm_data"][a] for a in ordered],
-                                                      "note": note}, out, {"boost.arms": ordered})
+    report = steps.one(f"{name}: boost report", "experiment", {
+        "real": protocol.train, "tests": protocol.tests, "synthetic": [paths["arm_data"][a] for a in ordered],
+        "synthesizer_train": paths["train_maps"], "filter_train": protocol.train, "protocol": name, "note": note},
+        out, {"boost.arms": ordered})
     return {"filter": filtered, "synth_eval": evaluated, "report": report}
 
 
@@ -239,17 +275,33 @@ def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool =
     started = time.perf_counter()
     out_path = Path(out)
     steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))
-    paths = pipeline_steps(steps, config, runner)
-    experiment = experiment_steps(steps, config, paths, note)
+    protocols = protocols_of(steps, config)
+    grasps = novel_grasps(steps, config, [protocol.train for protocol in protocols])
+    paths, experiments = {}, {}
+    for protocol in protocols:
+        paths[protocol.name] = protocol_data(steps, config, protocol, grasps, runner)
+        experiments[protocol.name] = protocol_experiment(steps, config, paths[protocol.name], note)
     update_progress_artifact(steps.progress, progress=100.0)
     result = {"out": out, "runner": runner, "seconds": round(time.perf_counter() - started, 1),
-              "steps": steps.rows, "reused_steps": sum(r["reused"] for r in steps.rows), "paths": paths,
-              "filter": experiment["filter"], "synth_eval": experiment["synth_eval"],
-              "report": experiment["report"]}
+              "steps": steps.rows, "reused_steps": sum(r["reused"] for r in steps.rows), "grasps": grasps,
+              "paths": paths, "protocols": experiments}
+    combined_report(out_path, list(experiments))
     if echo:
-        print("\n" + (out_path / "experiment" / "boost_report.md").read_text(), flush=True)
+        print("\n" + (out_path / REPORT_FILE).read_text(), flush=True)
     publish(out_path, result)
     return result
+
+
+def combined_report(out: Path, protocols: list[str]) -> None:
+    """``OUT/boost_report.md`` and ``.json``: every protocol's report, one after the other."""
+    from pipeline.paths import atomic_write_bytes
+
+    reports = {name: json.loads((out / name / "experiment" / "boost_report.json").read_text()) for name in protocols}
+    atomic_write_bytes(out / "boost_report.json",
+                       (json.dumps({"protocols": reports}, indent=2, sort_keys=True) + "\n").encode())
+    parts = [f"## Protocol {name}\n\n" + (out / name / "experiment" / "boost_report.md").read_text()
+             for name in protocols]
+    atomic_write_bytes(out / REPORT_FILE, "\n".join(parts).encode())
 
 
 def publish(out: Path, result: dict) -> None:
@@ -263,11 +315,11 @@ def publish(out: Path, result: dict) -> None:
     pictures = pictures_of(out)
     markdown = ["# boost run", f"`{out}`: {len(result['steps'])} steps in {result['seconds']} s, "
                 f"{result['reused_steps']} reused.", ""]
-    report = out / "experiment" / "boost_report.md"
+    report = out / REPORT_FILE
     if report.exists():
         markdown += ["## boost experiment", report.read_text(), ""]
     for label, path in pictures:
-        if label not in HEADLINE_PICTURES:
+        if label.partition("/")[2] not in HEADLINE_PICTURES:
             continue
         data = base64.b64encode(thumbnail(path)).decode()
         shown = label.replace("_", "\\_")  # markdown would read __report__ as bold
@@ -276,7 +328,8 @@ def publish(out: Path, result: dict) -> None:
     atomic_write_bytes(out / "index.html", index_html(out, result, pictures).encode())
 
 
-HEADLINE_PICTURES = ("experiment/pck.png", "filter/histograms.png", "filter/kept_grid.png", "filter/rejected_grid.png",
+HEADLINE_PICTURES = ("experiment/pck.png", "filter/round-0/histograms.png", "filter/round-0/kept_grid.png",
+                     "filter/round-0/rejected_grid.png",
                      "synth_eval/real_vs_resynthesised.png", "synth/loss_curve.png",
                      "specs/cross/__report__/similarity.png")
 # Prefect's events carry the artifact and refuse ones over 1.5 MB: small JPEGs keep the page in.

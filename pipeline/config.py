@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.boost.arms import ARM_NAMES, arms_help
 from pipeline.errors import ConfigError, MissingResource
@@ -203,8 +203,9 @@ class DemoConfig(StrictModel):
     ``size`` picks the preset (``pipeline.demo.plan.SIZES``); every other key, when set,
     overrides the preset's value."""
 
-    size: Literal["tiny", "small", "medium", "large"] = Field(
-        "small", description="tiny: tests; small: a laptop CPU in minutes; medium, large: GPU machines")
+    size: Literal["tiny", "small", "bench", "medium", "large"] = Field(
+        "small", description="tiny: tests; small: a laptop CPU in minutes; bench: the boost benchmark on a CPU "
+                             "(at least 32 test sequences per protocol); medium, large: GPU machines")
     objects: list[str] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
     subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
     sequences: int | None = Field(None, ge=1, description="sequences per object and subject")
@@ -286,15 +287,35 @@ class FilterConfig(StrictModel):
     hypotheses: int = Field(4, ge=2, le=64, description="with hypotheses_spread_mm: meshes sampled per image")
 
 
-class BoostConfig(StrictModel):
-    """The whole pipeline as one flow (``handbooster run boost``): where the real data comes from
-    and how the work is cut into batches for the task runner."""
+class ProtocolConfig(StrictModel):
+    """One evaluation protocol: the real training split everything learns from, and the test
+    splits only its models score."""
 
-    real: str = Field("demo", description="'demo': build the embedded demo dataset (demo section); else the folder "
-                                          "of a real training dataset (imported DexYCB, HO3D...)")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="its folder in the run and its rows in the report")
+    train: str = Field(description="the real training dataset (imported DexYCB s0_train, HO3D train...)")
+    tests: list[str] = Field(min_length=1, description="its test datasets (DexYCB s0_test...)")
+
+
+class BoostConfig(StrictModel):
+    """The whole pipeline as one flow (``handbooster run boost``): where the real data comes from,
+    the protocols it is scored under, and how the work is cut into batches for the task runner.
+
+    Each protocol is run on its own: pose sampling, the DDPM, the filter and every arm's
+    reconstructors learn from its training split only, and only its models score its tests."""
+
+    real: str = Field("demo", description="'demo': build the embedded demo dataset (demo section), scored under "
+                                          "demo_protocols; else the folder of a real training dataset scored on "
+                                          "'tests' (one protocol, 'main'); or set 'protocols' instead")
     registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (as demo-FOLDER.json)")
-    tests: list[str] = Field(default_factory=list, description="test datasets the reconstructors are scored on "
-                                                               "(default with the demo: its s0_test and s1_test)")
+    tests: list[str] = Field(default_factory=list, description="with real a folder: its test datasets")
+    protocols: list[ProtocolConfig] = Field(default_factory=list, description="imported data under several "
+                                                                              "protocols (instead of real and tests)")
+    demo_protocols: list[Literal["s0", "s1"]] = Field(
+        default_factory=lambda: ["s0", "s1"], min_length=1,
+        description="with the demo: s0 (s0_train -> s0_test, seen subjects) and s1 (s1_train -> s1_test, the "
+                    "unseen subject)")
+    filter_rounds: int = Field(3, ge=1, le=10, description="the filtered arm: generation rounds (each repaints the "
+                                                             "rows the filter rejected) until it keeps synthetic_count")
     grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "
                                                               "data's objects that the object library holds)")
     arms: list[Literal[ARM_NAMES]] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
@@ -302,6 +323,14 @@ class BoostConfig(StrictModel):
     synthetic_count: int = Field(512, ge=1, description="K: synthetic rows each arm adds (fewer if an arm has fewer)")
     render_chunk_rows: int = Field(256, ge=1, description="rows per condition-rendering task")
     generate_chunk_rows: int = Field(256, ge=1, description="rows per image-generation task")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.protocols and self.real != "demo":
+            raise ValueError("set either real (and tests) or protocols, not both")
+        if self.real != "demo" and not self.tests and not self.protocols:
+            raise ValueError("real is a dataset folder: tests must name its test datasets")
+        return self
 
 
 class PipelineConfig(StrictModel):

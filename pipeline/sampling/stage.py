@@ -48,7 +48,7 @@ class SampleSummary(StageSummary):
     report: str
     figure: str
 
-REAL_COLUMNS = ["sample_id", "dataset", "object_id", "is_grasping", "hand_pose", "hand_betas", "hand_trans",
+REAL_COLUMNS = ["sample_id", "sequence_id", "dataset", "object_id", "is_grasping", "hand_pose", "hand_betas", "hand_trans",
                 "joints_3d", "object_pose", "K", "crop_box", "mirrored"]
 GRASP_COLUMNS = ["grasp_id", "object_id", "hand_pose", "hand_betas", "hand_trans", "accepted"]
 
@@ -181,7 +181,7 @@ def _novel_views(real, kept, sampling, sampler: str, rng) -> dict:
                                                             object_poses[:, :3, :3], object_poses[:, :3, 3], delta)
     view = np.tile(np.arange(sampling.views_per_pose), len(kept))
     return {"sample_id": np.asarray([f"{real['sample_id'][r]}/view{v}" for r, v in zip(rows, view)], dtype=object),
-            "dataset": real["dataset"][rows], "sequence_id": real["sample_id"][rows], "hand_pose": pose,
+            "dataset": real["dataset"][rows], "sequence_id": real["sequence_id"][rows], "hand_pose": pose,
             "hand_betas": real["hand_betas"][rows], "hand_trans": trans, "K": real["K"][rows],
             "crop_box": real["crop_box"][rows], "mirrored": real["mirrored"][rows], "object_id": real["object_id"][rows],
             "object_rotation": rotation, "object_translation": translation,

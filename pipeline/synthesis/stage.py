@@ -9,6 +9,8 @@ image for every condition row with a trained checkpoint.
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from pipeline.config import PipelineConfig
 from pipeline.errors import BadData
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
@@ -21,6 +23,7 @@ class TrainInputs(StageInputs):
 
 class TrainSummary(StageSummary):
     steps: int
+    datasets: dict = Field({}, description="what it trained on: name, content fingerprint and rows")
     loss_first: float | None
     loss_last: float | None
     model: str

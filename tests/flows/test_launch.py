@@ -46,7 +46,7 @@ def digests(run: Path) -> dict[str, str]:
 def assert_same_bytes(run: Path, reference: Path) -> None:
     """Every shard and weight file of ``run`` is in ``reference`` (which ran every arm) with the same bytes."""
     mine, theirs = digests(run), digests(reference)
-    assert any(name.startswith("experiment/") for name in mine)  # the arms' reconstructors are compared too
+    assert any(name.startswith("main/experiment/") for name in mine)  # the arms' reconstructors are compared too
     assert {name: theirs.get(name) for name in mine} == mine
 
 
@@ -75,15 +75,31 @@ def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, pre
     assert {"sample", "synth_train", "synth_generate", "conditions", "recon_filter", "synth_eval", "photos",
             "plain_renders"} <= set(stages)
     assert not result["reused_steps"]
-    synthetic = json.loads((out / "synthetic" / "cross" / "all" / ".manifest.json").read_text())
+    main = out / "main"
+    synthetic = json.loads((main / "synthetic" / "cross" / "all" / ".manifest.json").read_text())
     assert synthetic["rows"] > 0 and synthetic["counts"]["source"] == {"synthetic": synthetic["rows"]}
-    report = json.loads((out / "experiment" / "boost_report.json").read_text())
+    report = json.loads((main / "experiment" / "boost_report.json").read_text())
     assert list(report["arms"]) == list(ARMS) and report["tests"] == ["demo_s0_test"] and not report["dropped"]
     assert all(entry["demo_s0_test"]["rr_mm"] > 0 for entry in report["table"].values())
-    assert "| real only |" in (out / "experiment" / "boost_report.md").read_text()
-    assert result["filter"]["rows"] == synthetic["rows"] and result["synth_eval"]["frechet_distance"] >= 0
+    assert report["protocol"]["guard"]["passed"] and report["protocol"]["train"].endswith("s0_train")
+    assert {"constant", "nearest_pose"} <= set(report["references"]["demo_s0_test"])
+    assert all(len(report["table"][arm]["demo_s0_test"]["rr_change_ci95"]) == 2 for arm in ARMS if arm != "real_only")
+    assert json.loads((out / "boost_report.json").read_text())["protocols"]["main"] == report
+    assert "| real only |" in (out / "boost_report.md").read_text()
+    # every component of the protocol learned from its own training split (the summaries' records)
+    synth = json.loads((main / "synth" / ".summary.json").read_text())
+    real_only = json.loads((main / "experiment" / "arms" / "real_only" / "seed-0" / "train" / ".summary.json").read_text())
+    assert synth["datasets"]["train"]["name"] == real_only["datasets"]["real"]["name"] == "demo_s0_train"
+    # equal K: every synthetic arm trained on K rows, or on all its dataset had; the filter repaints until K
+    filtered = result["protocols"]["main"]["filter"]
+    for arm, used in report["synthetic_rows"].items():
+        data = result["paths"]["main"]["arm_data"][arm]
+        assert used == (0 if not data else min(8, read_manifest(data)[1]["rows"])), arm
+    assert filtered["kept"] >= 8 or filtered["rounds"] == 3 or not filtered["last_round"]["rejected"]
+    assert read_manifest(main / "filter" / "kept")[1]["rows"] == filtered["kept"]
+    assert result["protocols"]["main"]["synth_eval"]["frechet_distance"] >= 0
     index = (out / "index.html").read_text()
-    assert "specs/cross/__report__/similarity.png" in index and "experiment/pck.png" in index
+    assert "main/specs/cross/__report__/similarity.png" in index and "main/experiment/pck.png" in index
     assert json.loads((out / "boost_summary.json").read_text())["steps"] == result["steps"]
     assert (out / "flow.log").stat().st_size > 0
     with get_client(sync_client=True) as client:  # the client's reads work against this server (fastapi pin)

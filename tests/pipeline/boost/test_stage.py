@@ -127,18 +127,82 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
     assert "not comparable" in result.feature_network
     assert (tmp_path / "eval" / "real_vs_resynthesised.png").stat().st_size > 1000
 
-    from pipeline.boost.report import collect, markdown
+    from pipeline.boost.report import collect, markdown, test_sequences
 
-    run = tmp_path / "arms"
+    run, test = tmp_path / "arms", str(root / "demo" / "s1_test")
+    ids, _ = test_sequences(test)
     for arm, error in (("real_only", 20.0), ("full", 18.0)):
         folder = run / arm / "seed-0" / "eval-t"
         folder.mkdir(parents=True)
         metrics = {"joints": {"root_relative": {"mean_mm": error, "auc": 0.5}, "procrustes": {"mean_mm": 9.0, "auc": 0.7}}}
         (folder / "metrics.json").write_text(json.dumps(metrics))
-    table = collect({arm: [run / arm / "seed-0"] for arm in ("real_only", "full")}, ["t"])
+        (folder / "per_sample.csv").write_text("sample_id,joints_root_relative_mm,joints_procrustes_mm\n" +
+                                               "".join(f"{i},{error},9.0\n" for i in ids))
+    table = collect({arm: {0: run / arm / "seed-0"} for arm in ("real_only", "full")}, {"t": test})
     assert table["full"]["t"]["rr_change_pct"] == -10.0 and table["real_only"]["t"]["rr_change_pct"] == 0.0
+    assert table["full"]["t"]["rr_change_ci95"] == [-10.0, -10.0] and table["full"]["t"]["significant"]
+    assert table["full"]["t"]["pa_change_ci95"] == [0.0, 0.0]
     text = markdown(table, ["t"], ["oracle"], "note")
-    assert "-10.0%" in text and "Arms not run: oracle" in text
+    assert "-10.0%* [-10.0, -10.0]" in text and "Arms not run: oracle" in text
+
+
+def test_the_interval_matches_a_hand_computed_case():
+    """One seed, two sequences of one frame each: real only errs 10 mm on both, the arm 5 and 15.
+    Drawing the two sequences with replacement gives the arm's mean 5, 10 or 15 with
+    probabilities 1/4, 1/2, 1/4: changes of -50%, 0 and +50%, so the 95% interval is [-50, +50]."""
+    from pipeline.boost.intervals import relative_change_interval, significant
+
+    sequences = np.array(["a", "b"])
+    assert relative_change_interval({0: np.array([5.0, 15.0])}, {0: np.array([10.0, 10.0])}, sequences) == \
+        [-50.0, 50.0]
+    # the same ratio on every sequence and seed: no spread at all, and a significant change
+    same = relative_change_interval({0: np.array([9.0, 18.0]), 1: np.array([4.5, 9.0])},
+                                    {0: np.array([10.0, 20.0]), 1: np.array([5.0, 10.0])}, sequences)
+    assert same == [-10.0, -10.0] and significant(same) and not significant([-50.0, 50.0])
+    assert relative_change_interval({1: np.ones(2)}, {0: np.ones(2)}, sequences) is None  # no seed in common
+
+
+def test_the_guard_refuses_a_test_seen_in_training_and_synthetic_rows_from_test_frames(tiny_demo, tmp_path):
+    from pipeline.boost.guard import check_protocol
+    from pipeline.boost.stage import ExperimentInputs, experiment
+    from pipeline.errors import ConfigError
+    from pipeline.reconstruction.stage import recon_train
+
+    root, _ = tiny_demo
+    demo = root / "demo"
+    calls = []
+    original = recon_train.func
+    recon_train.func = lambda *args: calls.append(args)  # nothing may train before the guard has spoken
+    try:
+        with pytest.raises(ConfigError, match="shares .* sequence"):
+            experiment(make_config({"boost.arms": ["real_only"]}), ExperimentInputs(
+                real=str(demo / "s0_train"), tests=[str(demo / "s1_test")], synthetic=[""], protocol="s0"),
+                tmp_path / "leaky")
+    finally:
+        recon_train.func = original
+    assert not calls and not (tmp_path / "leaky" / "arms").exists()
+    # synthetic rows derived from test frames keep the test frames' sequences
+    derived = tmp_path / "derived"
+    with ShardWriter(derived, name="derived", image_size=None) as writer:
+        from pipeline.data.reader import ShardDataset
+
+        rows = ShardDataset(demo / "s0_test", decode=False)
+        writer.write_rows([{**rows.raw(i), "sample_id": f"derived/{i}", "source": "synthetic"} for i in range(3)])
+    with pytest.raises(ConfigError, match="synthetic data"):
+        check_protocol("s0", [str(demo / "s0_test")], {"train": [str(demo / "s0_train")],
+                                                       "synthetic": [str(derived)]})
+    record = check_protocol("s0", [str(demo / "s0_test")], {"train": [str(demo / "s0_train")]})
+    assert record["passed"] and record["tests"]["demo_s0_test"]["sequences"] > 0
+
+
+def test_reference_rows_bracket_what_a_reconstructor_can_do(tiny_demo):
+    from pipeline.boost.references import reference_errors
+
+    root, _ = tiny_demo
+    found = reference_errors(root / "demo" / "s0_train", root / "demo" / "s0_test")
+    assert 0 < found["nearest_pose"]["rr_mm"] < found["constant"]["rr_mm"]
+    itself = reference_errors(root / "demo" / "s0_test", root / "demo" / "s0_test")
+    assert itself["nearest_pose"]["rr_mm"] == pytest.approx(0.0, abs=1e-9)  # every pose is its own nearest
 
 
 def test_the_filter_can_reject_on_the_spread_of_diffusion_hypotheses(reconstructor, tiny_demo, tmp_path, capsys):

@@ -149,7 +149,8 @@ def sample_and_check(inputs, out, sampling):
             expected = pose_vectors(np.array([g["hand_pose"]]), wrist, np.eye(3)[None], np.zeros((1, 3)))
             assert spec["sampler"] == "cross" and not spec["mirrored"]
         else:  # a novel view: the real grasp, turned about the wrist
-            r = real_rows[spec["sequence_id"]]
+            r = real_rows[spec["sample_id"].rsplit("/view", 1)[0]]
+            assert spec["sequence_id"] == r["sequence_id"]  # the real frame's sequence, for the boost guard
             pose12 = np.array(r["object_pose"])
             expected = pose_vectors(np.array([r["hand_pose"]]), np.array([r["joints_3d"][:3]]),
                                     pose12[None, :9].reshape(1, 3, 3), pose12[None, 9:])
