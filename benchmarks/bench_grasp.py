@@ -1,9 +1,12 @@
 """Grasp benchmark: validated grasps per second over the embedded library, pass rates, values, diversity.
 
 Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--objects builtin] [--device cpu]``.
-Baseline measured in the same run: the optimiser's starting hands (one step), validated the
-same way, which says what the optimisation adds. Writes the grasp datasets and both reports
-(report.json, histograms.png, contact_sheet.png) under ``--out``.
+Baselines measured in the same run: the optimiser's starting hands (one step), validated the
+same way, which says what the optimisation adds; and the optimiser without its closing step
+(``grasp.close_fingers: false``, the optimiser before it), which says what closing the fingers
+adds. Per object: acceptance of both, each check's pass rate and the diversity (mean pairwise
+joint distance of the accepted grasps) of the new one, and the ratios new / old. Writes the
+grasp datasets and the reports (report.json, histograms.png, contact_sheet.png) under ``--out``.
 """
 
 from __future__ import annotations
@@ -56,9 +59,12 @@ def main() -> None:
     out = Path(args.out)
     # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
     run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
+    without = with_overrides(config, {"grasp.close_fingers": False})
     results = [
         measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step, args.device),
-        measure(f"optimised ({config.grasp.iterations} steps)", args.objects, out / "optimised", args.per_object,
+        measure(f"old: no closing ({config.grasp.iterations})", args.objects, out / "old", args.per_object, without,
+                args.device),
+        measure(f"new: closing ({config.grasp.iterations})", args.objects, out / "optimised", args.per_object,
                 config, args.device),
     ]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
@@ -69,23 +75,29 @@ def main() -> None:
     for r in results:
         print(f"{r['label']:26s} {r['grasps']:7d} {r['accepted']:9d} {r['accepted'] / r['grasps']:6.1%} "
               f"{r['seconds']:8.1f} {r['grasps'] / r['seconds']:9.2f} {r['accepted'] / r['seconds']:11.3f}")
-    base, optimised = results
+    base, old, optimised = results
     if base["accepted"]:
         print(f"accepted grasps per second, optimised / starting hands: "
               f"{(optimised['accepted'] / optimised['seconds']) / (base['accepted'] / base['seconds']):.2f}x")
+    if old["accepted"]:
+        print(f"new / old: acceptance {optimised['accepted'] / old['accepted']:.2f}x, accepted grasps per second "
+              f"{(optimised['accepted'] / optimised['seconds']) / (old['accepted'] / old['seconds']):.2f}x")
+    print("pass rate per check, old: " + ", ".join(f"{k} {v:.1%}" for k, v in old["report"]["overall"]["pass_rate"]
+                                                   .items()))
     print("\npass rate per check (optimised):")
     overall = optimised["report"]["overall"]
     print("  " + ", ".join(f"{k} {v:.1%}" for k, v in overall["pass_rate"].items()))
     print("accepted grasps' values (p10 / p50 / p90):")
     for column, stats in overall["accepted_values"].items():
         print(f"  {column:26s} " + " / ".join(f"{v:g}" for v in stats.values()))
-    print(f"\n{'object':18s} {'accepted':>9s} {'contact':>8s} {'inters.':>8s} {'self-pen':>9s} {'stable':>7s} "
-          f"{'diversity mm':>13s}")
+    print(f"\n{'object':18s} {'old':>9s} {'new':>9s} {'contact':>8s} {'inters.':>8s} {'self-pen':>9s} {'stable':>7s} "
+          f"{'div. old':>9s} {'div. new':>9s}")
     for name, entry in optimised["report"]["objects"].items():
-        rates = entry["pass_rate"]
-        print(f"{name:18s} {entry['accepted']:4d}/{entry['grasps']:<4d} {rates['contact']:8.0%} "
-              f"{rates['intersection']:8.0%} {rates['self_penetration']:9.0%} {rates['stability']:7.0%} "
-              f"{entry.get('diversity_mm', float('nan')):13.1f}")
+        rates, before = entry["pass_rate"], old["report"]["objects"][name]
+        print(f"{name:18s} {before['accepted']:4d}/{before['grasps']:<4d} {entry['accepted']:4d}/{entry['grasps']:<4d} "
+              f"{rates['contact']:8.0%} {rates['intersection']:8.0%} {rates['self_penetration']:9.0%} "
+              f"{rates['stability']:7.0%} {before.get('diversity_mm', float('nan')):9.1f} "
+              f"{entry.get('diversity_mm', float('nan')):9.1f}")
     print(f"\nreports: {out / 'optimised' / 'report'}, {out / 'baseline' / 'report'}")
 
 

@@ -135,9 +135,10 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"machine: {device_name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}\n")
-    print("| model | preset | px | params (M) | infer img/s | encoder-only img/s | infer / encoder | train img/s | "
-          "infer vs mobrecon | train vs mobrecon |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if not args.skip_throughput:
+        print("| model | preset | px | params (M) | infer img/s | encoder-only img/s | infer / encoder | train img/s | "
+              "infer vs mobrecon | train vs mobrecon |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     baseline = {} if args.skip_throughput else {preset: throughput("mobrecon", preset, args.device)
                                                 for preset in ("tiny", "paper")}
     for name in [] if args.skip_throughput else models:

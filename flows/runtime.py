@@ -181,11 +181,13 @@ def stop_on_signals() -> None:
     the folder locks die with the process), so the same command run again resumes; the flow run
     this one leaves RUNNING in the API is marked crashed by the next run."""
 
+    terminal = os.dup(2)  # the message must reach the terminal even while native output is silenced (fd 2 moved)
+
     def stop(signum, _frame):
         for name in (signal.SIGINT, signal.SIGTERM):
             signal.signal(name, signal.SIG_IGN)
-        os.write(2, f"\nstopping ({signal.Signals(signum).name}): ending the run and the processes it started; "
-                    "the same command resumes it\n".encode())
+        os.write(terminal, f"\nstopping ({signal.Signals(signum).name}): ending the run and the processes it "
+                           "started; the same command resumes it\n".encode())
         end_children()
         os._exit(128 + signum)
 

@@ -73,9 +73,14 @@ def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: 
     energy = GraspEnergy(hand_model, geometry, asset.sdf, centre, betas,
                          torch.as_tensor(rests, dtype=dtype, device=device), config.weights, object_points)
     result = optimise(energy, params, geometry, config, generator, progress=progress)
+    params = result.params
+    if config.close_fingers:
+        from grasp_sim.closing import close_fingers
+
+        params, _ = close_fingers(params, hand_model, geometry, betas, asset.sdf)
     with torch.no_grad():
-        pose = hand_pose(result.params, hand_model.anatomy)
-    translation, _, _ = split_params(result.params)
+        pose = hand_pose(params, hand_model.anatomy)
+    translation, _, _ = split_params(params)
     return {"pose": pose, "betas": betas, "trans": translation, "energy": result.energy, "terms": result.terms,
             "resting_index": pose_index, "resting": rests, "history": result.history}
 

@@ -162,6 +162,9 @@ class GraspConfig(StrictModel):
     init_distance_m: tuple[float, float] = Field((0.02, 0.05), description="palm to object hull at the start")
     init_tilt_deg: float = Field(20.0, ge=0, le=90, description="palm direction jitter around the hull normal")
     betas_std: float = Field(0.5, ge=0, description="hand shapes drawn from N(0, std²) per grasp")
+    close_fingers: bool = Field(True, description="after optimisation, flex each finger until it touches the object "
+                                                 "(GraspIt's auto-grasp); a finger that never reaches it stays as "
+                                                 "optimised")
     contact_mm: float = Field(5.0, gt=0, description="a finger touches when one of its vertices is this close")
     max_intersection_cm3: float = Field(1.0, gt=0, description="reject above this object volume inside the hand")
     max_self_penetration_mm: float = Field(3.0, gt=0, description="reject above this overlap of finger segments")

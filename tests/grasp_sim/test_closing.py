@@ -1,0 +1,72 @@
+"""The closing step: fingers flex until they touch the object, never into another finger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import GraspConfig
+from pipeline.hand.joints import JOINT_PART
+
+
+@pytest.fixture(scope="module")
+def optimised(hand_model):
+    """A few hands optimised briefly around the tennis ball, before closing."""
+    from grasp_sim.hand_geometry import build_hand_geometry
+    from grasp_sim.resting import find_resting_poses
+    from grasp_sim.stage import optimise_batch
+    from pipeline.objects import load_object_library
+
+    ball = load_object_library("builtin")["tennis_ball"]
+    geometry = build_hand_geometry(hand_model)
+    batch = optimise_batch(ball, hand_model, geometry, find_resting_poses(ball, drops=4), 6, seed=5,
+                           config=GraspConfig(iterations=60, close_fingers=False))
+    params = torch.cat([batch["trans"], batch["pose"][:, :3],
+                        hand_model.anatomy.from_axis_angle(batch["pose"][:, 3:]).reshape(-1, 45)], dim=1)
+    return ball, geometry, batch, params.to(hand_model.dtype)
+
+
+def test_closed_fingers_end_in_contact_and_free_fingers_keep_their_angles(optimised, hand_model):
+    from grasp_sim.closing import CONTACT_GAP_MM, close_fingers, finger_overlap
+    from grasp_sim.energy import hand_pose, split_params
+
+    ball, geometry, batch, params = optimised
+    closed, reached = close_fingers(params, hand_model, geometry, batch["betas"], ball.sdf)
+    assert reached.any(), "some finger of some hand reaches the ball"
+    with torch.no_grad():
+        vertices, joints = hand_model(hand_pose(closed, hand_model.anatomy), batch["betas"], closed[:, :3])
+        before_vertices, before_joints = hand_model(hand_pose(params, hand_model.anatomy), batch["betas"],
+                                                    params[:, :3])
+    distance = ball.sdf(vertices)
+    parts = torch.as_tensor(np.asarray(hand_model.vertex_parts))
+    for finger in range(5):
+        nearest = distance[:, parts == finger + 1].amin(dim=1)
+        assert (nearest[reached[:, finger]] <= CONTACT_GAP_MM / 1000 + 1e-6).all()
+    _, _, angles = split_params(closed)
+    _, _, start = split_params(params)
+    joint_finger = np.asarray(JOINT_PART[1:]) - 1
+    for finger in range(5):
+        free = ~reached[:, finger]
+        joints_of = torch.as_tensor(joint_finger == finger)
+        assert torch.equal(angles[free][:, joints_of], start[free][:, joints_of])
+    # closing adds no finger-to-finger overlap beyond the allowance (or what the hand already had)
+    allowed = finger_overlap(geometry, before_joints).clamp_min(0.002) + 1e-6
+    assert (finger_overlap(geometry, joints) <= allowed).all()
+
+
+def test_closing_raises_contact_on_the_same_hands(optimised, hand_model):
+    from grasp_sim.closing import close_fingers
+    from grasp_sim.energy import hand_pose
+
+    ball, geometry, batch, params = optimised
+    closed, _ = close_fingers(params, hand_model, geometry, batch["betas"], ball.sdf)
+    parts = torch.as_tensor(np.asarray(hand_model.vertex_parts))
+
+    def fingers_touching(p):
+        with torch.no_grad():
+            vertices, _ = hand_model(hand_pose(p, hand_model.anatomy), batch["betas"], p[:, :3])
+        distance = ball.sdf(vertices)
+        return sum(int((distance[:, parts == f] <= 0.005).any(dim=1).sum()) for f in range(1, 6))
+
+    assert fingers_touching(closed) >= fingers_touching(params)
