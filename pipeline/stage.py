@@ -269,11 +269,19 @@ def finished_summary(location: Location, identity: str, model: type[StageSummary
         return None
     try:
         payload = json.loads(location.read_bytes(SUMMARY))
-        if payload.get("identity") != identity or not _intact(location):
+        if payload.get("identity") != identity or not _intact(location) or not _files_there(payload):
             return None
         return model.model_validate(payload)
     except (ValueError, UnicodeDecodeError, OSError, AttributeError):
         return None
+
+
+def _files_there(payload: dict) -> bool:
+    """Every local file a summary lists (a mesh, a picture, a registry record) still exists:
+    a finished run whose output was deleted is run again, not reported as reused."""
+    files = payload.get("files") if isinstance(payload.get("files"), dict) else {}
+    local = [Location.parse(path) for path in files.values() if isinstance(path, str) and path]
+    return all(Path(where.path).exists() for where in local if where.is_local)
 
 
 def _intact(location: Location) -> bool:

@@ -47,6 +47,9 @@ def test_a_finished_run_of_the_same_identity_is_reused_and_a_change_says_why(tmp
     assert other.rerun_because == "settings changed" and CALLS == [2, 2, 2]
     unread = echo(make_config({"grasp.iterations": 7, "synthesis.max_steps": 3}), inputs, tmp_path / "out")
     assert unread.reused, "a section the stage does not read is not part of its identity"
+    (tmp_path / "out" / "words.txt").unlink()  # a file the summary lists is gone: the run is done again
+    assert not echo(make_config({"grasp.iterations": 7}), inputs, tmp_path / "out").reused
+    assert (tmp_path / "out" / "words.txt").exists()
 
 
 def test_inputs_from_json_are_validated_with_the_field_named(tmp_path):
