@@ -246,7 +246,8 @@ def protocol_experiment(steps: Steps, config: PipelineConfig, paths: dict, note:
     steps.run([(f"{name}: eval {job.label} {folder.name[5:]}", "recon_eval", inputs, folder, job.overrides)
                for job in jobs for inputs, folder in job.evals])
     evaluated = steps.one(f"{name}: synth eval", "synth_eval", {"ckpt": paths["synth"], "real": protocol.tests[0],
-                                                                "recon": filter_model}, root / "synth_eval")
+                                                                "recon": filter_model, "train": protocol.train},
+                          root / "synth_eval")
     ordered = list(paths["arm_data"])
     report = steps.one(f"{name}: boost report", "experiment", {
         "real": protocol.train, "tests": protocol.tests, "synthetic": [paths["arm_data"][a] for a in ordered],

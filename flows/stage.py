@@ -156,7 +156,7 @@ def write_frames(writers: dict, frames, render) -> tuple[int, int]:
 
 def render_frame(renderer, faces, scene: dict) -> dict[str, bytes]:
     """The maps and the photo-style image of one demo frame."""
-    return renderer.render(scene, faces, photo_seed=scene["seed"], skin=scene["skin"])
+    return renderer.render(scene, faces, photo_seed=scene["seed"], skin=scene["skin"], studio=scene["studio"])
 
 
 @stage("demo", DemoInputs, DemoSummary, SECTIONS)

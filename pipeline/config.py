@@ -91,8 +91,9 @@ class SynthesisConfig(StrictModel):
     config file's ``synthesis`` section override the preset.
     """
 
-    preset: Literal["tiny", "small", "base"] = Field(
-        "tiny", description="tiny: 32 px (tests, the CPU demo); small: 64 px; base: the paper's 128 px model. "
+    preset: Literal["tiny", "cpu", "small", "base"] = Field(
+        "tiny", description="tiny: 32 px (tests); cpu: 64 px in about 30 minutes on 2 cores (the CPU demo); "
+                            "small: 64 px (GPU); base: the paper's 128 px model (GPU). "
                             "Every other key set in the config overrides the preset's value")
     image_size: int = Field(128, ge=16, le=512, description="side of the generated images, pixels")
     block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 256, 256])
@@ -101,6 +102,8 @@ class SynthesisConfig(StrictModel):
                                              description="feature-map sides that get self-attention")
     norm_num_groups: int = Field(32, ge=1)
     quat_embed_dim: int = Field(64, ge=4, description="width of the quaternion MLP's first layer")
+    texture_residual: bool = Field(False, description="predict x0 as the texture map plus the network's output "
+                                                      "(an untrained model paints the plain render)")
     quat_drop_prob: float = Field(0.5, ge=0, le=1, description="classifier-free guidance: drop the quaternion "
                                                                "(the public code's 0.5)")
     maps_drop_prob: float = Field(0.0, ge=0, le=1, description="also drop the normal and texture maps")

@@ -36,6 +36,8 @@ from pipeline.hand.skin import random_skin_tone
 SPLITS = ("s0_train", "s0_test", "s1_train", "s1_test")
 POOLS = ("train", "s0_test", "s1_test")
 FULL_SIZE = (640, 480)
+STUDIOS = 3  # capture rooms
+CAMERAS = 8  # fixed cameras per room, as DexYCB's rig
 APPROACH_M = 0.12
 LIFT_M = 0.12
 LIFT_TURN_DEG = 25.0
@@ -239,7 +241,8 @@ def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfi
                 progress: bool = True):
     """Yield ``(splits, row, scene)`` for every frame and camera of a :func:`plan_demo`: the
     row's labels, and what rendering its pictures needs (hand vertices, objects and their
-    poses, the crop's K, the photo's seed, the subject's skin tone), so that a resumed run
+    poses, the crop's K and box, the studio camera, the photo's seed, the subject's skin
+    tone), so that a resumed run
     renders only what it still needs."""
     from pipeline.data.grasp_split import grasping_frames
 
@@ -260,7 +263,8 @@ def demo_frames(plan: dict, library, hand_model, size: DemoSize, data: DataConfi
                        "is_grasping": bool(flag), "origin": "real", "sampler": "none", "mirrored": False,
                        **item["row"]}
                 scene = {"vertices": item["vertices"], "objects": [(library[name], item["object_camera"])],
-                         "K": item["K_crop"], "seed": scene_seed, "skin": subject["skin"]}
+                         "K": item["K_crop"], "seed": scene_seed, "skin": subject["skin"],
+                         "studio": (sequence["subject"] % STUDIOS, view % CAMERAS), "crop_box": row["crop_box"]}
                 yield sequence["splits"], row, scene
                 bar.update(1)
     bar.close()

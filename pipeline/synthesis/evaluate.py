@@ -1,11 +1,14 @@
-"""How good are the synthesizer's images? A Fréchet distance and condition fidelity.
+"""How good are the synthesizer's images? Fréchet distances and condition fidelity.
 
 Fréchet distance: between the pooled features of generated and real images, from the
 ImageNet network whose weights ship in a package here (EfficientNet-Lite0: its last block,
 320 channels, average-pooled, inputs resized to 224 px). It is **not** comparable with
 published FID numbers, which use an Inception-v3 whose weights cannot be downloaded here; it
 ranks synthesizers on this machine's terms, and with a few hundred images its absolute value
-carries the small-sample bias every FID has.
+carries the small-sample bias every FID has. So it is read beside two references on the same
+features and the same number of images: the plain renders (the test rows' texture maps as
+images: what a synthesizer must beat) and the real floor (a real training split against the
+test: what real images of another sequence score).
 
 Condition fidelity: the real test images are re-synthesised from their own conditions, and
 the filter's reconstructor is scored on both: if the DDPM paints the hand its conditions
@@ -21,13 +24,15 @@ import torch.nn.functional as F
 FEATURE_SIZE = 224
 
 
-def dataset_images(where, limit: int | None = None) -> torch.Tensor:
-    """The first ``limit`` (default: all) images of a dataset folder, uint8 ``[N, 3, H, W]``."""
+def dataset_images(where, limit: int | None = None, column: str = "image", spread: bool = False) -> torch.Tensor:
+    """``limit`` (default: all) images of a dataset folder's ``column``, uint8 ``[N, 3, H, W]``:
+    its first rows, or with ``spread`` rows evenly spaced over the whole dataset (every sequence)."""
     from pipeline.data.reader import ShardDataset
 
-    data = ShardDataset(where, columns=["image"])
+    data = ShardDataset(where, columns=[column])
     count = len(data) if limit is None else min(limit, len(data))
-    return torch.stack([data[i]["image"] for i in range(count)])
+    rows = np.linspace(0, len(data) - 1, count).round().astype(int) if spread else range(count)
+    return torch.stack([data[int(i)][column] for i in rows])
 
 
 @torch.no_grad()

@@ -2,6 +2,12 @@
 predicts the clean image x0, conditioned on the hand's global orientation through a
 quaternion MLP whose output enters with the time embedding (``class_embed_type="identity"``).
 
+With ``texture_residual`` the network's output is added to the texture map: x0 = texture +
+UNet(...). The texture map is the plain render of the same hand and object, so an untrained
+model already paints them where they are, and training spends its steps on what the maps
+lack (shading, skin, the room behind). Still a pixel-space DDPM, only its x0 is parameterised
+around the condition; the ``cpu`` preset uses it, a guidance-dropped sample keeps the texture.
+
 Classifier-free guidance: a learned null embedding replaces the quaternion's (and zeros the
 maps, when those are dropped too). The class is a diffusers ``ModelMixin``/``ConfigMixin``, so
 ``save_pretrained``/``from_pretrained`` write and read safetensors with the config beside them.
@@ -17,7 +23,7 @@ from pipeline.config import SynthesisConfig
 from pipeline.training import SavedModel
 
 MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
-              "quat_embed_dim")
+              "quat_embed_dim", "texture_residual")
 
 
 def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -35,8 +41,10 @@ class HandObjectUNet(SavedModel):
 
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels=(32, 64), layers_per_block: int = 1,
-                 attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32):
+                 attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32,
+                 texture_residual: bool = False):
         super().__init__()
+        self.texture_residual = texture_residual
         down, up = block_types(image_size, len(block_out_channels), attention_resolutions)
         self.unet = UNet2DModel(sample_size=image_size, in_channels=9, out_channels=3,
                                 block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
@@ -61,4 +69,5 @@ class HandObjectUNet(SavedModel):
             keep = (~drop_maps).to(normal.dtype)[:, None, None, None]
             normal, texture = normal * keep, texture * keep
         inputs = torch.cat([noisy, texture, normal], dim=1)
-        return self.unet(inputs, timesteps, class_labels=embedding).sample
+        predicted = self.unet(inputs, timesteps, class_labels=embedding).sample
+        return predicted + texture if self.texture_residual else predicted

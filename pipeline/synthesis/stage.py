@@ -76,11 +76,15 @@ class EvalInputs(StageInputs):
     ckpt: str = input_path("a folder written by synth_train")
     real: str = input_path("real test images with their condition maps")
     recon: str | None = input_path("a reconstructor trained on real data (recon_train), for condition fidelity", None)
+    train: str | None = input_path("a real training split, for the floor distance (real images of other "
+                                   "sequences against the test)", None)
 
 
 class EvalSummary(StageSummary):
     count: int
     frechet_distance: float
+    frechet_distance_plain_renders: float
+    frechet_distance_real_floor: float | None
     feature_network: str
     fidelity: dict | None
     files: dict[str, str]
@@ -89,8 +93,9 @@ class EvalSummary(StageSummary):
 @stage("synth_eval", EvalInputs, EvalSummary,
        ("synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance", "reconstruction.procrustes"))
 def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> EvalSummary:
-    """Re-synthesise the real test images from their own conditions, then the Fréchet distance
-    to the real images, the reconstructor's errors on both, and a grid of the pairs."""
+    """Re-synthesise the real test images from their own conditions, then their Fréchet distance to
+    the real images beside the plain renders' (the texture maps as images) and the real floor's
+    (as many images of a real training split), the reconstructor's errors on both, and a grid of the pairs."""
     import numpy as np
 
     from pipeline.data.manifest import read_columns, require_labels
@@ -107,7 +112,13 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     real = ShardDataset(inputs.real, columns=["normal", "texture"])
     real_images, fake_images = dataset_images(inputs.real), dataset_images(resynthesised)
     device = config.run.device
-    distance = frechet_distance(image_features(fake_images, device=device), image_features(real_images, device=device))
+    real_features = image_features(real_images, device=device)
+    distances = {"frechet_distance": frechet_distance(image_features(fake_images, device=device), real_features),
+                 "frechet_distance_plain_renders": frechet_distance(image_features(
+                     dataset_images(inputs.real, column="texture"), device=device), real_features),
+                 "frechet_distance_real_floor": None if inputs.train is None else frechet_distance(image_features(
+                     dataset_images(inputs.train, len(real_images), spread=True), device=device), real_features)}
+    distances = {name: None if value is None else round(value, 4) for name, value in distances.items()}
     fidelity = None
     if inputs.recon is not None:
         from pipeline.reconstruction.data import recon_dataset
@@ -125,8 +136,8 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
         pairs.append(np.concatenate([image.permute(1, 2, 0).numpy() for image in (
             real_images[i], fake_images[i], row["normal"], row["texture"])], axis=1))
     out.write_atomic("real_vs_resynthesised.png", png_bytes(np.concatenate(pairs, axis=0)))
-    out.write_json("synth_eval.json", {"frechet_distance": distance, "fidelity": fidelity, "count": len(real)})
-    return EvalSummary(count=len(real), frechet_distance=round(distance, 4), fidelity=fidelity,
+    out.write_json("synth_eval.json", {**distances, "fidelity": fidelity, "count": len(real)})
+    return EvalSummary(count=len(real), **distances, fidelity=fidelity,
                        feature_network="EfficientNet-Lite0 (ImageNet), last block pooled, 224 px; not comparable "
                                        "with published Inception FID",
                        files={name: out.join(name) for name in ("real_vs_resynthesised.png", "synth_eval.json",

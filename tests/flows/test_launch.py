@@ -1,4 +1,4 @@
-"""Prefect flows: the boost flow end to end, resume after SIGKILL, Dask = threads, the UI's deployments.
+"""Prefect flows: the boost flow end to end, resume under Dask after SIGKILL, the UI's deployments.
 
 All of them share one Prefect test server (``prefect_api``) and run on one xdist worker.
 """
@@ -111,8 +111,10 @@ def test_boost_flow_runs_end_to_end_and_publishes_what_it_did(uninterrupted, pre
     assert {"boost-progress", "boost-steps", "boost-plots"} <= artifacts and len(tasks) >= len(stages)
 
 
-def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrupted, prefect_api, tiny_demo,
-                                                                      tmp_path):
+def test_a_run_killed_after_its_first_stage_resumes_under_dask_to_the_same_bytes(uninterrupted, prefect_api,
+                                                                                 tiny_demo, tmp_path):
+    """Killed (SIGKILL) once its first stage finished, resumed with the Dask runner: the same
+    bytes as the uninterrupted thread run, so resume and Dask = threads are checked by one run."""
     reference, _ = uninterrupted
     config = tmp_path / "boost.yaml"
     config.write_text(yaml.safe_dump(boost_config(tiny_demo)))
@@ -132,9 +134,11 @@ def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrup
     finished = list((out / "grasps").glob("*/.summary.json"))
     assert finished, "the first stage never finished"
     assert not (out / "boost_summary.json").exists()  # killed mid-way
-    done = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command + ["--json", "--runner", "dask"], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
+    assert result["runner"] == "dask"
     reused = [row["step"] for row in result["steps"] if row["reused"]]
     assert len(reused) >= len(finished)
     assert_same_bytes(out, reference)
@@ -144,17 +148,6 @@ def test_a_run_killed_after_its_first_stage_resumes_to_the_same_bytes(uninterrup
     with get_client(sync_client=True) as client:  # the killed run does not stay RUNNING
         running = [r for r in client.read_flow_runs() if r.state.is_running()]
     assert not running
-
-
-def test_dask_gives_the_bytes_of_the_thread_runner(uninterrupted, prefect_api, tiny_demo, tmp_path):
-    from flows.launch import run_flow
-    from pipeline.config import PipelineConfig, validate_config
-
-    reference, _ = uninterrupted
-    config = validate_config(boost_config(tiny_demo), PipelineConfig, "test")
-    result = run_flow("boost", config, str(tmp_path / "dask"), "dask", echo=False)
-    assert result["runner"] == "dask"
-    assert_same_bytes(tmp_path / "dask", reference)
 
 
 def test_a_single_stage_runs_as_its_own_flow(prefect_api, tiny_demo, tmp_path):
@@ -279,7 +272,7 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_
     else:
         os.killpg(process.pid, signal.SIGINT)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=60)  # a grasp step in native code finishes first; a loaded machine takes longer
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -151,6 +151,28 @@ def test_photo_renderer_is_deterministic_per_seed(scene_parts):
     assert np.array_equal(first, again) and np.abs(first.astype(int) - other).mean() > 5
 
 
+def test_a_studio_camera_shows_one_backdrop_behind_every_sequence(scene_parts):
+    """Like a real rig: the same studio camera behind the same crop gives the same background
+    in another sequence (another seed: other noise, blur, skin); another camera or room does not."""
+    from renderers.photo import backdrop_crop
+
+    hand_model, library = scene_parts
+    scene = random_scene(hand_model, library, ["banana"], 64, np.random.default_rng(2))
+    args = (scene["vertices"], hand_model.faces, scene["objects"], scene["K"])
+    box = (200.0, 120.0, 360.0, 280.0)
+    photos = PhotoRenderer(64)
+    renders = {key: photos.render(*args, seed=seed, studio=studio, crop_box=box).astype(int)
+               for key, (seed, studio) in {"a": (1, (0, 2)), "b": (2, (0, 2)), "camera": (1, (0, 3)),
+                                           "room": (1, (1, 2))}.items()}
+    corner = (slice(0, 8), slice(0, 8))  # behind the hand: the scene sits in the crop's middle
+    assert np.abs(renders["a"][corner] - renders["b"][corner]).mean() < 8  # sensor noise and blur only
+    for other in ("camera", "room"):
+        assert np.abs(renders["a"][corner] - renders[other][corner]).mean() > 8
+    assert np.array_equal(backdrop_crop(0, 2, box, 64), backdrop_crop(0, 2, box, 64))
+    past_the_edge = backdrop_crop(1, 0, (-100.0, -100.0, 60.0, 60.0), 32)
+    assert past_the_edge.shape == (32, 32, 3) and past_the_edge.std() > 1
+
+
 
 def test_lights_are_summed_in_the_order_they_were_added():
     """pyrender iterates a set of light nodes; ordinary nodes make that order (and the last bit

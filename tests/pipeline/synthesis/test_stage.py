@@ -90,10 +90,15 @@ def test_tiny_model_overfits_a_fixed_batch(data):
     assert held_loss() < before / 4
 
 
-def test_stopping_and_resuming_gives_the_same_next_losses(data, tmp_path):
-    whole = train(data, tmp_path / "whole", TINY, max_steps=4, progress=False)
-    train(data, tmp_path / "split", TINY, max_steps=2, progress=False)
-    resumed = train(data, tmp_path / "split", TINY, max_steps=4, resume=True, progress=False)
+CPU = resolve("cpu").model_copy(update={"num_workers": 0, "sample_every": 1000, "checkpoint_every": 2,
+                                        "batch_size": 2, "sample_steps": 2})
+
+
+@pytest.mark.parametrize("config", [TINY, CPU], ids=["tiny", "cpu"])
+def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path):
+    whole = train(data, tmp_path / "whole", config, max_steps=4, progress=False)
+    train(data, tmp_path / "split", config, max_steps=2, progress=False)
+    resumed = train(data, tmp_path / "split", config, max_steps=4, resume=True, progress=False)
     assert resumed["steps"] == whole["steps"] == 4
     losses = [json.loads((tmp_path / name / "loss.json").read_text())["loss"] for name in ("whole", "split")]
     assert len(losses[0]) == 4 and losses[0] == losses[1]
@@ -102,6 +107,22 @@ def test_stopping_and_resuming_gives_the_same_next_losses(data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "whole" / "loss_curve.png").stat().st_size > 1000
     assert (tmp_path / "whole" / "samples-000004.png").exists()
+
+
+def test_the_texture_residual_paints_the_plain_render_where_the_network_adds_nothing():
+    config = CPU.model_copy(update={"image_size": 32})
+    model = HandObjectUNet.from_synthesis_config(config)
+    torch.nn.init.zeros_(model.unet.conv_out.weight)
+    torch.nn.init.zeros_(model.unet.conv_out.bias)
+    texture = torch.rand(2, 3, 32, 32) * 2 - 1
+    quat = torch.nn.functional.normalize(torch.randn(2, 4), dim=1)
+    x0 = model(torch.randn(2, 3, 32, 32), torch.tensor([10, 900]), torch.zeros_like(texture), texture, quat)
+    assert torch.equal(x0, texture)
+    direct = HandObjectUNet.from_synthesis_config(config.model_copy(update={"texture_residual": False}))
+    direct.load_state_dict(model.state_dict())
+    assert direct(torch.randn(2, 3, 32, 32), torch.tensor([10, 900]), torch.zeros_like(texture), texture,
+                  quat).abs().max() == 0
+    assert HandObjectUNet.from_config(model.config).texture_residual  # saved with the weights
 
 
 class Oracle(torch.nn.Module):

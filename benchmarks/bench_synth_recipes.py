@@ -1,0 +1,202 @@
+"""Which DDPM recipe paints the most realistic 64 px images in a CPU's half hour?
+
+Run: ``.venv/bin/python benchmarks/bench_synth_recipes.py --train out/demo/real/s0_train
+--test out/demo/real/s0_test [--minutes 8] [--recipes cpu,small] [--parallel 2]``; with
+``--sampler-grid MODEL`` it only scores a trained model under each DPM-Solver++ steps and
+guidance of ``SAMPLER_GRID``.
+
+Every recipe is the ``cpu`` preset with a few keys changed (``RECIPES``), trained on the same
+real training split from the same seed for about ``--minutes`` of wall time (its steps come
+from a measured step rate; evaluation not counted), in ``SEGMENTS`` segments: after each, the
+model is exported and ``synth eval`` scores it (Fréchet distance of the re-synthesised test
+images to the real ones, beside the plain renders' and the real floor's on the same features),
+so each recipe gets a curve of distance against training time. (The EMA decay is no lever at
+this budget: diffusers' EMA warm-up keeps the decay at 1 - (1 + step)^-2/3, under 0.99 for the
+first thousand steps, whatever its cap.) ``--parallel N`` trains N recipes at
+once, each on cores / N threads (the times are then per recipe at that thread count).
+Writes ``OUT/recipes.json``, the markdown table and ``OUT/frechet_vs_time.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+SEGMENTS = 3  # evaluations per recipe, evenly spaced in training time
+SAMPLER_GRID = ((10, 1.0), (10, 3.0), (25, 1.0), (25, 3.0))  # DPM-Solver++ steps, guidance
+EVAL_SAMPLE_STEPS = 10  # DPM-Solver++ steps of the evaluations (25 in synth generate): the sweep's time goes to training
+RECIPES: dict[str, dict] = {
+    "cpu": {},
+    "cpu, attention at 16 px": {"attention_resolutions": [16]},
+    "cpu, attention at 16 px, x0 without the texture residual": {"attention_resolutions": [16],
+                                                                 "texture_residual": False},
+    "cpu, attention at 16 px, background weight 0.1 (the other presets')": {"attention_resolutions": [16],
+                                                                            "background_weight": 0.1},
+}
+
+
+def step_rate(overrides: dict, train: str, threads: int, steps: int = 8) -> float:
+    """Training steps per second of a recipe: two short runs, so that start-up cancels out."""
+    import tempfile
+
+    import torch
+
+    from pipeline.synthesis.train import train as train_ddpm
+
+    torch.set_num_threads(threads)
+    config = recipe_config(overrides, checkpoint_every=10_000, sample_every=10_000)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in (2, 2 + steps):
+            started = time.perf_counter()
+            train_ddpm(train, Path(tmp) / str(count), config, max_steps=count, progress=False)
+            seconds[count] = time.perf_counter() - started
+    return steps / max(seconds[2 + steps] - seconds[2], 1e-3)
+
+
+def recipe_config(overrides: dict, **more):
+    from pipeline.config import SynthesisConfig
+    from pipeline.synthesis.presets import resolve
+
+    preset = overrides.get("preset", "cpu")
+    keys = {key: value for key, value in overrides.items() if key != "preset"}
+    return resolve(preset, SynthesisConfig.model_validate({"preset": preset, "num_workers": 0, **keys, **more}))
+
+
+def run_recipe(name: str, overrides: dict, train: str, test: str, out: str, minutes: float, threads: int,
+               seed: int) -> dict:
+    """Train ``name`` for ``minutes`` in SEGMENTS segments; the Fréchet distances after each."""
+    import torch
+
+    from pipeline.config import PipelineConfig
+    from pipeline.synthesis.stage import EvalInputs, synth_eval
+    from pipeline.synthesis.train import train as train_ddpm
+
+    torch.set_num_threads(threads)
+    rate = step_rate(overrides, train, threads)
+    total = max(SEGMENTS, int(rate * minutes * 60))
+    segment = total // SEGMENTS
+    folder = Path(out) / slug(name)
+    config = recipe_config(overrides, max_steps=segment * SEGMENTS, checkpoint_every=segment, sample_every=segment,
+                           sample_steps=EVAL_SAMPLE_STEPS)
+    points, trained = [], 0.0
+    for index in range(1, SEGMENTS + 1):
+        started = time.perf_counter()
+        train_ddpm(train, folder / "train", config, seed=seed, max_steps=segment * index, resume=index > 1,
+                   progress=False)
+        trained += time.perf_counter() - started
+        pipeline = PipelineConfig.model_validate({"seed": seed, "synthesis": config.model_dump(),
+                                                  "run": {"progress": False}})
+        summary = synth_eval(pipeline, EvalInputs(ckpt=str(folder / "train"), real=test, train=train),
+                             folder / f"eval-{segment * index:06d}")
+        points.append({"steps": segment * index, "train_seconds": round(trained, 1),
+                       **{key: getattr(summary, key) for key in ("frechet_distance", "frechet_distance_plain_renders",
+                                                                 "frechet_distance_real_floor")}})
+        print(f"{name}: step {segment * index} after {trained:.0f} s: {summary.frechet_distance:.1f}", flush=True)
+    return {"name": name, "overrides": overrides, "params_m": round(parameters(config) / 1e6, 2),
+            "steps_per_s": round(rate, 3), "images_per_s": round(rate * config.batch_size, 2), "points": points}
+
+
+def sampler_grid(model: Path, train: str, test: str, out: Path, seed: int) -> list[dict]:
+    """One trained model's Fréchet distance under each (DPM-Solver++ steps, guidance) of SAMPLER_GRID."""
+    from pipeline.config import PipelineConfig
+    from pipeline.synthesis.stage import EvalInputs, synth_eval
+
+    rows = []
+    for steps, guidance in SAMPLER_GRID:
+        config = PipelineConfig.model_validate({"seed": seed, "run": {"progress": False}, "synthesis": {
+            "sample_scheduler": "dpm", "sample_steps": steps, "guidance": guidance}})
+        started = time.perf_counter()
+        summary = synth_eval(config, EvalInputs(ckpt=str(model), real=test, train=train),
+                             out / f"sampler-{steps}-{guidance:g}")
+        rows.append({"steps": steps, "guidance": guidance, "frechet_distance": summary.frechet_distance,
+                     "seconds": round(time.perf_counter() - started, 1)})
+        print(f"sampler DPM-Solver++ {steps} steps, guidance {guidance:g}: {summary.frechet_distance:.1f}", flush=True)
+    return rows
+
+
+def parameters(config) -> int:
+    from pipeline.synthesis.model import HandObjectUNet
+
+    return sum(p.numel() for p in HandObjectUNet.from_synthesis_config(config).parameters())
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40]
+
+
+def plot(results: list[dict], where: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for result in results:
+        minutes = [p["train_seconds"] / 60 for p in result["points"]]
+        axes.plot(minutes, [p["frechet_distance"] for p in result["points"]], marker="o", label=result["name"])
+    first = results[0]["points"][-1]
+    axes.axhline(first["frechet_distance_plain_renders"], color="grey", linestyle="--", label="plain renders")
+    axes.axhline(0.5 * first["frechet_distance_plain_renders"], color="grey", linestyle=":",
+                 label="target: 0.5 x plain renders")
+    if first["frechet_distance_real_floor"] is not None:
+        axes.axhline(first["frechet_distance_real_floor"], color="black", linestyle="-.", label="real floor")
+    axes.set_xlabel("training wall time, minutes")
+    axes.set_ylabel("Fréchet distance to real test (Lite0 features)")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(where, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--train", required=True, help="real training split (images and maps)")
+    parser.add_argument("--test", required=True, help="real test split of the same protocol")
+    parser.add_argument("--out", default="out/bench_synth_recipes")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training wall time per recipe")
+    parser.add_argument("--recipes", default=None, help="comma-separated prefixes of RECIPES names (default: all)")
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler-grid", default=None, metavar="MODEL",
+                        help="only score a trained model (a synth train folder) under each sampler setting")
+    args = parser.parse_args()
+    if args.sampler_grid:
+        rows = sampler_grid(Path(args.sampler_grid), args.train, args.test, Path(args.out), args.seed)
+        (Path(args.out) / "samplers.json").write_text(json.dumps(rows, indent=2))
+        print("\n| DPM-Solver++ steps | guidance | Fréchet | eval s (64 images + features) |\n|---:|---:|---:|---:|")
+        for row in rows:
+            print(f"| {row['steps']} | {row['guidance']:g} | {row['frechet_distance']:.1f} | {row['seconds']} |")
+        return
+    chosen = {name: value for name, value in RECIPES.items()
+              if args.recipes is None or any(name == p or name.startswith((p + ",", p + " "))
+                                             for p in args.recipes.split(","))}
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; "
+          f"{args.parallel} recipe(s) at once on {threads} thread(s) each; {args.minutes} min of training each")
+    with ProcessPoolExecutor(args.parallel) as pool:
+        results = list(pool.map(run_recipe, chosen, chosen.values(), *[[value] * len(chosen) for value in (
+            args.train, args.test, str(out), args.minutes, threads, args.seed)]))
+    (out / "recipes.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "frechet_vs_time.png")
+    reference = results[0]["points"][-1]
+    print(f"\nreferences on the same features: plain renders {reference['frechet_distance_plain_renders']:.1f}, "
+          f"real floor {reference['frechet_distance_real_floor']:.1f}\n")
+    print("| recipe | params M | train images/s | steps | minutes | Fréchet | vs plain renders | best Fréchet |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for result in results:
+        last = result["points"][-1]
+        best = min(p["frechet_distance"] for p in result["points"])
+        print(f"| {result['name']} | {result['params_m']} | {result['images_per_s']} | {last['steps']} | "
+              f"{last['train_seconds'] / 60:.1f} | {last['frechet_distance']:.1f} | "
+              f"{last['frechet_distance'] / last['frechet_distance_plain_renders']:.2f} | {best:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
