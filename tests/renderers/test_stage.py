@@ -171,6 +171,8 @@ def test_a_studio_camera_shows_one_backdrop_behind_every_sequence(scene_parts):
     assert np.array_equal(backdrop_crop(0, 2, box, 64), backdrop_crop(0, 2, box, 64))
     past_the_edge = backdrop_crop(1, 0, (-100.0, -100.0, 60.0, 60.0), 32)
     assert past_the_edge.shape == (32, 32, 3) and past_the_edge.std() > 1
+    far_out = backdrop_crop(1, 0, (-900.0, -700.0, 1500.0, 1700.0), 32)  # past the margin: the edge continues
+    assert far_out.shape == (32, 32, 3) and far_out.std() > 1
 
 
 
