@@ -79,7 +79,9 @@ def backdrop(studio: int, camera: int) -> np.ndarray:
     image = np.asarray(canvas.filter(ImageFilter.GaussianBlur(3.0)), dtype=np.float64) / 255.0
     vignette = 1.0 - 0.35 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
     light = 0.85 + 0.3 * _smooth_noise((height, width), 4, view)
-    return (np.clip(image * (vignette * light)[..., None], 0, 1) * 255).astype(np.uint8)
+    picture = (np.clip(image * (vignette * light)[..., None], 0, 1) * 255).astype(np.uint8)
+    picture.setflags(write=False)  # cached and shared by every frame of the studio camera
+    return picture
 
 
 def backdrop_crop(studio: int, camera: int, crop_box, size: int) -> np.ndarray:
