@@ -2,11 +2,12 @@
 
 Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--objects builtin] [--device cpu]``.
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
-same way, which says what the optimisation adds; and the optimiser without its closing step
-(``grasp.close_fingers: false``, the optimiser before it), which says what closing the fingers
-adds. Per object: acceptance of both, each check's pass rate and the diversity (mean pairwise
-joint distance of the accepted grasps) of the new one, and the ratios new / old. Writes the
-grasp datasets and the reports (report.json, histograms.png, contact_sheet.png) under ``--out``.
+same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
+with a uniform roll, no population moves, no closing step); and each lever added on its own
+(``--levers``), which says what it adds. Per object: acceptance of old and new, each check's
+pass rate and the diversity (mean pairwise joint distance of the accepted grasps) of both,
+and the ratios new / old. Writes the grasp datasets and the reports (report.json,
+histograms.png, contact_sheet.png) under ``--out``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def measure(label: str, objects: str, out: Path, per_object: int, config: Pipeli
             "report": report}
 
 
+OLD = {"grasp.close_fingers": False, "grasp.population_moves": 0, "grasp.init_object_aware": False,
+       "grasp.init_opening": 0.5, "grasp.stability_early_stop": False}
+LEVERS = {  # the old optimiser plus one lever
+    "closing": {**OLD, "grasp.close_fingers": True},
+    "open object-aware starts": {**OLD, "grasp.init_object_aware": True, "grasp.init_opening": 0.1},
+    "population moves": {**OLD, "grasp.population_moves": 2},
+    "early-stopping stability test": {**OLD, "grasp.stability_early_stop": True},
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", default="builtin")
@@ -51,6 +62,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--levers", action="store_true", help="also run the old optimiser plus each lever alone")
     parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
     args = parser.parse_args()
     config = with_overrides(PipelineConfig(), {"grasp.iterations": args.iterations,
@@ -59,20 +71,22 @@ def main() -> None:
     out = Path(args.out)
     # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
     run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
-    without = with_overrides(config, {"grasp.close_fingers": False})
+    steps = config.grasp.iterations
     results = [
         measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step, args.device),
-        measure(f"old: no closing ({config.grasp.iterations})", args.objects, out / "old", args.per_object, without,
+        measure(f"old ({steps})", args.objects, out / "old", args.per_object, with_overrides(config, OLD),
                 args.device),
-        measure(f"new: closing ({config.grasp.iterations})", args.objects, out / "optimised", args.per_object,
-                config, args.device),
+        measure(f"new ({steps})", args.objects, out / "optimised", args.per_object, config, args.device),
     ]
+    levers = [measure(f"old + {name}", args.objects, out / name.replace(" ", "_"), args.per_object,
+                      with_overrides(config, overrides), args.device)
+              for name, overrides in LEVERS.items()] if args.levers else []
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"\nmachine: {device}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
           f"batch {config.grasp.batch_size}, {args.per_object} grasps per object")
     header = f"{'':26s} {'grasps':>7s} {'accepted':>9s} {'rate':>6s} {'s':>8s} {'grasps/s':>9s} {'accepted/s':>11s}"
     print(header)
-    for r in results:
+    for r in results + levers:
         print(f"{r['label']:26s} {r['grasps']:7d} {r['accepted']:9d} {r['accepted'] / r['grasps']:6.1%} "
               f"{r['seconds']:8.1f} {r['grasps'] / r['seconds']:9.2f} {r['accepted'] / r['seconds']:11.3f}")
     base, old, optimised = results
@@ -98,6 +112,15 @@ def main() -> None:
               f"{rates['contact']:8.0%} {rates['intersection']:8.0%} {rates['self_penetration']:9.0%} "
               f"{rates['stability']:7.0%} {before.get('diversity_mm', float('nan')):9.1f} "
               f"{entry.get('diversity_mm', float('nan')):9.1f}")
+    rates = {name: entry["accepted"] / entry["grasps"] for name, entry in optimised["report"]["objects"].items()}
+    ratios = [entry["diversity_mm"] / old["report"]["objects"][name]["diversity_mm"]
+              for name, entry in optimised["report"]["objects"].items()
+              if entry.get("diversity_mm") and old["report"]["objects"][name].get("diversity_mm")]
+    print(f"\nobjects at 25% or more (new): {sum(r >= 0.25 for r in rates.values())} of {len(rates)}; lowest "
+          f"{min(rates, key=rates.get)} {min(rates.values()):.0%}")
+    if ratios:
+        print(f"diversity new / old over {len(ratios)} objects with 2+ accepted grasps in both: median "
+              f"{sorted(ratios)[len(ratios) // 2]:.2f}, lowest {min(ratios):.2f}")
     print(f"\nreports: {out / 'optimised' / 'report'}, {out / 'baseline' / 'report'}")
 
 

@@ -59,6 +59,7 @@ class HandGeometry:
     faces: torch.Tensor  # [F, 3] closed surface
     palm_centre: np.ndarray  # [3] rest-pose palm centre (wrist frame of the flat hand)
     palm_normal: np.ndarray  # [3] unit, out of the palm
+    palm_width_direction: np.ndarray  # [3] unit, across the palm (perpendicular to its normal and the fingers)
 
     def to(self, device) -> HandGeometry:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
@@ -146,6 +147,8 @@ def build_hand_geometry(hand_model) -> HandGeometry:
         candidate_ids.extend(ids.tolist())
         candidate_part.extend([part] * len(ids))
     candidate_part = np.asarray(candidate_part)
+    forward = rest_joints[CANONICAL21.index("middle1")] - rest_joints[0]
+    forward -= (forward @ palm_normal) * palm_normal
     return HandGeometry(
         candidate_ids=torch.as_tensor(candidate_ids, dtype=torch.long),
         candidate_part=candidate_part,
@@ -158,4 +161,5 @@ def build_hand_geometry(hand_model) -> HandGeometry:
         faces=torch.as_tensor(hand_model.closed_faces, dtype=torch.long),
         palm_centre=rest_joints[list(PALM_JOINTS)].mean(axis=0),
         palm_normal=palm_normal,
+        palm_width_direction=np.cross(palm_normal, forward / np.linalg.norm(forward)),
     )

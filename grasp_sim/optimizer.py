@@ -7,6 +7,14 @@ point with probability ``switch_probability``; each hand keeps its proposal with
 number of decays is fixed (120 and 200, DexGraspNet's counts over 6000 steps), so a shorter
 run anneals as far, only faster.
 
+Population moves: at ``population_moves`` evenly spaced points in the first
+``POPULATION_SPAN`` of the run, the ``population_fraction`` of hands with the highest energy
+are replaced by perturbed copies of as many lowest-energy hands (their contacts included).
+A hand's final energy predicts its validation (in the 1000-grasp benchmark the lower half by
+energy of each object was accepted 3.6x as often as the upper half), so spending the
+remaining steps on copies of promising hands raises acceptance; the copies move apart again
+under the perturbation and the annealing still ahead of them, which keeps the grasps diverse.
+
 All randomness comes from one CPU ``torch.Generator``: same seed, same grasps, on any device.
 """
 
@@ -21,6 +29,7 @@ from pipeline.config import GraspConfig
 
 STEP_DECAYS = 120
 TEMPERATURE_DECAYS = 200
+POPULATION_SPAN = 0.6  # moves happen before this fraction of the run, while the copies can still diverge
 
 
 @dataclass
@@ -42,6 +51,34 @@ def draw_contacts(geometry, batch: int, n: int, generator: torch.Generator) -> t
     return slots
 
 
+def population_move(params: torch.Tensor, contacts: torch.Tensor, energy: torch.Tensor, fraction: float,
+                    noise: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the ``fraction`` of hands with the highest ``energy [B]`` by copies of as many
+    lowest-energy hands, each parameter moved by Gaussian noise of standard deviation ``noise [51]``."""
+    count = int(fraction * len(params))
+    if count == 0:
+        return params, contacts
+    order = torch.argsort(energy.cpu(), stable=True)
+    best, worst = order[:count].to(params.device), order[-count:].to(params.device)
+    jitter = torch.randn((count, params.shape[1]), generator=generator, dtype=params.dtype).to(params.device)
+    params, contacts = params.clone(), contacts.clone()
+    params[worst] = params[best] + jitter * noise
+    contacts[worst] = contacts[best]
+    return params, contacts
+
+
+def population_noise(config: GraspConfig, like: torch.Tensor) -> torch.Tensor:
+    """Per-parameter perturbation of a population copy: translation (m), rotation and angles (rad)."""
+    return torch.cat([torch.full((3,), config.population_noise_m), torch.full((3,), config.population_noise_rad),
+                      torch.full((45,), config.population_noise_rad)]).to(like)
+
+
+def move_steps(config: GraspConfig) -> set[int]:
+    """The steps after which a population move happens."""
+    moves = config.population_moves
+    return {int(config.iterations * POPULATION_SPAN * k / (moves + 1)) for k in range(1, moves + 1)} - {0}
+
+
 def _energy_and_grad(energy, params, contacts):
     params = params.detach().requires_grad_(True)
     total, terms = energy(params, contacts)
@@ -60,6 +97,7 @@ def optimise(energy, params: torch.Tensor, geometry, config: GraspConfig, genera
     step_every = max(1, config.iterations // STEP_DECAYS)
     temperature_every = max(1, config.iterations // TEMPERATURE_DECAYS)
     history, accepted = [], 0
+    moves, noise = move_steps(config), population_noise(config, params)
     for step in tqdm(range(config.iterations), desc="optimising", unit="step", disable=not progress, leave=False):
         step_size = config.step_size * config.step_decay ** (step // step_every)
         temperature = config.temperature * config.temperature_decay ** (step // temperature_every)
@@ -78,4 +116,7 @@ def optimise(energy, params: torch.Tensor, geometry, config: GraspConfig, genera
         total = torch.where(keep, new_total, total)
         terms = {k: torch.where(keep, new_terms[k], terms[k]) for k in terms}
         history.append(float(total.mean()))
+        if step in moves:
+            params, contacts = population_move(params, contacts, total, config.population_fraction, noise, generator)
+            total, terms, grad = _energy_and_grad(energy, params, contacts)
     return OptimisationResult(params, contacts, total, terms, history, accepted / max(1, batch * config.iterations))

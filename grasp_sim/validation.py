@@ -18,6 +18,9 @@ Definitions (object frame, metres internally, the units below in the records):
   ``stability_steps`` steps of 1/240 s, with gravity straight down (world, for the resting
   pose the grasp was made in) and tilted ``stability_tilt_deg`` towards ±x and ±y; the
   stored displacement is the largest of the five. Rejected above ``max_displacement_mm``.
+  The test stops once the object is past that limit (``stability_early_stop``): a rejected
+  grasp then stores the displacement at which it was lost, over the limit but not the full
+  fall; an accepted grasp ran every direction and step, and stores the same value as before.
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ class GraspValidator:
             moved = self.world.displacement(self.asset, config.stability_mass_kg or self.asset.mass,
                                             config.stability_friction,
                                             gravity_directions(resting_poses[b], config.stability_tilt_deg),
-                                            config.stability_steps, self.vhacd)
+                                            config.stability_steps, self.vhacd,
+                                            config.max_displacement_mm / 1000 if config.stability_early_stop else None)
             if hand_body is not None:
                 self.world.remove(hand_body)
             values = {

@@ -160,10 +160,21 @@ class GraspConfig(StrictModel):
     temperature: float = Field(18.0, gt=0, description="first Metropolis temperature")
     temperature_decay: float = Field(0.95, gt=0, le=1, description="temperature factor, applied 200 times over "
                                                                    "the run (every 30 of 6000 steps)")
+    population_moves: int = Field(2, ge=0, description="times the worst hands are replaced by perturbed copies of "
+                                                       "the best, spread over the first 60% of the run (0: never)")
+    population_fraction: float = Field(0.25, ge=0, le=0.5, description="fraction of the batch replaced per move")
+    population_noise_m: float = Field(0.005, ge=0, description="translation noise of a copy (metres, std)")
+    population_noise_rad: float = Field(0.1, ge=0, description="rotation and joint-angle noise of a copy "
+                                                               "(radians, std)")
     weights: GraspEnergyWeights = Field(default_factory=GraspEnergyWeights)
     object_points: int = Field(256, ge=1, description="object surface samples for the object-in-hand depth")
     init_distance_m: tuple[float, float] = Field((0.02, 0.05), description="palm to object hull at the start")
     init_tilt_deg: float = Field(20.0, ge=0, le=90, description="palm direction jitter around the hull normal")
+    init_opening: float = Field(0.1, ge=0, le=1, description="starting finger angles as a fraction of a natural "
+                                                             "random pose (0: flat)")
+    init_object_aware: bool = Field(True, description="approach where the hand can close around the object and "
+                                                      "roll the fingers across its narrow side (else: any hull "
+                                                      "point, uniform roll)")
     betas_std: float = Field(0.5, ge=0, description="hand shapes drawn from N(0, std²) per grasp")
     close_fingers: bool = Field(True, description="after optimisation, flex each finger until it touches the object "
                                                  "(GraspIt's auto-grasp); a finger that never reaches it stays as "
@@ -180,6 +191,9 @@ class GraspConfig(StrictModel):
                                                           "along its normals: a static rigid hand touching at zero "
                                                           "depth exerts no grip, soft finger pads squeeze")
     stability_steps: int = Field(35, ge=1, description="simulation steps of 1/240 s per gravity direction")
+    stability_early_stop: bool = Field(True, description="end the stability test once the object is past "
+                                                         "max_displacement_mm (same verdicts, a rejected grasp "
+                                                         "stores where it was lost)")
     stability_tilt_deg: float = Field(45.0, ge=0, le=90, description="gravity is tried straight down and tilted "
                                                                       "this far towards ±x and ±y")
     resting_drops: int = Field(32, ge=1, description="random drops onto the plane per object")

@@ -92,6 +92,30 @@ def test_crossed_fingers_fail_on_self_penetration(validate, can_grasp, hand_mode
     assert result["self_penetration_mm"] > 3
 
 
+def test_an_early_stopping_stability_test_gives_the_full_tests_verdicts(library, hand_model, geometry, can_grasp):
+    from grasp_sim.physics import PhysicsWorld
+    from grasp_sim.validation import GraspValidator
+
+    towards = _towards_axis(hand_model, can_grasp)
+    cases = [can_grasp["hand_trans"] + shift * towards for shift in (0.0, -0.005, -0.03)]
+    with PhysicsWorld() as world:
+        verdicts = {}
+        for early_stop in (True, False):
+            validator = GraspValidator(library["tomato_soup_can"], hand_model, geometry,
+                                       GraspConfig(stability_early_stop=early_stop), world)
+            verdicts[early_stop] = [validator(can_grasp["hand_pose"], can_grasp["hand_betas"], trans,
+                                              can_grasp["resting"])[0] for trans in cases]
+    limit = GraspConfig().max_displacement_mm
+    stable = [full["sim_displacement_mm"] <= limit for full in verdicts[False]]
+    assert any(stable) and not all(stable), "the cases include a held and a lost can"
+    for early, full, held in zip(verdicts[True], verdicts[False], stable):
+        assert early["accepted"] == full["accepted"] and early["reject_reasons"] == full["reject_reasons"]
+        if held:
+            assert early["sim_displacement_mm"] == full["sim_displacement_mm"]
+        else:
+            assert early["sim_displacement_mm"] > limit
+
+
 def test_flat_and_relaxed_hands_have_no_self_penetration(hand_model, geometry):
     for name in ("flat", "relaxed"):
         _, joints = hand_model(hand_model.pose_from_name(name))
@@ -246,3 +270,27 @@ def test_cuda_run_makes_valid_records(tmp_path):
     assert summary["grasps"] == 4
     table = _grasp_table(tmp_path / "g")
     assert np.isfinite(np.asarray(table["hand_pose"])).all()
+
+
+def test_accepted_grasps_pass_an_independent_contact_and_penetration_check(tmp_path, library, hand_model):
+    """The validator reads a grid SDF; trimesh's exact signed distance to the mesh must agree on
+    what the optimiser's accepted grasps touch and how deep they go (within the grid's error)."""
+    import trimesh
+
+    run_grasps(["tennis_ball"], tmp_path / "g", per_object=8, seed=1, iterations=120, batch_size=8, resting_drops=4)
+    table = _grasp_table(tmp_path / "g")
+    accepted = [i for i, ok in enumerate(table["accepted"]) if ok]
+    if not accepted:
+        pytest.skip("no grasp of 8 accepted at test size on this machine")
+    mesh = library["tennis_ball"].trimesh
+    parts = np.asarray(hand_model.vertex_parts)
+    reach = GraspConfig().contact_mm / 1000 + 0.001  # the SDF grid's error
+    for i in accepted:
+        as_tensor = {k: torch.tensor([table[k][i]], dtype=hand_model.dtype) for k in ("hand_pose", "hand_betas",
+                                                                                      "hand_trans")}
+        with torch.no_grad():
+            vertices, _ = hand_model(as_tensor["hand_pose"], as_tensor["hand_betas"], as_tensor["hand_trans"])
+        inside = trimesh.proximity.signed_distance(mesh, vertices[0].double().numpy())  # positive inside
+        touching = [bool((-inside[parts == finger] <= reach).any()) for finger in range(1, 6)]
+        assert touching[0] and sum(touching) >= 2, f"grasp {table['grasp_id'][i]} touches with {touching}"
+        assert inside.max() < 0.015, f"grasp {table['grasp_id'][i]} goes {inside.max() * 1000:.1f} mm deep"

@@ -1,0 +1,96 @@
+"""Starting hands and population moves: what the optimiser starts from and what it keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import GraspConfig
+from pipeline.hand.joints import PALM_JOINTS
+
+
+@pytest.fixture(scope="module")
+def geometry(hand_model):
+    from grasp_sim.hand_geometry import build_hand_geometry
+
+    return build_hand_geometry(hand_model)
+
+
+def starts(name: str, hand_model, geometry, config: GraspConfig, batch: int = 24, seed: int = 3):
+    """Starting hands on a builtin object, in its most frequent resting pose."""
+    from grasp_sim.energy import hand_pose, split_params
+    from grasp_sim.initialization import initial_params
+    from grasp_sim.resting import find_resting_poses
+    from pipeline.objects import load_object_library
+
+    asset = load_object_library("builtin")[name]
+    rest = max(find_resting_poses(asset, drops=4), key=lambda p: p.frequency).matrix
+    rng = np.random.default_rng(seed)
+    betas = torch.zeros(batch, hand_model.num_betas, dtype=hand_model.dtype)
+    params = initial_params(asset, geometry, hand_model, betas, np.stack([rest] * batch), config, rng)
+    with torch.no_grad():
+        vertices, joints = hand_model(hand_pose(params, hand_model.anatomy), betas, split_params(params)[0])
+    return asset, params, vertices, joints
+
+
+@pytest.mark.parametrize("name", ["cracker_box", "tennis_ball"])
+def test_object_aware_starts_face_the_object_from_outside(name, hand_model, geometry):
+    from scipy.spatial.transform import Rotation
+
+    from grasp_sim.energy import split_params
+
+    asset, params, _, joints = starts(name, hand_model, geometry, GraspConfig())
+    palm = joints[:, list(PALM_JOINTS)].mean(dim=1).double()
+    assert (asset.sdf(palm) > 0).all(), "every palm starts outside the object"
+    normal = torch.as_tensor(Rotation.from_rotvec(split_params(params)[1].double().numpy()).apply(geometry.palm_normal))
+    assert (asset.sdf(palm + 0.01 * normal) < asset.sdf(palm)).all(), "the palm faces the object"
+
+
+def test_the_thumb_starts_across_a_box_narrow_side(hand_model, geometry):
+    from scipy.spatial.transform import Rotation
+
+    from grasp_sim.energy import split_params
+    from grasp_sim.initialization import WRAP_M
+
+    asset, params, _, _ = starts("cracker_box", hand_model, geometry, GraspConfig())
+    _, aware_rotation, _ = split_params(params)
+    box = asset.trimesh.bounding_box_oriented
+    axes, extents = box.primitive.transform[:3, :3].T, box.primitive.extents
+
+    def palm_spans(rotvecs):
+        across = Rotation.from_rotvec(rotvecs.double().numpy()).apply(geometry.palm_width_direction)
+        return np.abs(across @ axes.T) @ extents  # the box's extent along the palm's width
+
+    aware = palm_spans(aware_rotation)
+    _, uniform_params, _, _ = starts("cracker_box", hand_model, geometry, GraspConfig(init_object_aware=False))
+    uniform = palm_spans(split_params(uniform_params)[1])
+    # the palm tilt (up to 20 degrees off the hull normal) can tip the fingers onto the long side a little
+    assert np.median(aware) <= WRAP_M + 0.02, "the palm spans about the box's 6 cm side"
+    assert np.median(uniform) > np.median(aware) + 0.03, "a uniform roll spans more of the box"
+
+
+def test_a_population_move_replaces_the_worst_hands_with_copies_of_the_best():
+    from grasp_sim.optimizer import population_move
+
+    params = torch.arange(8, dtype=torch.float64)[:, None].repeat(1, 51)
+    contacts = torch.arange(8)[:, None].repeat(1, 4)
+    energy = torch.tensor([5.0, 1.0, 7.0, 3.0, 0.5, 6.0, 2.0, 4.0])
+    noise = torch.full((51,), 1e-3, dtype=torch.float64)
+    moved, moved_contacts = population_move(params, contacts, energy, 0.25, noise, torch.Generator().manual_seed(0))
+    # worst two are hands 2 (7.0) and 5 (6.0); best two are 4 (0.5) and 1 (1.0)
+    kept = [0, 1, 3, 4, 6, 7]
+    assert torch.equal(moved[kept], params[kept]) and torch.equal(moved_contacts[kept], contacts[kept])
+    assert torch.equal(moved_contacts[[5, 2]], contacts[[4, 1]])
+    offset = moved[[5, 2]] - params[[4, 1]]
+    assert 0 < offset.abs().max() < 0.01, "copies are near their source, not identical to it"
+    unchanged, _ = population_move(params, contacts, energy, 0.1, noise, torch.Generator().manual_seed(0))
+    assert torch.equal(unchanged, params), "a fraction below one hand moves nothing"
+
+
+def test_population_moves_happen_early_in_the_run():
+    from grasp_sim.optimizer import POPULATION_SPAN, move_steps
+
+    steps = move_steps(GraspConfig(iterations=300, population_moves=2))
+    assert len(steps) == 2 and max(steps) < 300 * POPULATION_SPAN
+    assert move_steps(GraspConfig(iterations=300, population_moves=0)) == set()
