@@ -14,11 +14,11 @@ span, as a person takes a bottle or a cereal box. Each candidate approach gets t
 hand would span at each roll: the extent, along the palm's width (thumb side to little
 finger), of the object's surface in the hand's reach (a slab ``SLAB_M`` either side of the
 plane the thumb and fingers close in, ``DEPTH_M`` deep), so a hammer's thin handle counts as
-thin although its head is wide. The approach is drawn among the candidates whose narrowest roll spans at most ``WRAP_M`` (all of them when none does), and
-the roll among that approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M``
+thin although its head is wide. The approach is drawn among the candidates whose narrowest
+roll spans at most ``WRAP_M`` (all of them when none does), and the roll among that approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M``
 of its narrowest: a ball keeps a uniform roll, a bottle is taken with the fingers along it
 and the thumb around its girth. (Aiming the fingers across the narrow side instead, the
-first idea, lost acceptance: on the water bottle 38% fell to 6%, the thumb lying along it.)
+first idea, lost acceptance: on the water bottle 31% fell to 6%, the thumb lying along it.)
 """
 
 from __future__ import annotations
@@ -82,9 +82,8 @@ def local_spans(points: np.ndarray, normals: np.ndarray, directions: np.ndarray,
     for roll in range(directions.shape[1]):
         across = directions[:, roll]
         in_slab = shallow & (np.abs(np.einsum("nmi,ni->nm", offsets, np.cross(normals, across))) < SLAB_M)
-        along = np.einsum("nmi,ni->nm", offsets, across)
-        widths[:, roll] = (np.where(in_slab, along, 0.0).max(1).clip(min=0.0)
-                           - np.where(in_slab, along, 0.0).min(1).clip(max=0.0))
+        along = np.where(in_slab, np.einsum("nmi,ni->nm", offsets, across), 0.0)  # 0: the approach point
+        widths[:, roll] = along.max(1) - along.min(1)
     return widths
 
 

@@ -147,7 +147,6 @@ class PhysicsWorld:
         With ``stop_beyond`` (metres), the test ends as soon as the object is farther than that
         from its start: the grasp has lost it, the remaining steps and directions cannot undo a
         rejection, and the result holds the directions run so far (its maximum passes the limit).
-        In the benchmark most rejected grasps lose the object in the first direction.
 
         A fresh body per direction: bullet keeps contact points between steps, so a reused body
         would make each result depend on what was simulated before it."""
@@ -159,8 +158,9 @@ class PhysicsWorld:
             self.pb.setGravity(*(GRAVITY * np.asarray(direction)).tolist(), physicsClientId=self.client)
             done, distance = 0, 0.0
             while done < steps:
-                self.step(min(chunk, steps - done))
-                done += min(chunk, steps - done)
+                now = min(chunk, steps - done)
+                self.step(now)
+                done += now
                 position = self.pb.getBasePositionAndOrientation(body, physicsClientId=self.client)[0]
                 distance = float(np.linalg.norm(np.asarray(position) - start))
                 if stop_beyond is not None and distance > stop_beyond:
