@@ -15,8 +15,8 @@ hand would span at each roll: the extent, along the palm's width (thumb side to 
 finger), of the object's surface in the hand's reach (a slab ``SLAB_M`` either side of the
 plane the thumb and fingers close in, ``DEPTH_M`` deep), so a hammer's thin handle counts as
 thin although its head is wide. The approach is drawn among the candidates whose narrowest
-roll spans at most ``WRAP_M`` (all of them when none does), and the roll among that approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M``
-of its narrowest: a ball keeps a uniform roll, a bottle is taken with the fingers along it
+roll spans at most ``WRAP_M`` (all of them when none does), and the roll among that
+approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M`` of its narrowest: a ball keeps a uniform roll, a bottle is taken with the fingers along it
 and the thumb around its girth. (Aiming the fingers across the narrow side instead, the
 first idea, lost acceptance: on the water bottle 31% fell to 6%, the thumb lying along it.)
 """
@@ -83,7 +83,7 @@ def local_spans(points: np.ndarray, normals: np.ndarray, directions: np.ndarray,
         across = directions[:, roll]
         in_slab = shallow & (np.abs(np.einsum("nmi,ni->nm", offsets, np.cross(normals, across))) < SLAB_M)
         along = np.where(in_slab, np.einsum("nmi,ni->nm", offsets, across), 0.0)  # 0: the approach point
-        widths[:, roll] = along.max(1) - along.min(1)
+        widths[:, roll] = along.max(1).clip(min=0.0) - along.min(1).clip(max=0.0)
     return widths
 
 
