@@ -1,14 +1,16 @@
 """Grasp benchmark: validated grasps per second over the embedded library, pass rates, values, diversity.
 
-Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--objects builtin] [--device cpu]``.
+Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--iterations 300,1000]
+[--batch-size 16] [--objects builtin] [--device cpu] [--levers]``.
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
 same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
-with a uniform roll, no population moves, no closing step); and each lever added on its own
-(``--levers``), which says what it adds. Per object: acceptance of old and new, each check's
-pass rate and the diversity (mean pairwise joint distance of the accepted grasps) of both,
-and the ratios new / old. Writes the grasp datasets and the reports (report.json,
-histograms.png, contact_sheet.png) under ``--out``.
-"""
+with a uniform roll, no population moves, no closing step) at each step count; and each lever
+added on its own (``--levers``), which says what it adds. Per object: acceptance of old and new,
+each check's pass rate and the diversity (mean pairwise joint distance of the accepted grasps)
+of both, and the ratios new / old. Each batch of an object has its own seed, so the k-th
+batches of all objects form one seed's run: acceptance is also given as mean ± std over those
+seeds. Writes the grasp datasets and the reports (report.json, histograms.png,
+contact_sheet.png) under ``--out``."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from grasp_sim.report import grasp_report
@@ -42,7 +45,7 @@ def measure(label: str, objects: str, out: Path, per_object: int, config: Pipeli
 
     report = grasp_report(out, out / "report", sheet=grasp_sheet)
     return {"label": label, "seconds": seconds, "grasps": summary["grasps"], "accepted": summary["accepted"],
-            "report": report}
+            "report": report, "out": out}
 
 
 OLD = {"grasp.close_fingers": False, "grasp.population_moves": 0, "grasp.init_object_aware": False,
@@ -55,73 +58,101 @@ LEVERS = {  # the old optimiser plus one lever
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", default="builtin")
-    parser.add_argument("--per-object", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--levers", action="store_true", help="also run the old optimiser plus each lever alone")
-    parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
-    args = parser.parse_args()
-    config = with_overrides(PipelineConfig(), {"grasp.iterations": args.iterations,
-                                               "grasp.batch_size": args.batch_size})
-    one_step = with_overrides(config, {"grasp.iterations": 1})
-    out = Path(args.out)
-    # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
-    run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
-    steps = config.grasp.iterations
-    results = [
-        measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step, args.device),
-        measure(f"old ({steps})", args.objects, out / "old", args.per_object, with_overrides(config, OLD),
-                args.device),
-        measure(f"new ({steps})", args.objects, out / "optimised", args.per_object, config, args.device),
-    ]
-    levers = [measure(f"old + {name}", args.objects, out / name.replace(" ", "_"), args.per_object,
-                      with_overrides(config, overrides), args.device)
-              for name, overrides in LEVERS.items()] if args.levers else []
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    print(f"\nmachine: {device}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-          f"batch {config.grasp.batch_size}, {args.per_object} grasps per object")
-    header = f"{'':26s} {'grasps':>7s} {'accepted':>9s} {'rate':>6s} {'s':>8s} {'grasps/s':>9s} {'accepted/s':>11s}"
+def seed_spread(out: Path, batch_size: int) -> tuple[float, float, int]:
+    """Acceptance over all objects for each batch seed (the k-th batch of every object has its
+    own seed), as mean and sample standard deviation over the seeds, and their number."""
+    from grasp_sim.report import load_grasps
+
+    _, arrays = load_grasps(out)
+    batch = np.asarray([int(g.rpartition("/")[2]) // batch_size for g in arrays["grasp_id"]])
+    rates = [arrays["accepted"][batch == k].mean() for k in np.unique(batch)]
+    return float(np.mean(rates)), float(np.std(rates, ddof=1)) if len(rates) > 1 else float("nan"), len(rates)
+
+
+def print_runs(runs: list[dict], batch_size: int) -> None:
+    header = (f"{'':34s} {'grasps':>7s} {'accepted':>9s} {'rate':>6s} {'seeds: mean ± std':>18s} {'s':>8s} "
+              f"{'grasps/s':>9s} {'accepted/s':>11s}")
     print(header)
-    for r in results + levers:
-        print(f"{r['label']:26s} {r['grasps']:7d} {r['accepted']:9d} {r['accepted'] / r['grasps']:6.1%} "
-              f"{r['seconds']:8.1f} {r['grasps'] / r['seconds']:9.2f} {r['accepted'] / r['seconds']:11.3f}")
-    base, old, optimised = results
-    if base["accepted"]:
-        print(f"accepted grasps per second, optimised / starting hands: "
-              f"{(optimised['accepted'] / optimised['seconds']) / (base['accepted'] / base['seconds']):.2f}x")
+    for r in runs:
+        mean, std, seeds = seed_spread(r["out"], batch_size)
+        print(f"{r['label']:34s} {r['grasps']:7d} {r['accepted']:9d} {r['accepted'] / r['grasps']:6.1%} "
+              f"{f'{mean:.1%} ± {std:.1%} ({seeds})':>18s} {r['seconds']:8.1f} {r['grasps'] / r['seconds']:9.2f} "
+              f"{r['accepted'] / r['seconds']:11.3f}")
+
+
+def print_comparison(old: dict, new: dict, steps: int) -> None:
+    """Old against new at one step count: rates, each check, per object, diversity."""
+    print(f"\n== {steps} steps ==")
     if old["accepted"]:
-        print(f"new / old: acceptance {optimised['accepted'] / old['accepted']:.2f}x, accepted grasps per second "
-              f"{(optimised['accepted'] / optimised['seconds']) / (old['accepted'] / old['seconds']):.2f}x")
-    print("pass rate per check, old: " + ", ".join(f"{k} {v:.1%}" for k, v in old["report"]["overall"]["pass_rate"]
-                                                   .items()))
-    print("\npass rate per check (optimised):")
-    overall = optimised["report"]["overall"]
-    print("  " + ", ".join(f"{k} {v:.1%}" for k, v in overall["pass_rate"].items()))
-    print("accepted grasps' values (p10 / p50 / p90):")
-    for column, stats in overall["accepted_values"].items():
+        print(f"new / old: acceptance {new['accepted'] / old['accepted']:.2f}x, accepted grasps per second "
+              f"{(new['accepted'] / new['seconds']) / (old['accepted'] / old['seconds']):.2f}x")
+    for label, run in (("old", old), ("new", new)):
+        print(f"pass rate per check, {label}: " + ", ".join(f"{k} {v:.1%}" for k, v in
+                                                          run["report"]["overall"]["pass_rate"].items()))
+    print("accepted grasps' values, new (p10 / p50 / p90):")
+    for column, stats in new["report"]["overall"]["accepted_values"].items():
         print(f"  {column:26s} " + " / ".join(f"{v:g}" for v in stats.values()))
     print(f"\n{'object':18s} {'old':>9s} {'new':>9s} {'contact':>8s} {'inters.':>8s} {'self-pen':>9s} {'stable':>7s} "
           f"{'div. old':>9s} {'div. new':>9s}")
-    for name, entry in optimised["report"]["objects"].items():
+    for name, entry in new["report"]["objects"].items():
         rates, before = entry["pass_rate"], old["report"]["objects"][name]
         print(f"{name:18s} {before['accepted']:4d}/{before['grasps']:<4d} {entry['accepted']:4d}/{entry['grasps']:<4d} "
               f"{rates['contact']:8.0%} {rates['intersection']:8.0%} {rates['self_penetration']:9.0%} "
               f"{rates['stability']:7.0%} {before.get('diversity_mm', float('nan')):9.1f} "
               f"{entry.get('diversity_mm', float('nan')):9.1f}")
-    rates = {name: entry["accepted"] / entry["grasps"] for name, entry in optimised["report"]["objects"].items()}
+    rates = {name: entry["accepted"] / entry["grasps"] for name, entry in new["report"]["objects"].items()}
     ratios = [entry["diversity_mm"] / old["report"]["objects"][name]["diversity_mm"]
-              for name, entry in optimised["report"]["objects"].items()
+              for name, entry in new["report"]["objects"].items()
               if entry.get("diversity_mm") and old["report"]["objects"][name].get("diversity_mm")]
     print(f"\nobjects at 25% or more (new): {sum(r >= 0.25 for r in rates.values())} of {len(rates)}; lowest "
           f"{min(rates, key=rates.get)} {min(rates.values()):.0%}")
     if ratios:
         print(f"diversity new / old over {len(ratios)} objects with 2+ accepted grasps in both: median "
               f"{sorted(ratios)[len(ratios) // 2]:.2f}, lowest {min(ratios):.2f}")
-    print(f"\nreports: {out / 'optimised' / 'report'}, {out / 'baseline' / 'report'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", default="builtin")
+    parser.add_argument("--per-object", type=int, default=64)
+    parser.add_argument("--iterations", default="300,1000", help="step counts, comma-separated: old and new at each")
+    parser.add_argument("--batch-size", type=int, default=16, help="hands per batch; each batch has its own seed")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--levers", action="store_true", help="also run the old optimiser plus each lever alone "
+                                                              "(at the first step count)")
+    parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
+    args = parser.parse_args()
+    step_counts = [int(n) for n in args.iterations.split(",")]
+    config = with_overrides(PipelineConfig(), {"grasp.batch_size": args.batch_size})
+    one_step = with_overrides(config, {"grasp.iterations": 1})
+    out = Path(args.out)
+    # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
+    run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
+    runs = [measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step,
+                    args.device)]
+    pairs = []
+    for steps in step_counts:
+        at = with_overrides(config, {"grasp.iterations": steps})
+        pairs.append((steps, measure(f"old ({steps} steps)", args.objects, out / f"old_{steps}", args.per_object,
+                                     with_overrides(at, OLD), args.device),
+                      measure(f"new ({steps} steps)", args.objects, out / f"new_{steps}", args.per_object, at,
+                              args.device)))
+        runs += list(pairs[-1][1:])
+    if args.levers:
+        at = with_overrides(config, {"grasp.iterations": step_counts[0]})
+        runs += [measure(f"old + {name}", args.objects, out / name.replace(" ", "_"), args.per_object,
+                         with_overrides(at, overrides), args.device) for name, overrides in LEVERS.items()]
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    print(f"\nmachine: {device}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
+          f"batch {args.batch_size}, {args.per_object} grasps per object")
+    print_runs(runs, args.batch_size)
+    base = runs[0]
+    for steps, old, new in pairs:
+        if base["accepted"] and new["accepted"]:
+            print(f"accepted grasps per second at {steps} steps, new / starting hands: "
+                  f"{(new['accepted'] / new['seconds']) / (base['accepted'] / base['seconds']):.2f}x")
+        print_comparison(old, new, steps)
+    print(f"\nreports: {out}/*/report")
 
 
 if __name__ == "__main__":

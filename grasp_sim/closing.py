@@ -3,7 +3,11 @@
 The annealed optimiser leaves many hands a few millimetres short of the object with one or
 two fingers: they pass contact but the object slips out in the stability test. Here every
 finger flexes (all three of its joints, ``CLOSE_STEP_DEG`` at a time, within the anatomical
-limits) until one of its vertices comes within ``CONTACT_GAP_MM`` of the surface or inside it.
+limits) until one of its vertices reaches the surface (``CONTACT_GAP_MM``, 0) or passes inside it
+by less than a step. Stopping at the surface, not short of it, lets the stability test's grip
+(``grasp.grip_mm``) press the pads into the object: in a paired probe over the 20 objects
+(16 attempts, 300 steps) stopping at 0 mm accepted 143 grasps where stopping 1 mm short
+accepted 137, and on the 8 hardest objects 41 against 36.
 A finger whose next step would press it into another finger (capsule overlap beyond
 ``OVERLAP_MM`` and beyond what the optimised hand had) stops there. A finger that never
 reaches the object keeps its optimised angles, so closing never curls a free finger into a
@@ -21,7 +25,7 @@ from pipeline.hand.joints import JOINT_PART
 
 CLOSE_STEP_DEG = 1.5
 CLOSE_STEPS = 60  # at most 90 degrees of added flexion per joint
-CONTACT_GAP_MM = 1.0  # a finger stops this close to the surface (the validator counts 5 mm as contact)
+CONTACT_GAP_MM = 0.0  # a finger stops this close to the surface (the validator counts 5 mm as contact)
 OVERLAP_MM = 2.0  # a finger stops before overlapping another by more (the validator rejects 3 mm)
 
 

@@ -5,7 +5,8 @@ diversity), ``histograms.png`` (each check's value, all grasps vs accepted, with
 threshold) and ``contact_sheet.png`` (accepted grasps rendered with their objects).
 
 Diversity is the mean pairwise distance between accepted grasps of one object: the mean
-Euclidean distance of the 21 joints, in the object's frame, in millimetres.
+Euclidean distance of the 21 joints, in the object's frame, in millimetres (absent for an
+object with fewer than two accepted grasps).
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
         rows = arrays["object_id"] == name
         entry = _summary(arrays, rows)
         keep = np.flatnonzero(rows & accepted)
-        if len(keep):
+        if len(keep) >= 2:  # one grasp has no spread to measure: no figure rather than 0
             with torch.no_grad():
                 _, joints = hand_model(*(torch.as_tensor(arrays[c][keep]) for c in ("hand_pose", "hand_betas",
                                                                                       "hand_trans")))
-            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints.numpy()) or 0.0, 2)
+            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints.numpy()), 2)
         report["objects"][name] = entry
     atomic_write_bytes(out / "histograms.png", _histograms(arrays, config))
     chosen = [i for name in objects for i in np.flatnonzero((arrays["object_id"] == name) & accepted)[:sheet_per_object]]

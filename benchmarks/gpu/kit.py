@@ -121,10 +121,10 @@ def folder_bytes(path: Path) -> int:
 
 def prepare(args) -> dict:
     """The wheels and the inputs, into ``args.kit``; returns what was made and its size."""
-    size = SIZES["dry" if args.dry else "gpu"]
+    size = {**SIZES["dry" if args.dry else "gpu"], "device": "cpu"}  # made here, on the CPU; run on the GPU
     kit = Path(args.kit)
     inputs = kit / "inputs"
-    os.environ["HANDBOOSTER_CACHE"] = str(kit / "cache")  # the objects' meshes, SDFs and resting poses travel
+    os.environ["HANDBOOSTER_CACHE"] = str(kit / "work" / "cache")  # the run's part is copied to kit/cache at the end
     if not args.dry:
         download_wheels(kit / "wheels")
     config = base_config(size, size["demo"])
@@ -162,6 +162,7 @@ def prepare(args) -> dict:
     else:
         for split in ("s0_train", "s0_test"):
             shutil.copytree(real / split, inputs / "real" / split, dirs_exist_ok=True)
+    carry_cache(kit / "work" / "cache", kit / "cache", size["grasp_objects"])
     shutil.rmtree(kit / "work", ignore_errors=True)
     record = {"size": "dry" if args.dry else "gpu", "made": time.strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()} {os.cpu_count()} cores", "objects": objects,
@@ -173,6 +174,24 @@ def prepare(args) -> dict:
     if carried > CARRY_LIMIT:
         raise SystemExit(f"{kit}: kit and working tree are {carried / 2 ** 20:.1f} MiB, over the 64 MiB a call carries")
     return record
+
+
+def carry_cache(work: Path, cache: Path, objects: list[str]) -> None:
+    """Copy from the ``work`` cache into the kit's ``cache`` only what the run reads: the hand, and
+    the meshes, SDFs, convex pieces and resting poses of the objects its grasp optimiser runs on
+    (each object's SDF grid is 10 MiB: the demo's other objects would not fit the 64 MiB). The
+    reconstructors' mesh hierarchy stays behind too: the run builds it in about a second, carrying
+    it would take 6 MiB."""
+    from pipeline.objects import load_object_library
+
+    library = load_object_library("builtin")
+    prefixes = tuple(f"{library[name].mesh_hash}_" for name in objects) + tuple(f"{name}_" for name in objects)
+    shutil.rmtree(cache, ignore_errors=True)
+    for path in sorted(work.rglob("*")):
+        relative = path.relative_to(work)
+        if path.is_file() and (relative.parts[0] == "hand" or path.name.startswith(prefixes)):
+            (cache / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, cache / relative)
 
 
 def download_wheels(where: Path) -> None:

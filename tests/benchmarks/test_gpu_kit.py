@@ -21,6 +21,10 @@ def kit(*args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
+def cache_files(cache: Path) -> list[Path]:
+    return sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+
+
 def test_the_gpu_kit_runs_dry_without_what_the_gpu_machine_lacks(tiny_demo, tmp_path):
     root, _ = tiny_demo
     folder, out = tmp_path / "kit", tmp_path / "out"
@@ -29,8 +33,16 @@ def test_the_gpu_kit_runs_dry_without_what_the_gpu_machine_lacks(tiny_demo, tmp_
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     assert {"conditions", "oracle", "real"} <= {p.name for p in (folder / "inputs").iterdir()}
     assert any((folder / "cache").rglob("*.json"))  # the resting poses travel: the run has no pybullet
+    cached = cache_files(folder / "cache")
+    from pipeline.objects import load_object_library
+
+    left = load_object_library("builtin")["tomato_soup_can"].mesh_hash  # a demo object the run grasps nothing on
+    assert not [p for p in cached if p.name.startswith((left, "tomato_soup_can"))]  # its 10 MiB SDF stays here
     ran = kit("run", "--dry", "--kit", str(folder), "--out", str(out))
     assert ran.returncode == 0, ran.stderr[-3000:]
+    # The run built nothing but the reconstructors' mesh hierarchy (1 s to build, 6 MiB to carry): everything
+    # else it read had travelled.
+    assert [p for p in cache_files(folder / "cache") if p.parts[0] != "mesh_hierarchy"] == cached
     results = json.loads((out / "results.json").read_text())
     assert all(row["train_images_per_s"] > 0 and row["sample_images_per_s"] > 0 for row in results["ddpm_throughput"])
     assert {row["model"] for row in results["recon_throughput"]} >= {"mobrecon", "handoccnet"}

@@ -241,6 +241,9 @@ def test_cli_grasp_run_and_report(tmp_path):
     data = json.loads((report / "report.json").read_text())
     assert data["overall"]["grasps"] == 3
     assert set(data["overall"]["pass_rate"]) == {"contact", "intersection", "self_penetration", "stability", "all"}
+    entry = data["objects"]["tennis_ball"]
+    assert ("diversity_mm" in entry) == (entry["accepted"] >= 2)  # one grasp has no spread: no figure, not 0
+    assert entry.get("diversity_mm", 1.0) > 0
     assert (report / "histograms.png").stat().st_size > 1000
 
 
