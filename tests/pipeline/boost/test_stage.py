@@ -37,6 +37,14 @@ def swapped_copy(source, out):
             writer.write({**row, "image": raw[(i + 7) % len(raw)]["image"], "sample_id": f"swapped/{i:04d}"})
 
 
+def filter_errors(folder) -> np.ndarray:
+    """The filter's root-relative MPJPE of every row it judged, kept or rejected."""
+    from pipeline.data.reader import ShardDataset
+
+    parts = [folder / part for part in ("kept", "rejected") if (folder / part / ".manifest.json").exists()]
+    return np.asarray([row["filter"]["mpjpe"] for part in parts for row in ShardDataset(part, columns=["filter"])])
+
+
 def test_the_filter_keeps_matching_images_and_rejects_swapped_ones(reconstructor, tiny_demo, tmp_path, capsys):
     from flows.cli import main
     from pipeline.reconstruction.stage import FilterInputs, FilterSummary, recon_filter
@@ -54,8 +62,12 @@ def test_the_filter_keeps_matching_images_and_rejects_swapped_ones(reconstructor
     swapped = recon_filter(config, FilterInputs(ckpt=str(reconstructor), data=str(tmp_path / "swapped"),
                                                 val=str(train)), tmp_path / "out_swapped")
     assert intact.thresholds == swapped.thresholds  # the same reconstructor, the same real errors
-    # the filter tells right images from wrong ones (how many it keeps is an outcome of training)
-    assert swapped.pass_rate <= intact.pass_rate - 0.3, (intact.pass_rate, swapped.pass_rate)
+    # The filter tells right images from wrong ones: the same labels score worse under the wrong images, and fewer
+    # pass. By how much is an outcome of training, which floats on another CPU move: no margin is asserted.
+    right, wrong = filter_errors(tmp_path / "intact"), filter_errors(tmp_path / "out_swapped")
+    assert len(right) == len(wrong) == intact.rows
+    assert np.median(wrong) > np.median(right), (np.median(right), np.median(wrong))
+    assert swapped.pass_rate < intact.pass_rate, (intact.pass_rate, swapped.pass_rate)
     for folder in (tmp_path / "intact" / "kept", tmp_path / "intact" / "rejected"):
         assert validate_dataset(folder)["ok"]
     from pipeline.data.reader import ShardDataset
