@@ -50,7 +50,7 @@ def test_the_filter_keeps_matching_images_and_rejects_swapped_ones(reconstructor
     from pipeline.reconstruction.stage import FilterInputs, FilterSummary, recon_filter
 
     root, _ = tiny_demo
-    train, test = root / "demo" / "s0_train", root / "demo" / "s1_test"
+    train, test = root / "demo" / "s0_train", root / "demo" / "s0_test"  # frames the model never saw
     swapped_copy(test, tmp_path / "swapped")
     config = make_config()
     command = ["recon", "filter", "--ckpt", str(reconstructor), "--data", str(test), "--out", str(tmp_path / "intact")]
