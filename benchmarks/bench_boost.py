@@ -9,7 +9,8 @@ the same real and synthetic data of each protocol (the experiment stage into
 
 Both demo protocols are run, each on its own: s0 (s0_train -> s0_test, seen subjects) and s1
 (s1_train -> s1_test, the unseen subject). Sizes: ``cpu`` the ``bench`` demo (8 objects, 6
-subjects, 4 sequences each: at least 32 test sequences per protocol), the ``cpu`` DDPM preset
+subjects, 4 sequences each: 32 test sequences per protocol, each closing into its own grasp: the
+demo's grasp rounds go on until each object has 16 accepted grasps), the ``cpu`` DDPM preset
 (64 px, its default steps: about 30 minutes on 2 cores), MobRecon-style tiny reconstructors with the shipped ImageNet Lite0 encoder, 5 seeds, K =
 256 synthetic rows per arm; ``gpu`` the medium demo, the small DDPM (64 px) trained 20000 steps
 and the paper-size MobRecon, 5 seeds.
@@ -21,7 +22,8 @@ predictor, nearest training pose), whether real only learned from the images, th
 target (the full method beats real only by at least 6.7% RR J-PE on s0, its Table 5) and its
 verdict (met, refuted or unresolved by the interval); the filter's rounds and pass rate; the
 Fréchet distance of the DDPM's images to the real test images against two baselines of the
-same run; the distinct test grasps; the seconds of each kind of step.
+same run; the distinct test grasps; what an interval of +-3.5% for the full method would take
+(more seeds, more test sequences) and cost; the seconds of each kind of step.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +120,44 @@ def distinct_test_grasps(out: Path) -> dict:
     return found
 
 
+POWER_SEEDS = (5, 10, 20, 40)
+POWER_SCALES = (1, 2, 4)  # times the test sequences
+POWER_HALF_WIDTH = 3.5  # the issue's target: the full method's interval against real only at most +-3.5%
+
+
+def power(out: Path, name: str, report: dict, arm: str = "full") -> str:
+    """What an interval of +-POWER_HALF_WIDTH% for ``arm`` against real only (RR J-PE, first test)
+    would take: the half width projected from this run's seeds and sequences to more of each,
+    and what the seeds cost in training time (every arm trains once more per seed)."""
+    from pipeline.boost.arms import arm_run
+    from pipeline.boost.intervals import projected_half_widths
+    from pipeline.boost.report import per_sample_errors, test_sequences
+
+    if arm not in report["table"]:
+        return ""
+    test, where = report["tests"][0], report["protocol"]["tests"][0]
+    ids, sequences = test_sequences(where)
+    root, seeds = out / name / "experiment", report["seeds"]
+    errors = {a: {seed: np.array([per_sample_errors(arm_run(root, a, seed), test)[i][0] for i in ids])
+                  for seed in seeds} for a in (arm, "real_only")}
+    widths = projected_half_widths(errors[arm], errors["real_only"], sequences, POWER_SEEDS, POWER_SCALES)
+    train_s = np.mean([json.loads((arm_run(root, a, seed) / "train" / ".summary.json").read_text())["seconds"]
+                       for a in report["table"] for seed in seeds])
+    count = len(np.unique(sequences))
+    lines = [f"Half width of the 95% interval of {arm} against real only (RR, {test}), projected from "
+             f"{len(seeds)} seeds and {count} test sequences; a seed costs {len(report['table'])} trainings, "
+             f"{len(report['table']) * train_s / 60:.0f} min here.", "",
+             "| seeds | " + " | ".join(f"{scale * count} sequences" for scale in POWER_SCALES) + " | training h |",
+             "|---:|" + "---:|" * (len(POWER_SCALES) + 1)]
+    for seeds_count in POWER_SEEDS:
+        cells = [f"±{widths[seeds_count, scale]:.1f}%" + ("*" if widths[seeds_count, scale] <= POWER_HALF_WIDTH
+                                                          else "") for scale in POWER_SCALES]
+        hours = seeds_count * len(report["table"]) * train_s / 3600
+        lines.append(f"| {seeds_count} | " + " | ".join(cells) + f" | {hours:.1f} |")
+    lines.append(f"* within ±{POWER_HALF_WIDTH}%.")
+    return "\n".join(lines)
+
+
 def step_seconds(summary: dict) -> dict:
     """Seconds per kind of step, as each step's own summary recorded them when it ran (a rerun
     that reuses a step keeps the time of the run that made it)."""
@@ -170,6 +211,7 @@ def main() -> None:
             last = filtered["last_round"]
             print(f"filter: {filtered['kept']} kept of K = {filtered['wanted']} in {filtered['rounds']} round(s); "
                   f"last round pass rate {last['pass_rate']:.3f}; thresholds (mm) {last['thresholds']}")
+        print("\n" + power(out, name, report) + "\n")
         synth_eval = json.loads((out / name / "synth_eval" / "synth_eval.json").read_text())
         if synth_eval.get("fidelity"):
             print(f"condition fidelity (filter reconstructor's mean errors, mm): {synth_eval['fidelity']}")

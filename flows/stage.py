@@ -80,24 +80,24 @@ def registry_name(out: Location, registry: str) -> str:
     return "-".join([DATASET, *parts])
 
 
-def next_round_attempts(accepted: int, attempted: int, per_object: int) -> int:
+def next_round_attempts(accepted: int, attempted: int, per_object: int, target: int = len(POOLS)) -> int:
     """Attempts for an object's next grasp round: enough that it most likely reaches
-    ``len(POOLS)`` accepted grasps, from the acceptance seen so far (Laplace-smoothed, so a
+    ``target`` accepted grasps, from the acceptance seen so far (Laplace-smoothed, so a
     round of no acceptances still asks for a finite number); at least ``per_object``, at most
     ``ROUND_CAP`` x ``per_object``, never past ``ATTEMPT_CAP`` x ``per_object`` in all."""
     rate = (accepted + 1) / (attempted + 2)
-    wanted = math.ceil(ROUND_MARGIN * (len(POOLS) - accepted) / rate)
+    wanted = math.ceil(ROUND_MARGIN * (target - accepted) / rate)
     return max(0, min(ATTEMPT_CAP * per_object - attempted, ROUND_CAP * per_object, max(per_object, wanted)))
 
 
 def demo_grasps(config: PipelineConfig, out: Location, objects: tuple[str, ...], per_object: int,
-                iterations: int) -> tuple[dict[str, np.ndarray], list[str], str | None]:
+                iterations: int, target: int = len(POOLS)) -> tuple[dict[str, np.ndarray], list[str], str | None]:
     """Grasp records of the demo's objects, and a line naming the objects that fell short (or None).
 
     Round 0 makes ``per_object`` attempts per object; each later round, for the objects still
-    short of one accepted grasp per pool, as many as the acceptance seen so far says they need
-    (times ``ROUND_MARGIN``), until each has enough or has had ``ATTEMPT_CAP`` × ``per_object``
-    attempts. Each round is a resumable grasp dataset ``OUT/grasps/round-N`` made with seed + N,
+    short of ``target`` accepted grasps (at least one per pool), as many as the acceptance seen
+    so far says they need (times ``ROUND_MARGIN``), until each has enough or has had
+    ``ATTEMPT_CAP`` × ``per_object`` attempts. Each round is a resumable grasp dataset ``OUT/grasps/round-N`` made with seed + N,
     and its size follows from the rounds before it, so a re-run repeats the same rounds."""
     from grasp_sim.stage import GraspInputs, grasps
     from pipeline.data.manifest import read_grasp_arrays
@@ -108,7 +108,7 @@ def demo_grasps(config: PipelineConfig, out: Location, objects: tuple[str, ...],
     accepted, attempted = Counter(), Counter()
     for round_index in itertools.count():
         wanted = {name: per_object if round_index == 0 else next_round_attempts(
-            accepted[name], attempted[name], per_object) for name in objects if accepted[name] < len(POOLS)}
+            accepted[name], attempted[name], per_object, target) for name in objects if accepted[name] < target}
         wanted = {name: count for name, count in wanted.items() if count > 0}
         if not wanted:
             break
@@ -189,7 +189,7 @@ def demo(config: PipelineConfig, inputs: DemoInputs, out: Location) -> DemoSumma
                         progress=config.run.progress, workers=config.run.workers)
         timings["prepare_objects"] = time.perf_counter()
         grasps, grasp_folders, shortfall = demo_grasps(config, out, size.objects, size.grasps_per_object,
-                                                       size.grasp_iterations)
+                                                       size.grasp_iterations, size.accepted_per_object)
         if shortfall:
             logging.getLogger(__name__).warning("demo: %s", shortfall)
         timings["grasps"] = time.perf_counter()

@@ -225,7 +225,7 @@ class DemoConfig(StrictModel):
 
     size: Literal["tiny", "small", "bench", "medium", "large"] = Field(
         "small", description="tiny: tests; small: a laptop CPU in minutes; bench: the boost benchmark on a CPU "
-                             "(at least 32 test sequences per protocol); medium, large: GPU machines")
+                             "(32 test sequences per protocol, as many distinct test grasps); medium, large: GPU machines")
     objects: list[str] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
     subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
     sequences: int | None = Field(None, ge=1, description="sequences per object and subject")
@@ -234,6 +234,8 @@ class DemoConfig(StrictModel):
     views: int | None = Field(None, ge=1, description="cameras filming each sequence")
     grasps_per_object: int | None = Field(None, ge=3, description="grasps optimised per object and round")
     grasp_iterations: int | None = Field(None, ge=1, description="optimisation steps of the demo's grasps")
+    accepted_per_object: int | None = Field(None, ge=3, description="accepted grasps each object's grasp rounds "
+                                                                   "aim for (more: more distinct test grasps)")
 
 
 class ReconstructionConfig(StrictModel):

@@ -15,11 +15,15 @@ REPLICATES = 2000
 
 
 def relative_change_interval(arm: dict[int, np.ndarray], base: dict[int, np.ndarray], sequences: np.ndarray,
-                             replicates: int = REPLICATES, seed: int = 0) -> list[float] | None:
+                             replicates: int = REPLICATES, seed: int = 0, seeds_drawn: int | None = None,
+                             sequences_drawn: int | None = None) -> list[float] | None:
     """``[lo, hi]``, the 95% interval of ``100 (arm - base) / base`` of the mean error.
 
     ``arm`` and ``base`` map a training seed to per-sample errors, in the test set's row order;
-    ``sequences`` holds each row's sequence. Only seeds both have are paired; None without one."""
+    ``sequences`` holds each row's sequence. Only seeds both have are paired; None without one.
+    ``seeds_drawn`` / ``sequences_drawn`` (default: as many as there are) draw more per
+    replicate: the interval an experiment with that many seeds and test sequences would most
+    likely get, if the ones measured are typical (:func:`projected_half_widths`)."""
     seeds = sorted(set(arm) & set(base))
     if not seeds:
         return None
@@ -27,17 +31,32 @@ def relative_change_interval(arm: dict[int, np.ndarray], base: dict[int, np.ndar
     arm_sums = np.stack([np.bincount(codes, weights=arm[s], minlength=len(names)) for s in seeds])
     base_sums = np.stack([np.bincount(codes, weights=base[s], minlength=len(names)) for s in seeds])
     counts = np.bincount(codes, minlength=len(names)).astype(float)
+    seeds_drawn, sequences_drawn = seeds_drawn or len(seeds), sequences_drawn or len(names)
     rng = np.random.default_rng(seed)
     changes = np.empty(replicates)
     for b in range(replicates):
-        drawn_seeds = rng.integers(0, len(seeds), len(seeds))
-        drawn = np.bincount(rng.integers(0, len(names), len(names)), minlength=len(names)).astype(float)
-        rows = (counts * drawn).sum() * len(seeds)
+        drawn_seeds = rng.integers(0, len(seeds), seeds_drawn)
+        drawn = np.bincount(rng.integers(0, len(names), sequences_drawn), minlength=len(names)).astype(float)
+        rows = (counts * drawn).sum() * seeds_drawn
         arm_mean = (arm_sums[drawn_seeds] @ drawn).sum() / rows
         base_mean = (base_sums[drawn_seeds] @ drawn).sum() / rows
         changes[b] = 100.0 * (arm_mean - base_mean) / base_mean
     low, high = np.percentile(changes, [2.5, 97.5])
     return [round(float(low), 2), round(float(high), 2)]
+
+
+def projected_half_widths(arm: dict[int, np.ndarray], base: dict[int, np.ndarray], sequences: np.ndarray,
+                          seed_counts: tuple[int, ...], sequence_scales: tuple[int, ...] = (1,)) -> dict:
+    """``{(seeds, scale): half width}`` of the 95% interval with ``seeds`` seeds and ``scale`` x
+    the test sequences: how many of each an experiment needs for an interval of a given width."""
+    names = len(np.unique(np.asarray(sequences)))
+    widths = {}
+    for count in seed_counts:
+        for scale in sequence_scales:
+            low, high = relative_change_interval(arm, base, sequences, seeds_drawn=count,
+                                                 sequences_drawn=scale * names)
+            widths[count, scale] = round((high - low) / 2, 2)
+    return widths
 
 
 def significant(interval: list[float] | None) -> bool:

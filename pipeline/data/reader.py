@@ -3,8 +3,9 @@
 :class:`ShardDataset` is map-style: it indexes the row groups of the shards the manifest
 vouches for (checking each file's size and row count, not its checksum: that is
 ``data validate``), reads a row group the first time one of its rows is asked for and keeps
-the last few in a per-process cache, so ``num_workers > 0`` and ``DistributedSampler`` work
-unchanged. Random access over a large dataset re-reads row groups; :class:`ShardSampler`
+the last few (all of them when the shards total at most ``CACHE_ALL_BYTES``) in a per-process
+cache, so ``num_workers > 0`` and ``DistributedSampler`` work unchanged. Random access over a
+large dataset re-reads row groups; :class:`ShardSampler`
 shuffles row groups and rows within them instead, and splits them across ranks.
 
 Decoded values: RGB maps (image, normal, texture) are uint8 ``[3, H, W]`` and the mask uint8
@@ -89,6 +90,11 @@ class _RowGroup:
         return row
 
 
+# A dataset whose shards total at most this keeps every row group it reads: a training run's
+# shuffled order then reads each once, where an LRU of a few groups re-read one in two rows.
+CACHE_ALL_BYTES = 128 << 20
+
+
 class ShardDataset(torch.utils.data.Dataset):
     """Rows of a dataset folder (local or URI) as dicts of tensors; see the module docstring."""
 
@@ -114,6 +120,8 @@ class ShardDataset(torch.utils.data.Dataset):
                 self._starts.append(total)
                 total += metadata.row_group(group).num_rows
         self._length = total
+        if sum(shard["bytes"] for shard in self.manifest["shards"]) <= CACHE_ALL_BYTES:
+            self.cache_row_groups = max(self.cache_row_groups, len(self._groups))
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:

@@ -19,6 +19,7 @@ subject, so no sequence is in both test splits.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -56,6 +57,9 @@ class DemoSize:
     views: int
     grasps_per_object: int  # optimised per round; the accepted ones feed the sequences
     grasp_iterations: int
+    # The grasp rounds go on until each object has this many accepted (one per pool at least);
+    # with four per test sequence of an object, every test sequence closes into its own grasp.
+    accepted_per_object: int = len(POOLS)
 
     @property
     def frames_per_sequence(self) -> int:
@@ -75,7 +79,7 @@ SIZES = {
     "small": DemoSize(objects=OBJECT_ORDER[:8], subjects=4, sequences=1, approach_frames=3, lift_frames=4, views=2,
                       grasps_per_object=16, grasp_iterations=400),
     "bench": DemoSize(objects=OBJECT_ORDER[:8], subjects=6, sequences=4, approach_frames=3, lift_frames=4, views=1,
-                      grasps_per_object=48, grasp_iterations=400),
+                      grasps_per_object=48, grasp_iterations=400, accepted_per_object=16),
     "medium": DemoSize(objects=OBJECT_ORDER, subjects=8, sequences=3, approach_frames=5, lift_frames=10, views=4,
                        grasps_per_object=128, grasp_iterations=1000),
     "large": DemoSize(objects=OBJECT_ORDER, subjects=10, sequences=5, approach_frames=10, lift_frames=20, views=8,
@@ -196,21 +200,26 @@ def plan_demo(grasps: dict, library, num_betas: int, size: DemoSize, seed: int) 
 
     ``grasps`` holds grasp-record columns (grasp_id, object_id, accepted, hand_pose,
     hand_betas, hand_trans, resting_pose); objects of ``size`` with fewer than three accepted
-    grasps are left out and listed."""
+    grasps are left out and listed. A pool's grasps are dealt in a shuffled order, each once
+    before any is dealt again, so the test sequences close into as many distinct grasps as
+    their pools hold."""
     rng = np.random.default_rng(seed)
     subjects = [{"betas": rng.normal(0.0, SUBJECT_BETAS_STD, num_betas), "skin": random_skin_tone(rng)}
                 for _ in range(size.subjects)]
     pools = grasp_pools(np.asarray(grasps["object_id"]), np.asarray(grasps["accepted"]),
                         np.argsort(grasps["grasp_id"], kind="stable"))
     names = [name for name in size.objects if name in pools]
+    unused = defaultdict(list)
     sequences = []
     for object_index, name in enumerate(names):
         centre = np.asarray(library[name].trimesh.centroid, dtype=np.float64)
         for subject in range(size.subjects):
             for sequence in range(size.sequences):
                 splits = sequence_splits(object_index, subject, sequence, size)
-                pool = pools[name][grasp_pool(splits)]
-                chosen = pool[int(rng.integers(len(pool)))]
+                pool = grasp_pool(splits)
+                if not unused[name, pool]:  # a pool's grasps recur only once each has served
+                    unused[name, pool] = [int(i) for i in rng.permutation(pools[name][pool])]
+                chosen = unused[name, pool].pop()
                 grasp = {k: np.asarray(grasps[k][chosen], dtype=np.float64)
                          for k in ("hand_pose", "hand_betas", "hand_trans", "resting_pose")}
                 yaw = np.eye(4)  # the resting pose turned about the vertical and moved on the table

@@ -227,6 +227,30 @@ def test_plan_rules_without_rendering_or_grasp_optimisation():
     assert sorted(flat) == list(range(8)) and len(pools["a"]["train"]) == 4
 
 
+def test_test_sequences_close_into_distinct_grasps_while_their_pool_lasts():
+    """A pool's grasps are dealt without replacement: the bench size's four test sequences per
+    object and protocol get four grasps when its rounds reached the 16 accepted it aims for."""
+    from dataclasses import replace
+
+    from pipeline.demo.plan import SIZES, plan_demo
+    from pipeline.objects import load_object_library
+
+    size = replace(SIZES["bench"], objects=("tennis_ball", "mug"))
+    count = size.accepted_per_object
+    rng = np.random.default_rng(0)
+    grasps = {"grasp_id": np.array([f"g{i:03d}" for i in range(2 * count)]),
+              "object_id": np.array(["tennis_ball"] * count + ["mug"] * count), "accepted": np.ones(2 * count, bool),
+              "hand_pose": rng.normal(size=(2 * count, 48)), "hand_betas": np.zeros((2 * count, 10)),
+              "hand_trans": rng.normal(size=(2 * count, 3)),
+              "resting_pose": np.tile(np.concatenate([np.eye(3).ravel(), np.zeros(3)]), (2 * count, 1))}
+    plan = plan_demo(grasps, load_object_library("builtin"), 10, size, seed=3)
+    for name in size.objects:
+        for protocol in ("s0", "s1"):
+            chosen = [s["grasp_id"] for s in plan["sequences"]
+                      if s["object"] == name and s["splits"][protocol] == "test"]
+            assert len(chosen) == size.sequences and len(set(chosen)) == len(chosen)
+
+
 def test_cli_refuses_a_folder_holding_another_dataset(tmp_path, capsys):
     from flows.cli import main
     from pipeline.data.shards import ShardWriter
@@ -249,3 +273,4 @@ def test_grasp_rounds_ask_for_what_the_acceptance_seen_says_is_missing():
     assert next_round_attempts(accepted=2, attempted=48, per_object=12) == 25  # 1.5 x 1 missing / (3 / 50)
     assert next_round_attempts(accepted=0, attempted=ATTEMPT_CAP * 12 - 5, per_object=12) == 5  # up to the cap
     assert next_round_attempts(accepted=0, attempted=ATTEMPT_CAP * 12, per_object=12) == 0
+    assert next_round_attempts(accepted=10, attempted=40, per_object=12, target=16) == 35  # 1.5 x 6 / (11 / 42)

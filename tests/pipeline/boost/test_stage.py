@@ -177,6 +177,23 @@ def test_the_interval_matches_a_hand_computed_case():
     assert relative_change_interval({1: np.ones(2)}, {0: np.ones(2)}, sequences) is None  # no seed in common
 
 
+def test_projected_intervals_narrow_with_more_seeds_and_sequences():
+    """Drawing as many units as were measured is the interval itself; more seeds or more test
+    sequences narrow it, four times of both about halve it, as 1 / sqrt(n) says."""
+    from pipeline.boost.intervals import projected_half_widths, relative_change_interval
+
+    rng = np.random.default_rng(0)
+    sequences = np.repeat(np.arange(8), 4)
+    base = {s: rng.uniform(20, 40, 32) for s in range(4)}
+    by_sequence = np.repeat(rng.uniform(0.8, 1.2, 8), 4)
+    arm = {s: base[s] * (0.9 + 0.1 * s) * by_sequence for s in range(4)}  # the seed and the sequence
+    low, high = relative_change_interval(arm, base, sequences)
+    widths = projected_half_widths(arm, base, sequences, seed_counts=(4, 16), sequence_scales=(1, 4))
+    assert widths[4, 1] == round((high - low) / 2, 2)
+    assert widths[16, 4] < widths[16, 1] < widths[4, 1] and widths[16, 4] < widths[4, 4] < widths[4, 1]
+    assert 0.35 < widths[16, 4] / widths[4, 1] < 0.65  # four times of both units: about half as wide
+
+
 def test_the_guard_refuses_a_test_seen_in_training_and_synthetic_rows_from_test_frames(tiny_demo, tmp_path):
     from pipeline.boost.guard import check_protocol
     from pipeline.boost.stage import ExperimentInputs, experiment

@@ -89,6 +89,21 @@ def test_samplers_cover_every_row_and_keep_row_groups_together(tmp_path):
     assert list(ranks[0]) != orders[0] and list(ShardSampler(dataset, seed=3, num_replicas=2, rank=0)) == orders[0]
 
 
+def test_a_small_dataset_keeps_every_row_group_it_reads(tmp_path, monkeypatch):
+    """Random order over a dataset under CACHE_ALL_BYTES reads each row group once; a larger one
+    keeps the last few."""
+    from pipeline.data import reader
+
+    folder = write(tmp_path / "ds", [make_row(i) for i in range(120)], rows_per_shard=20)
+    order = np.random.default_rng(0).permutation(120)
+    for limit, kept in ((reader.CACHE_ALL_BYTES, 6), (0, 4)):
+        monkeypatch.setattr(reader, "CACHE_ALL_BYTES", limit)
+        dataset = ShardDataset(folder, decode=False)
+        for index in order:
+            dataset.raw(int(index))
+        assert len(dataset.row_group_bounds) == 6 and len(dataset._cache) == kept
+
+
 def test_mixed_dataset_ratio_and_concatenation(tmp_path):
     real = ShardDataset(write(tmp_path / "real", ROWS[:20]), columns=["sample_id"])
     synthetic = ShardDataset(write(tmp_path / "syn", [make_row(i) for i in range(100, 106)], name="syn"),
