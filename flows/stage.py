@@ -97,8 +97,9 @@ def demo_grasps(config: PipelineConfig, out: Location, objects: tuple[str, ...],
     Round 0 makes ``per_object`` attempts per object; each later round, for the objects still
     short of ``target`` accepted grasps (at least one per pool), as many as the acceptance seen
     so far says they need (times ``ROUND_MARGIN``), until each has enough or has had
-    ``ATTEMPT_CAP`` × ``per_object`` attempts. Each round is a resumable grasp dataset ``OUT/grasps/round-N`` made with seed + N,
-    and its size follows from the rounds before it, so a re-run repeats the same rounds."""
+    ``ATTEMPT_CAP`` × ``per_object`` attempts. Each round is a resumable grasp dataset
+    ``OUT/grasps/round-N`` made with seed + N, and its size follows from the rounds before it,
+    so a re-run repeats the same rounds."""
     from grasp_sim.stage import GraspInputs, grasps
     from pipeline.data.manifest import read_grasp_arrays
 

@@ -225,7 +225,8 @@ class DemoConfig(StrictModel):
 
     size: Literal["tiny", "small", "bench", "medium", "large"] = Field(
         "small", description="tiny: tests; small: a laptop CPU in minutes; bench: the boost benchmark on a CPU "
-                             "(32 test sequences per protocol, as many distinct test grasps); medium, large: GPU machines")
+                             "(32 test sequences per protocol, each with its own grasp); medium, large: GPU "
+                             "machines")
     objects: list[str] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
     subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
     sequences: int | None = Field(None, ge=1, description="sequences per object and subject")

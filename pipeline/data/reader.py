@@ -5,8 +5,8 @@ vouches for (checking each file's size and row count, not its checksum: that is
 ``data validate``), reads a row group the first time one of its rows is asked for and keeps
 the last few (all of them when the shards total at most ``CACHE_ALL_BYTES``) in a per-process
 cache, so ``num_workers > 0`` and ``DistributedSampler`` work unchanged. Random access over a
-large dataset re-reads row groups; :class:`ShardSampler`
-shuffles row groups and rows within them instead, and splits them across ranks.
+large dataset re-reads row groups; :class:`ShardSampler` shuffles row groups and rows within
+them instead, and splits them across ranks.
 
 Decoded values: RGB maps (image, normal, texture) are uint8 ``[3, H, W]`` and the mask uint8
 ``[H, W]`` (0 background, 1 hand, 2 object): a quarter of the bytes that float32 would move

@@ -57,8 +57,9 @@ class DemoSize:
     views: int
     grasps_per_object: int  # optimised per round; the accepted ones feed the sequences
     grasp_iterations: int
-    # The grasp rounds go on until each object has this many accepted (one per pool at least);
-    # with four per test sequence of an object, every test sequence closes into its own grasp.
+    # The grasp rounds go on until each object has this many accepted (one per pool at least).
+    # A test pool gets a quarter of them: with four per test sequence of an object, every test
+    # sequence closes into its own grasp.
     accepted_per_object: int = len(POOLS)
 
     @property
