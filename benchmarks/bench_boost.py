@@ -138,8 +138,12 @@ def power(out: Path, name: str, report: dict, arm: str = "full") -> str:
     test, where = report["tests"][0], report["protocol"]["tests"][0]
     ids, sequences = test_sequences(where)
     root, seeds = out / name / "experiment", report["seeds"]
-    errors = {a: {seed: np.array([per_sample_errors(arm_run(root, a, seed), test)[i][0] for i in ids])
-                  for seed in seeds} for a in (arm, "real_only")}
+
+    def root_relative(run: Path) -> np.ndarray:  # per-sample RR J-PE in the test set's row order
+        rows = per_sample_errors(run, test)
+        return np.array([rows[i][0] for i in ids])
+
+    errors = {a: {seed: root_relative(arm_run(root, a, seed)) for seed in seeds} for a in (arm, "real_only")}
     widths = projected_half_widths(errors[arm], errors["real_only"], sequences, POWER_SEEDS, POWER_SCALES)
     train_s = np.mean([json.loads((arm_run(root, a, seed) / "train" / ".summary.json").read_text())["seconds"]
                        for a in report["table"] for seed in seeds])
