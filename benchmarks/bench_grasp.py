@@ -1,7 +1,7 @@
 """Grasp benchmark: validated grasps per second over the embedded library, pass rates, values, diversity.
 
 Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--iterations 300,1000]
-[--batch-size 16] [--objects builtin] [--device cpu] [--levers]``.
+[--batch-size 16] [--workers 2] [--objects builtin] [--device cpu] [--levers]``.
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
 same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
 with a uniform roll, no population moves, no closing step) at each step count; and each lever
@@ -117,19 +117,25 @@ def main() -> None:
     parser.add_argument("--per-object", type=int, default=64)
     parser.add_argument("--iterations", default="300,1000", help="step counts, comma-separated: old and new at each")
     parser.add_argument("--batch-size", type=int, default=16, help="hands per batch; each batch has its own seed")
+    parser.add_argument("--workers", type=int, default=PipelineConfig().run.workers,
+                        help="worker processes (run.workers; 0: one process)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--levers", action="store_true", help="also run the old optimiser plus each lever alone "
                                                               "(at the first step count)")
     parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
     args = parser.parse_args()
     step_counts = [int(n) for n in args.iterations.split(",")]
-    config = with_overrides(PipelineConfig(), {"grasp.batch_size": args.batch_size})
+    config = with_overrides(PipelineConfig(), {"grasp.batch_size": args.batch_size, "run.workers": args.workers})
     one_step = with_overrides(config, {"grasp.iterations": 1})
     out = Path(args.out)
     # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
     run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
     runs = [measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step,
                     args.device)]
+    if args.workers and not args.device.startswith("cuda"):
+        in_one = with_overrides(config, {"grasp.iterations": step_counts[0], "run.workers": 0})
+        runs.append(measure(f"new ({step_counts[0]} steps), one process", args.objects, out / "one_process",
+                            args.per_object, in_one, args.device))
     pairs = []
     for steps in step_counts:
         at = with_overrides(config, {"grasp.iterations": steps})
@@ -144,9 +150,13 @@ def main() -> None:
                          with_overrides(at, overrides), args.device) for name, overrides in LEVERS.items()]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"\nmachine: {device}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-          f"batch {args.batch_size}, {args.per_object} grasps per object")
+          f"batch {args.batch_size}, {args.per_object} grasps per object, {args.workers} worker processes")
     print_runs(runs, args.batch_size)
     base = runs[0]
+    one = next((r for r in runs if r["label"].endswith("one process")), None)
+    if one and pairs and one["seconds"]:
+        print(f"{args.workers} worker processes against one, new at {pairs[0][0]} steps: "
+              f"{one['seconds'] / pairs[0][2]['seconds']:.2f}x the grasps per second")
     for steps, old, new in pairs:
         if base["accepted"] and new["accepted"]:
             print(f"accepted grasps per second at {steps} steps, new / starting hands: "

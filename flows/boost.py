@@ -133,7 +133,7 @@ def novel_grasps(steps: Steps, config: PipelineConfig, trains: list[str]) -> str
     library = load_object_library(config.objects.library)
     objects = config.boost.grasp_objects or sorted({o for real in trains for o in _object_ids(real) if o in library})
     folders = [steps.out / "grasps" / name for name in objects]
-    steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, None)
+    steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, {"run.workers": 0})  # objects side by side
                for name, folder in zip(objects, folders)])
     steps.one("grasps: merge", "merge", {"datasets": [str(f) for f in folders], "name": "grasps"},
               steps.out / "grasps" / "all")

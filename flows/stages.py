@@ -61,7 +61,7 @@ STAGES = {
     "grasps": Entry("grasp_sim.stage:grasps", "grasp run",
                     {"--library": "objects.library", "--per-object": "grasp.per_object",
                      "--iterations": "grasp.iterations", "--batch-size": "grasp.batch_size",
-                     **run_flags("device", "overwrite")}, out_help="output dataset folder or URI (grasp records)"),
+                     **run_flags("workers", "device", "overwrite")}, out_help="output dataset folder or URI (grasp records)"),
     "grasp_report": Entry("flows.stage:grasp_report", "grasp report", arguments=("dataset",),
                           out_help="folder for report.json, histograms.png and contact_sheet.png"),
     "sample": Entry("pipeline.sampling.stage:sample", "sample",

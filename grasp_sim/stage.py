@@ -4,24 +4,25 @@
 with its measured values), object after object, one shard per object at least, so an
 interrupted run resumes at the first unfinished object (or batch, with several shards per
 object). Each batch draws everything from a seed derived from (seed, object, batch index):
-the same seed and config give the same records on CPU, however the run was interrupted.
+the same seed and config give the same records on CPU, however the run was interrupted. On a
+CPU, ``run.workers`` processes make the batches (one torch thread each; the writer takes them
+in order), so a run with workers and one without may differ in the last bits of their floats.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm import tqdm
 
 from grasp_sim.energy import TERMS, GraspEnergy, hand_pose, split_params
 from pipeline.config import GraspConfig, PipelineConfig, config_record
 from pipeline.data.schema import GRASP
 from pipeline.data.shards import ShardWriter
+from pipeline.parallel import parallel_map
 from pipeline.stage import StageInputs, StageSummary, stage
 from pipeline.storage import Location
 
@@ -102,58 +103,119 @@ def grasp_rows(object_name: str, first: int, seed: int, batch: dict, checks: lis
     return rows
 
 
+class BatchMaker:
+    """What one process needs to make grasp batches: the object library, the hand, a physics
+    world, and per object its resting poses and validator (found on first use)."""
+
+    def __init__(self, config: PipelineConfig):
+        from grasp_sim.hand_geometry import build_hand_geometry
+        from grasp_sim.physics import PhysicsWorld
+        from pipeline.hand import load_hand_model
+        from pipeline.objects import load_object_library
+
+        self.config, self.grasp, self.seed = config, config.grasp, config.seed
+        self.library = load_object_library(config.objects.library)
+        self.vhacd = config.objects.vhacd.pybullet_params()
+        self.hand_model = load_hand_model(config.hand.model, device=config.run.device)
+        self.geometry = build_hand_geometry(self.hand_model).to(config.run.device)
+        self.world = PhysicsWorld()
+        self.objects: dict[str, tuple] = {}
+
+    def prepared(self, name: str) -> tuple:
+        """(asset, resting poses, validator) of object ``name``."""
+        from grasp_sim.resting import find_resting_poses
+        from grasp_sim.validation import GraspValidator
+
+        if name not in self.objects:
+            asset = self.library[name]
+            resting = find_resting_poses(asset, self.grasp.resting_drops, self.grasp.resting_angle_deg, self.seed,
+                                         self.vhacd, self.world)
+            validator = GraspValidator(asset, self.hand_model, self.geometry, self.grasp, self.world, self.vhacd)
+            self.objects[name] = asset, resting, validator
+        return self.objects[name]
+
+    def __call__(self, job: tuple[str, int | None, int, int, int]) -> tuple[list[dict], list[dict]]:
+        """The grasp rows of one batch (minus the first ``skip``, written before an interruption)
+        and the object's resting poses; a batch index of None: only the resting poses."""
+        name, batch_index, first, size, skip = job
+        asset, resting, validator = self.prepared(name)
+        report = [{"up": np.round(p.up, 4).tolist(), "frequency": p.frequency} for p in resting]
+        if batch_index is None:
+            return [], report
+        seed = batch_seed(self.seed, name, batch_index)
+        batch = optimise_batch(asset, self.hand_model, self.geometry, resting, size, seed, self.grasp)
+        checks = validator(batch["pose"], batch["betas"], batch["trans"], batch["resting"])
+        return grasp_rows(name, first, seed, batch, checks)[skip:], report
+
+    def close(self) -> None:
+        self.world.close()
+
+
+_MAKER: BatchMaker | None = None  # a worker process's own
+
+
+def _start_worker(config: PipelineConfig) -> None:
+    global _MAKER
+    torch.set_num_threads(1)  # one thread per worker process: the processes use the cores
+    _MAKER = BatchMaker(config)
+
+
+def _make_batch(job):
+    return _MAKER(job)
+
+
+def pending_batches(names: list[str], per_object: int, batch_size: int, done: int) -> list[tuple]:
+    """(object, batch index, first row, size, rows to skip) of every batch an earlier run did not
+    finish, in writing order; an object with none left gets a resting-poses-only job."""
+    jobs = []
+    for object_index, name in enumerate(names):
+        already = min(per_object, max(0, done - object_index * per_object))
+        batches = [(name, index, first, min(batch_size, per_object - first), max(0, already - first))
+                   for index, first in enumerate(range(0, per_object, batch_size))
+                   if first + min(batch_size, per_object - first) > already]
+        jobs += batches or [(name, None, 0, 0, 0)]
+    return jobs
+
+
 @stage("grasps", GraspInputs, GraspSummary, SECTIONS)
 def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspSummary:
     """Resting poses, batched grasp optimisation and validation: grasp.per_object records per object (resumable)."""
-    from grasp_sim.hand_geometry import build_hand_geometry
-    from grasp_sim.physics import PhysicsWorld
-    from grasp_sim.resting import find_resting_poses
-    from grasp_sim.validation import GraspValidator
     from pipeline.hand import load_hand_model
     from pipeline.objects import load_object_library
 
-    grasp, seed, per_object = config.grasp, config.seed, config.grasp.per_object
-    device = config.run.device
+    grasp, per_object = config.grasp, config.grasp.per_object
     library = load_object_library(config.objects.library)
     names = library.checked_names(inputs.objects)
-    vhacd = config.objects.vhacd.pybullet_params()
-    hand_model = load_hand_model(config.hand.model, device=device)
-    geometry = build_hand_geometry(hand_model).to(device)
+    hand_name = load_hand_model(config.hand.model).name
     identity = {**config_record(config, SECTIONS), "objects": names, "library": library.source,
-                "hand_model": hand_model.name}
+                "hand_model": hand_name}
+    # On a GPU one process's batches use the device; on a CPU each worker process takes batches.
+    workers = 0 if config.run.device.startswith("cuda") else config.run.workers
     started, accepted, made = time.perf_counter(), 0, 0
     per_object_accepted: dict[str, int] = {}
-    with PhysicsWorld() as world, ShardWriter(out, GRASP, name=DATASET_NAME, rows_per_shard=config.data.rows_per_shard,
-                                              config=identity, overwrite=config.run.overwrite,
-                                              info={"hand_model": hand_model.name}) as writer:
-        done = writer.resume_rows
-        bar = tqdm(total=len(names) * per_object, initial=done, desc="grasps", unit="grasp",
-                   disable=not config.run.progress)
-        resting_report = {}
-        for object_index, name in enumerate(names):
-            asset = library[name]
-            resting = find_resting_poses(asset, grasp.resting_drops, grasp.resting_angle_deg, seed, vhacd, world)
-            resting_report[name] = [{"up": np.round(p.up, 4).tolist(), "frequency": p.frequency} for p in resting]
-            already = min(per_object, max(0, done - object_index * per_object))
-            validator = GraspValidator(asset, hand_model, geometry, grasp, world, vhacd)
-            for batch_index in range(math.ceil(per_object / grasp.batch_size)):
-                first = batch_index * grasp.batch_size
-                size = min(grasp.batch_size, per_object - first)
-                if first + size <= already:
-                    continue
-                bar.set_postfix(object=name, accepted=accepted)
-                seed_k = batch_seed(seed, name, batch_index)
-                batch = optimise_batch(asset, hand_model, geometry, resting, size, seed_k, grasp)
-                checks = validator(batch["pose"], batch["betas"], batch["trans"], batch["resting"])
-                rows = grasp_rows(name, first, seed_k, batch, checks)[max(0, already - first):]
+    with ShardWriter(out, GRASP, name=DATASET_NAME, rows_per_shard=config.data.rows_per_shard, config=identity,
+                     overwrite=config.run.overwrite, info={"hand_model": hand_name}) as writer:
+        jobs = pending_batches(names, per_object, grasp.batch_size, writer.resume_rows)
+        resting_report: dict[str, list[dict]] = {}
+        # Worker processes each hold their own maker; in this process a maker of this call's own
+        # (the boost flow runs grasp stages in threads side by side).
+        maker = None if workers > 0 and len(jobs) > 1 else BatchMaker(config)
+        made_batches = parallel_map(maker or _make_batch, jobs, workers=0 if maker else workers,
+                                    desc="grasp batches", unit="batch", progress=config.run.progress,
+                                    initializer=None if maker else _start_worker, initargs=(config,), chunksize=1)
+        try:
+            for index, ((name, *_), (rows, resting)) in enumerate(zip(jobs, made_batches, strict=True)):
+                resting_report[name] = resting
                 writer.write_rows(rows)
                 kept = sum(r["accepted"] for r in rows)
                 accepted += kept
                 made += len(rows)
                 per_object_accepted[name] = per_object_accepted.get(name, 0) + kept
-                bar.update(len(rows))
-            writer.end_shard()
-        bar.close()
+                if index + 1 == len(jobs) or jobs[index + 1][0] != name:
+                    writer.end_shard()  # one shard per object at least: a resumed run restarts at an object
+        finally:
+            if maker:
+                maker.close()
         writer.info["resting_poses"] = resting_report
     seconds = time.perf_counter() - started
     manifest = writer.manifest

@@ -76,9 +76,9 @@ OBJECT_ORDER = ("tennis_ball", "mug", "banana", "tomato_soup_can", "apple", "scr
                 "bowl", "coffee_can", "sugar_box", "wood_block", "cracker_box")
 SIZES = {
     "tiny": DemoSize(objects=("tennis_ball", "tomato_soup_can"), subjects=3, sequences=2, approach_frames=2,
-                     lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=300),
+                     lift_frames=3, views=1, grasps_per_object=12, grasp_iterations=100),
     "small": DemoSize(objects=OBJECT_ORDER[:8], subjects=4, sequences=1, approach_frames=3, lift_frames=4, views=2,
-                      grasps_per_object=16, grasp_iterations=400),
+                      grasps_per_object=16, grasp_iterations=100),
     "bench": DemoSize(objects=OBJECT_ORDER[:8], subjects=6, sequences=4, approach_frames=3, lift_frames=4, views=1,
                       grasps_per_object=48, grasp_iterations=400, accepted_per_object=16),
     "medium": DemoSize(objects=OBJECT_ORDER, subjects=8, sequences=3, approach_frames=5, lift_frames=10, views=4,

@@ -190,10 +190,11 @@ def _grasp_table(folder):
     return table.to_pydict()
 
 
-def run_grasps(names: list[str], out, per_object: int, seed: int = 0, device: str = "cpu", **grasp):
+def run_grasps(names: list[str], out, per_object: int, seed: int = 0, device: str = "cpu", workers: int = 0,
+               **grasp):
     from grasp_sim.stage import GraspInputs, grasps
 
-    config = make_config({"seed": seed, "grasp.per_object": per_object, "run.device": device,
+    config = make_config({"seed": seed, "grasp.per_object": per_object, "run.device": device, "run.workers": workers,
                           **{f"grasp.{key}": value for key, value in grasp.items()}})
     return grasps(config, GraspInputs(objects=names), out)
 
@@ -224,6 +225,26 @@ def test_same_seed_same_grasps_and_resume_skips_finished_objects(tmp_path, monke
     run_grasps(objects, tmp_path / "c", per_object=4, seed=7, **config)
     assert calls == ["tennis_ball", "tennis_ball"]  # the golf ball's shard was kept
     assert _grasp_table(tmp_path / "c") == _grasp_table(tmp_path / "a")
+
+
+def test_worker_processes_write_what_one_process_writes(tmp_path):
+    """Batches made in two worker processes (one torch thread each) come back in order: the
+    records and the resting poses equal a one-thread run in this process."""
+    import json
+
+    config = {"iterations": 15, "batch_size": 2, "resting_drops": 4}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_grasps(["golf_ball", "tennis_ball"], tmp_path / "one", per_object=4, seed=5, **config)
+    finally:
+        torch.set_num_threads(threads)
+    summary = run_grasps(["golf_ball", "tennis_ball"], tmp_path / "two", per_object=4, seed=5, workers=2, **config)
+    assert summary["grasps"] == 8
+    assert _grasp_table(tmp_path / "two") == _grasp_table(tmp_path / "one")
+    info = [json.loads((tmp_path / run / ".manifest.json").read_text()) for run in ("one", "two")]
+    assert info[0]["resting_poses"] == info[1]["resting_poses"]
+    assert list(info[1]["resting_poses"]) == ["golf_ball", "tennis_ball"]
 
 
 def test_cli_grasp_run_and_report(tmp_path):
