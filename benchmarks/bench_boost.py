@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -174,6 +175,21 @@ def step_seconds(summary: dict) -> dict:
     return {stage: (round(totals[stage], 1), counts[stage]) for stage in totals}
 
 
+def run_boost(command: list[str]) -> None:
+    """Run the flow in a child process; a SIGTERM or Ctrl-C to this one reaches the child, which
+    ends its run and its own processes (the same command resumes), and this one waits for it."""
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    signal.signal(signal.SIGTERM, lambda signum, _frame: child.send_signal(signum))
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:  # the terminal sent SIGINT to the child too
+            continue
+    if code:
+        sys.exit(code)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
@@ -191,8 +207,7 @@ def main() -> None:
 
     started = time.perf_counter()
     handbooster = Path(sys.executable).parent / "handbooster"
-    subprocess.run([str(handbooster), "run", "boost", "--config", str(config_path), "--out", str(out)], check=True,
-                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    run_boost([str(handbooster), "run", "boost", "--config", str(config_path), "--out", str(out)])
     wall = time.perf_counter() - started
     summary = json.loads((out / "boost_summary.json").read_text())
     reports = json.loads((out / "boost_report.json").read_text())["protocols"]

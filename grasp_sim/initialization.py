@@ -19,6 +19,12 @@ roll spans at most ``WRAP_M`` (all of them when none does), and the roll among t
 approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M`` of its narrowest: a ball keeps a uniform roll, a bottle is taken with the fingers along it
 and the thumb around its girth. (Aiming the fingers across the narrow side instead, the
 first idea, lost acceptance: on the water bottle 31% fell to 6%, the thumb lying along it.)
+
+The same spans judge the resting poses (:func:`spannable_rests`): a pose counts when some
+approach from above the table has a roll within 45 degrees of level that spans at most
+``WRAP_M``; a steeper roll would put the fingers under the object. A cereal box lying flat has
+none, so object-aware hands find it standing (the grasp stage draws resting poses among the
+spannable ones).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ SLAB_M = 0.04  # the hand closes on the object within this of the plane its thum
 DEPTH_M = 0.08  # ...and this deep behind the approach point
 SURFACE_SAMPLES = 1024  # object surface points the local widths are measured on
 CANDIDATES_PER_HAND = 8  # approach points an object-aware start is drawn from, per hand
+REST_CANDIDATES = 256  # approach points a resting pose is judged on
+LEVEL = 0.7  # a grip across a direction steeper than 45 degrees from the table puts fingers under the object
 
 
 def _rotation_taking(source: np.ndarray, targets: np.ndarray) -> Rotation:
@@ -98,6 +106,27 @@ def roll_onto(facing: np.ndarray, current: np.ndarray, target: np.ndarray) -> np
     current = current - (current * facing).sum(1, keepdims=True) * facing
     target = target - (target * facing).sum(1, keepdims=True) * facing
     return np.arctan2((np.cross(current, target) * facing).sum(1), (current * target).sum(1))
+
+
+def spannable_rests(asset, rests: np.ndarray, seed: int) -> np.ndarray:
+    """Boolean ``[P]``: whether the object lying in each resting pose ``[P, 4, 4]`` leaves the hand
+    a side it can span, an approach from above the table with a roll within 45 degrees of
+    level that spans at most :data:`WRAP_M`. A cereal box lying flat has none: across its
+    thickness the fingers would go under the table, and its other sides are too wide."""
+    hull = asset.trimesh.convex_hull
+    points, normals = sample_surface(hull.vertices, hull.faces, hull.vertex_normals, REST_CANDIDATES, seed)
+    mesh = asset.trimesh
+    surface, _ = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), np.asarray(mesh.vertex_normals),
+                                SURFACE_SAMPLES, seed + 1)
+    directions = tangent_directions(normals, ROLLS)
+    narrow = local_spans(points, normals, directions, surface) <= WRAP_M
+    spannable = []
+    for rest in rests:
+        up, offset = rest[2, :3], rest[2, 3]
+        usable = (points @ up + offset > MIN_HEIGHT_M) & (normals @ up > -MAX_DOWNWARD)
+        level = np.abs(directions @ up) < LEVEL
+        spannable.append(bool((narrow & level & usable[:, None]).any()))
+    return np.asarray(spannable)
 
 
 def initial_params(asset, geometry, hand_model, betas: torch.Tensor, resting_poses: np.ndarray,

@@ -28,6 +28,7 @@ from pipeline.storage import Location
 
 DATASET_NAME = "grasps"
 SECTIONS = ("hand.model", "objects.library", "objects.vhacd", "grasp")
+REST_SEED = 0  # the surface points resting poses are judged on: the same for every batch
 
 
 class GraspInputs(StageInputs):
@@ -54,6 +55,19 @@ def batch_seed(seed: int, object_name: str, batch: int) -> int:
     return int.from_bytes(digest[:6], "little")
 
 
+def rest_weights(asset, resting_poses, config: GraspConfig) -> np.ndarray:
+    """How often the hands find the object in each resting pose: as often as it comes to rest so,
+    with object-aware starts only among the poses that leave a side the hand can span (all of
+    them when none does)."""
+    frequencies = np.asarray([p.frequency for p in resting_poses])
+    if not config.init_object_aware:
+        return frequencies
+    from grasp_sim.initialization import spannable_rests
+
+    spannable = spannable_rests(asset, np.stack([p.matrix for p in resting_poses]), REST_SEED)
+    return frequencies * spannable if spannable.any() else frequencies
+
+
 def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: int, config: GraspConfig,
                    progress: bool = False) -> dict:
     """Optimise ``size`` hands on ``asset``; returns their parameters, energies and resting poses."""
@@ -62,8 +76,8 @@ def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: 
 
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    frequencies = np.asarray([p.frequency for p in resting_poses])
-    pose_index = rng.choice(len(resting_poses), size=size, p=frequencies / frequencies.sum())
+    weights = rest_weights(asset, resting_poses, config)
+    pose_index = rng.choice(len(resting_poses), size=size, p=weights / weights.sum())
     rests = np.stack([resting_poses[i].matrix for i in pose_index])
     device, dtype = hand_model.device, hand_model.dtype
     betas = torch.as_tensor(rng.normal(0.0, config.betas_std, (size, hand_model.num_betas)), dtype=dtype,

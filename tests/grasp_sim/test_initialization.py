@@ -70,6 +70,50 @@ def test_the_thumb_starts_across_a_box_narrow_side(hand_model, geometry):
     assert np.median(uniform) > np.median(aware) + 0.03, "a uniform roll spans more of the box"
 
 
+def lying_on(asset, up: np.ndarray) -> np.ndarray:
+    """A resting pose ``[4, 4]`` with the object-frame direction ``up`` pointing up, on the table."""
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])[0].as_matrix()
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    pose[2, 3] = -(np.asarray(asset.vertices) @ rotation[2]).min()
+    return pose
+
+
+def test_a_box_lying_flat_leaves_no_side_to_span_and_standing_does():
+    """The cracker box (16 x 6 x 21 cm) lying on a large face: across its 6 cm the fingers would
+    go under the table, its other sides are too wide. On its side, the hand spans its 6 cm."""
+    from grasp_sim.initialization import spannable_rests
+    from pipeline.objects import load_object_library
+
+    library = load_object_library("builtin")
+    box = library["cracker_box"]
+    assert np.argmin(box.trimesh.extents) == 1
+    rests = np.stack([lying_on(box, np.asarray(up, dtype=float)) for up in ([0, 1, 0], [0, -1, 0], [1, 0, 0], [0, 0, 1])])
+    assert spannable_rests(box, rests, seed=0).tolist() == [False, False, True, True]
+    ball = library["tennis_ball"]
+    assert spannable_rests(ball, lying_on(ball, np.array([0.0, 0.0, 1.0]))[None], seed=0).tolist() == [True]
+
+
+def test_hands_find_the_object_only_in_poses_they_can_span(monkeypatch):
+    """Object-aware starts draw resting poses by frequency among the spannable ones; an object
+    with none keeps its frequencies, and the old starts ignore spans."""
+    import grasp_sim.initialization as initialization
+    from grasp_sim.stage import rest_weights
+
+    class Rest:
+        def __init__(self, frequency):
+            self.frequency, self.matrix = frequency, np.eye(4)
+
+    rests = [Rest(0.5), Rest(0.3), Rest(0.2)]
+    monkeypatch.setattr(initialization, "spannable_rests", lambda *args: np.array([False, True, True]))
+    assert rest_weights(None, rests, GraspConfig()).tolist() == [0.0, 0.3, 0.2]
+    assert rest_weights(None, rests, GraspConfig(init_object_aware=False)).tolist() == [0.5, 0.3, 0.2]
+    monkeypatch.setattr(initialization, "spannable_rests", lambda *args: np.array([False, False, False]))
+    assert rest_weights(None, rests, GraspConfig()).tolist() == [0.5, 0.3, 0.2]
+
+
 def test_a_population_move_replaces_the_worst_hands_with_copies_of_the_best():
     from grasp_sim.optimizer import population_move
 
