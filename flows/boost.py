@@ -37,6 +37,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flows.runtime import keep_stopping_on_signals
 from flows.tasks import flow_threads, run_stage
 from pipeline.config import PipelineConfig, ProtocolConfig, with_overrides
 from pipeline.data.manifest import dataset_name
@@ -268,6 +269,7 @@ def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool =
     reconstructors or the DDPM are the tiny presets)."""
     from pipeline.config import validate_config
 
+    keep_stopping_on_signals()
     if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
         config = validate_config(config, PipelineConfig, "config")
     if note is None:

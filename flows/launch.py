@@ -14,7 +14,14 @@ import logging
 import time
 from pathlib import Path
 
-from flows.runtime import crash_stale_runs, prepare_environment, process_tag, quiet_logging, task_runner
+from flows.runtime import (
+    crash_stale_runs,
+    keep_stopping_on_signals,
+    prepare_environment,
+    process_tag,
+    quiet_logging,
+    task_runner,
+)
 
 prepare_environment()
 
@@ -46,6 +53,7 @@ def stage_flow(name: str):
     stage = load_stage(name)
 
     def run(inputs, out, config):
+        keep_stopping_on_signals()
         config, inputs = stage.coerce(config, inputs)  # the CLI's validation and messages, also for the UI
         overrides = config.model_dump(mode="json", exclude_unset=True)
         return run_stage.submit(name, name, overrides, inputs.model_dump(mode="json"), out, flow_threads()).result()

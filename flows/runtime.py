@@ -175,6 +175,9 @@ def end_children(grace_s: float = 3.0) -> None:
             pass
 
 
+_COMMAND_STOP = None  # the handler stop_on_signals set in this process, if any
+
+
 def stop_on_signals() -> None:
     """One Ctrl-C (SIGINT) or SIGTERM ends this command within seconds, with every process it
     started. What the stages finished stays (they write under temporary names and rename, and
@@ -191,5 +194,18 @@ def stop_on_signals() -> None:
         end_children()
         os._exit(128 + signum)
 
+    global _COMMAND_STOP
+    _COMMAND_STOP = stop
     for name in (signal.SIGINT, signal.SIGTERM):
         signal.signal(name, stop)
+
+
+def keep_stopping_on_signals() -> None:
+    """Called first in a flow run. Prefect's flow engine swaps in its own SIGTERM handler, which
+    ends the run only once the running tasks finish (a reconstructor training: minutes); where
+    the command set :func:`stop_on_signals`'s handler, it is put back, so a SIGTERM ends the
+    command at once. Served runs keep Prefect's (its runner cancels them with SIGTERM)."""
+    import threading
+
+    if _COMMAND_STOP is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _COMMAND_STOP)

@@ -281,6 +281,31 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_
     assert process.returncode in (130, 143) and "stopping" in process.stderr.read()
 
 
+def test_a_flow_run_puts_the_commands_signal_handler_back():
+    """Prefect's flow engine swaps in a SIGTERM handler that waits for the running tasks (a
+    training: minutes); the flow puts the command's back, so one SIGTERM ends it at once."""
+    from prefect.utilities.engine import capture_sigterm
+
+    import flows.runtime as runtime
+
+    before = {name: signal.getsignal(name) for name in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runtime.stop_on_signals()
+        ours = signal.getsignal(signal.SIGTERM)
+        with capture_sigterm():
+            assert signal.getsignal(signal.SIGTERM) is not ours  # the engine's
+            runtime.keep_stopping_on_signals()
+            assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        runtime._COMMAND_STOP = None
+        for name, handler in before.items():
+            signal.signal(name, handler)
+    with capture_sigterm():  # a served run: no command handler, the engine's stays
+        engine = signal.getsignal(signal.SIGTERM)
+        runtime.keep_stopping_on_signals()
+        assert signal.getsignal(signal.SIGTERM) is engine
+
+
 def start_ui() -> tuple[subprocess.Popen, int]:
     """``handbooster ui`` on a free port, in a session of its own, once it says where it serves."""
     import socket
