@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import closing
 
 import numpy as np
 import torch
@@ -165,19 +166,6 @@ class BatchMaker:
         self.world.close()
 
 
-_MAKER: BatchMaker | None = None  # a worker process's own
-
-
-def _start_worker(config: PipelineConfig) -> None:
-    global _MAKER
-    torch.set_num_threads(1)  # one thread per worker process: the processes use the cores
-    _MAKER = BatchMaker(config)
-
-
-def _make_batch(job):
-    return _MAKER(job)
-
-
 def pending_batches(names: list[str], per_object: int, batch_size: int, done: int) -> list[tuple]:
     """(object, batch index, first row, size, rows to skip) of every batch an earlier run did not
     finish, in writing order; an object with none left gets a resting-poses-only job."""
@@ -211,14 +199,10 @@ def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspS
                      overwrite=config.run.overwrite, info={"hand_model": hand_name}) as writer:
         jobs = pending_batches(names, per_object, grasp.batch_size, writer.resume_rows)
         resting_report: dict[str, list[dict]] = {}
-        # Worker processes each hold their own maker; in this process a maker of this call's own
-        # (the boost flow runs grasp stages in threads side by side).
-        maker = None if workers > 0 and len(jobs) > 1 else BatchMaker(config)
-        made_batches = parallel_map(maker or _make_batch, jobs, workers=0 if maker else workers,
-                                    desc="grasp batches", unit="batch", progress=config.run.progress,
-                                    initializer=None if maker else _start_worker, initargs=(config,), chunksize=1)
-        try:
-            for index, ((name, *_), (rows, resting)) in enumerate(zip(jobs, made_batches, strict=True)):
+        batches = parallel_map(None, jobs, workers=workers, desc="grasp batches", unit="batch",
+                               progress=config.run.progress, make_worker=BatchMaker, worker_args=(config,), chunksize=1)
+        with closing(batches):  # an error here still closes this process's physics world
+            for index, ((name, *_), (rows, resting)) in enumerate(zip(jobs, batches, strict=True)):
                 resting_report[name] = resting
                 writer.write_rows(rows)
                 kept = sum(r["accepted"] for r in rows)
@@ -227,9 +211,6 @@ def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspS
                 per_object_accepted[name] = per_object_accepted.get(name, 0) + kept
                 if index + 1 == len(jobs) or jobs[index + 1][0] != name:
                     writer.end_shard()  # one shard per object at least: a resumed run restarts at an object
-        finally:
-            if maker:
-                maker.close()
         writer.info["resting_poses"] = resting_report
     seconds = time.perf_counter() - started
     manifest = writer.manifest

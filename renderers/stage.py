@@ -9,8 +9,6 @@ perfect generator would for the demo. Shards are written anew, never edited in p
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from typing import Literal
 
 from pydantic import Field
@@ -63,20 +61,6 @@ class RowPainter:
         return self.renderer.render(scene, self.hand_model.faces, photo_seed=photo_seed)
 
 
-_WORKER: RowPainter | None = None
-
-
-def _start_worker(*args) -> None:
-    global _WORKER
-    if multiprocessing.parent_process() is not None:
-        os.environ["LP_NUM_THREADS"] = "1"  # one llvmpipe thread per worker: the workers use the cores
-    _WORKER = RowPainter(*args)
-
-
-def _paint(item):
-    return _WORKER(item)
-
-
 def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, what: str) -> RenderSummary:
     from pipeline.data.manifest import read_columns
     from pipeline.data.reader import ShardDataset
@@ -111,9 +95,9 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
                      info={"hand_model": hand_spec, "source": inputs.dataset}) as writer:
         start = first + writer.resume_rows
         items = [(row.pop("sample_id"), row) for row in labels[start:stop]]
-        painted = parallel_map(_paint, items, workers=config.run.workers, desc=f"render {what}", unit="row",
-                               progress=config.run.progress, initializer=_start_worker,
-                               initargs=(config.objects.library, hand_spec, size, what, config.seed))
+        painted = parallel_map(None, items, workers=config.run.workers, desc=f"render {what}", unit="row",
+                               progress=config.run.progress, make_worker=RowPainter,
+                               worker_args=(config.objects.library, hand_spec, size, what, config.seed))
         for index, pictures in enumerate(painted, start):
             row = rows.raw(index)
             if what == "photos":
