@@ -1,7 +1,7 @@
 """The boost experiment at benchmark size: does the synthetic data make the reconstructor better?
 
 Run: ``.venv/bin/python benchmarks/bench_boost.py [--size cpu|gpu] [--out out/bench_boost_SIZE]
-[--seeds 0,1,2,3,4] [--device cpu|cuda] [--also diffhand:real_only,plain_renders,full,oracle]``. The
+[--seeds 0,1,2,3,4] [--protocols s0,s1] [--device cpu|cuda] [--also diffhand:real_only,plain_renders,full,oracle]``. The
 run is the ``boost`` flow (``handbooster run boost``) in a fresh process, resumable: run the same
 command again after an interruption. ``--also MODEL:ARMS`` then trains another reconstructor on
 the same real and synthetic data of each protocol (the experiment stage into
@@ -48,13 +48,14 @@ sys.path.insert(0, str(ROOT))
 SIZES = {
     "cpu": {
         "demo": {"size": "bench"},
-        # 64 attempts accept 16 to 50 grasps on each of the 8 objects (236 in all, 2026-12-05), more than the
-        # N = 12 that farthest pose sampling keeps: the random, FPS and cross samplers pick different grasps.
-        "grasp": {"per_object": 64, "iterations": 300, "batch_size": 16},
+        # 64 attempts accept 16 to 50 grasps on each of the 8 objects (236 in all at 300 steps, 2026-12-05; 100
+        # steps accept as many), more than the N = 12 that farthest pose sampling keeps: the random, FPS and
+        # cross samplers pick different grasps.
+        "grasp": {"per_object": 64, "iterations": 100, "batch_size": 16},
         "sampling": {"real_per_object": 8, "synthetic_per_object": 12, "total": 256, "views_per_pose": 4},
         "synthesis": {"preset": "cpu", "num_workers": 0},  # 64 px, its defaults: about 30 minutes
-        "reconstruction": {"preset": "tiny", "backbone": "lite0", "max_steps": 1500, "eval_every": 500,
-                           "checkpoint_every": 500, "num_workers": 0},
+        "reconstruction": {"preset": "tiny", "backbone": "lite0", "max_steps": 800, "eval_every": 400,
+                           "checkpoint_every": 400, "num_workers": 0},
         "boost": {"seeds": [0, 1, 2, 3, 4], "synthetic_count": 256, "demo_protocols": ["s0", "s1"],
                   "arms": ["real_only", "plain_renders", "full", "oracle"]},
     },
@@ -71,12 +72,14 @@ SIZES = {
 TARGET_PCT = -6.7  # the paper's Table 5: full method vs baseline, RR J-PE on the DexYCB test split
 
 
-def bench_config(size: str, seeds: list[int] | None, device: str) -> dict:
+def bench_config(size: str, seeds: list[int] | None, device: str, protocols: list[str] | None = None) -> dict:
     config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     config["name"] = f"bench_boost_{size}"
     config.update({section: dict(values) for section, values in SIZES[size].items()})  # whole sections
     if seeds:
         config["boost"]["seeds"] = seeds
+    if protocols:
+        config["boost"]["demo_protocols"] = protocols
     config["run"] = {**config.get("run", {}), "device": device}
     return config
 
@@ -196,6 +199,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run folder (default: out/bench_boost_SIZE)")
     parser.add_argument("--seeds", default=None, help="comma-separated reconstructor seeds (default: the size's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--protocols", default=None,
+                        help="comma-separated demo protocols (default: s0,s1); a later run with more reuses these")
     parser.add_argument("--also", action="append", default=[], metavar="MODEL[:ARM,ARM]",
                         help="another reconstructor trained on the same data (e.g. diffhand:real_only,full)")
     args = parser.parse_args()
@@ -203,7 +208,8 @@ def main() -> None:
     out = Path(args.out or f"out/bench_boost_{args.size}")
     out.mkdir(parents=True, exist_ok=True)
     config_path = out.parent / f"{out.name}.yaml"
-    config_path.write_text(yaml.safe_dump(bench_config(args.size, seeds, args.device), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(bench_config(args.size, seeds, args.device,
+                                                             args.protocols.split(",") if args.protocols else None), sort_keys=False))
 
     started = time.perf_counter()
     handbooster = Path(sys.executable).parent / "handbooster"

@@ -80,7 +80,7 @@ SIZES = {
     "small": DemoSize(objects=OBJECT_ORDER[:8], subjects=4, sequences=1, approach_frames=3, lift_frames=4, views=2,
                       grasps_per_object=16, grasp_iterations=100),
     "bench": DemoSize(objects=OBJECT_ORDER[:8], subjects=6, sequences=4, approach_frames=3, lift_frames=4, views=1,
-                      grasps_per_object=48, grasp_iterations=400, accepted_per_object=16),
+                      grasps_per_object=48, grasp_iterations=100, accepted_per_object=16),
     "medium": DemoSize(objects=OBJECT_ORDER, subjects=8, sequences=3, approach_frames=5, lift_frames=10, views=4,
                        grasps_per_object=128, grasp_iterations=1000),
     "large": DemoSize(objects=OBJECT_ORDER, subjects=10, sequences=5, approach_frames=10, lift_frames=20, views=8,

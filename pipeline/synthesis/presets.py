@@ -5,7 +5,8 @@ demo's and benchmark's), ``small`` (64 px, GPU) and ``base`` (the paper's 128 px
 CPU"): a narrow three-level UNet without self-attention (a third faster a step, and the lowest
 distance at equal time) that predicts x0 as the texture map plus a residual, every pixel weighted alike (the room behind the hand is half of what
 makes an image look real), a high learning rate after a short warm-up, sized so that its
-default steps take about 30 minutes on two cores.
+default steps take about 30 minutes on two cores. It samples with 10 DPM-Solver++ steps and no
+guidance: the sampler grid scored them as close to real as 25 steps with guidance 3, 4x faster.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PRESETS: dict[str, dict] = {
             "attention_resolutions": [], "norm_num_groups": 8, "quat_embed_dim": 32, "batch_size": 16,
             "learning_rate": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "background_weight": 1.0,
             "snr_gamma": 5.0, "texture_residual": True, "max_steps": 1300, "checkpoint_every": 100,
-            "sample_every": 650, "num_workers": 0},
+            "sample_every": 650, "num_workers": 0, "sample_steps": 10, "guidance": 1.0},
     "small": {"image_size": 64, "block_out_channels": [64, 128, 256], "layers_per_block": 2,
               "attention_resolutions": [16], "batch_size": 16, "max_steps": 50_000},
     "base": {"image_size": 128, "block_out_channels": [64, 128, 256, 256], "layers_per_block": 2,

@@ -60,10 +60,12 @@ def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> T
 def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location) -> GenerateSummary:
     """Paint an image for every condition row; writes synthetic shards with generator provenance.
 
-    The guidance is ``synthesis.guidance`` when the config sets it, else the checkpoint's training default."""
+    The sampler's settings are the config's over the preset's; the guidance is ``synthesis.guidance``
+    when either sets it, else the checkpoint's training default."""
+    from pipeline.synthesis.presets import resolve
     from pipeline.synthesis.sample import generate
 
-    synthesis = config.synthesis
+    synthesis = resolve(overrides=config.synthesis)
     guidance = synthesis.guidance if "guidance" in synthesis.model_fields_set else None
     result = generate(inputs.ckpt, inputs.specs, out.text, scheduler=synthesis.sample_scheduler,
                       steps=synthesis.sample_steps, guidance=guidance, seed=config.seed,
