@@ -263,18 +263,15 @@ STEP_ESTIMATE = 40  # the progress artifact's denominator (about the steps of a 
 @flow(name="boost", description="The HandBooster pipeline end to end: real data, novel grasps, pose sampling, "
                                 "condition maps, the DDPM, synthetic data.", validate_parameters=False)
 def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool = False,
-          note: str | None = None) -> dict:
+          note: str = "") -> dict:
     """Run (or finish) the boost pipeline into ``out``; returns what each step did. ``note``: a
-    line the report prints about what its numbers are (default: a smoke-test warning when the
-    reconstructors or the DDPM are the tiny presets)."""
+    line the report prints about what its numbers are (the report itself says whether real only
+    learned from the images, the measure of what the arms' differences are worth)."""
     from pipeline.config import validate_config
 
     keep_stopping_on_signals()
     if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
         config = validate_config(config, PipelineConfig, "config")
-    if note is None:
-        tiny = config.reconstruction.preset == "tiny" or config.synthesis.preset == "tiny"
-        note = "A smoke test of the mechanics at tiny scale, not a measurement." if tiny else ""
     started = time.perf_counter()
     out_path = Path(out)
     steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))

@@ -67,9 +67,10 @@ def collect(arm_folders: dict[str, dict[int, Path]], tests: dict[str, str]) -> d
 
 
 def markdown(table: dict, tests: list[str], dropped: list[str], note: str, references: dict | None = None,
-             rows: dict | None = None) -> str:
+             rows: dict | None = None, informative: dict | None = None) -> str:
     """The protocol's table: errors, each arm's change against real only with its 95% interval
-    (* where the interval excludes 0), the synthetic rows each arm trained on, the reference rows."""
+    (* where the interval excludes 0), the synthetic rows each arm trained on, the reference rows,
+    and whether real only learned from the images (what the arms' differences are worth)."""
     header = "| arm | " + " | ".join(f"{t} RR J-PE mm | RR vs real [95% CI] | {t} PA J-PE mm | PA vs real [95% CI]"
                                      for t in tests) + " | synthetic rows |"
     lines = [header, "|---|" + "---:|---:|---:|---:|" * len(tests) + "---:|"]
@@ -99,7 +100,17 @@ def markdown(table: dict, tests: list[str], dropped: list[str], note: str, refer
     lines += ["", f"Mean ± spread (std) over {seeds} seed(s); RR: root-relative, PA: Procrustes-aligned "
               "(align_w_scale); 'vs real': change of the error against real only (negative is better), with its "
               "95% interval from a bootstrap over seeds (paired) and test sequences; * the interval excludes 0. "
-              "The reference rows train nothing and see no image.", note]
+              "The reference rows train nothing and see no image."]
+    for test, verdict in (informative or {}).items():
+        if verdict:
+            ratio, bar = verdict["real_only_over_constant"], verdict["at_most"]
+            lines.append(f"Real only on {test}: {ratio:.2f}x the constant predictor's RR J-PE; " + (
+                f"at most {bar}x, so it learned from the images and the arms' differences measure the data."
+                if verdict["informative"] else
+                f"above {bar}x, so it learned little from the images: the arms' differences say little "
+                "(a smoke test of the mechanics, not a measurement)."))
+    if note:
+        lines.append(note)
     if dropped:
         lines.append(f"Arms not run: {', '.join(dropped)}.")
     return "\n".join(lines) + "\n"

@@ -89,7 +89,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
                                          "model": config.reconstruction.model, "seeds": config.boost.seeds,
                                          "synthetic_count": config.boost.synthetic_count})
     out.write_atomic("boost_report.md", markdown(table, list(tests), dropped, inputs.note, references,
-                                                 {arm: rows[arm] for arm in table}).encode())
+                                                 {arm: rows[arm] for arm in table}, informative).encode())
     out.write_atomic("pck.png", pck_png(folders, list(tests)))
     return ExperimentSummary(protocol=inputs.protocol, arms=list(synthetic), dropped=dropped, tests=list(tests),
                              table=table, files={name: out.join(name) for name in ("boost_report.json",

@@ -176,7 +176,13 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
     assert table["full"]["t"]["rr_change_ci95"] == [-10.0, -10.0] and table["full"]["t"]["significant"]
     assert table["full"]["t"]["pa_change_ci95"] == [0.0, 0.0]
     text = markdown(table, ["t"], ["oracle"], "note")
-    assert "-10.0%* [-10.0, -10.0]" in text and "Arms not run: oracle" in text
+    assert "-10.0%* [-10.0, -10.0]" in text and "Arms not run: oracle" in text and "\nnote\n" in text
+    learned = markdown(table, ["t"], [], "", informative={"t": {"real_only_over_constant": 0.3, "at_most": 0.6,
+                                                                "informative": True}})
+    guessed = markdown(table, ["t"], [], "", informative={"t": {"real_only_over_constant": 0.9, "at_most": 0.6,
+                                                                "informative": False}})
+    assert "0.30x the constant" in learned and "measure the data" in learned and "smoke test" not in learned
+    assert "0.90x the constant" in guessed and "smoke test" in guessed
 
 
 def test_the_interval_matches_a_hand_computed_case():
