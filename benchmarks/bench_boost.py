@@ -18,7 +18,8 @@ and the paper-size MobRecon, 5 seeds.
 Printed per protocol: every arm's root-relative and Procrustes-aligned joint error on each test
 split, mean and spread over the seeds, the change against real only with its 95% interval
 (hierarchical bootstrap over seeds, paired, and test sequences), the reference rows (constant
-predictor, nearest training pose), whether real only learned from the images, the paper's
+predictor, nearest training pose), whether real only learned from the images, whether the filter's
+reconstructor keeps fewer test rows with their images swapped between sequences than intact ones, the paper's
 target (the full method beats real only by at least 6.7% RR J-PE on s0, its Table 5) and its
 verdict (met, refuted or unresolved by the interval); the filter's rounds and pass rate; the
 Fréchet distance of the DDPM's images to the real test images against two baselines of the
@@ -101,6 +102,33 @@ def other_model(config_path: Path, out: Path, protocol: str, spec: str) -> tuple
                                         filter_train=chosen["train"], protocol=protocol,
                                         note=f"{model}: tiny preset, the flow's synthetic data"), folder)
     return model, json.loads((folder / "boost_report.json").read_text())
+
+
+def filter_check(config_path: Path, out: Path, protocol: str) -> dict:
+    """Whether the filter's reconstructor tells a wrong image from a right one: the filter (its
+    model and auto thresholds, as the flow ran it) over the protocol's test rows, intact and with
+    every image moved half the split on (another sequence's frame). The bar: it keeps at most
+    half as many swapped rows as intact ones."""
+    from pipeline.boost.arms import arm_run
+    from pipeline.boost.swap import write_swapped
+    from pipeline.config import load_config, with_overrides
+    from pipeline.data.reader import ShardDataset
+    from pipeline.reconstruction.stage import FilterInputs, recon_filter
+
+    paths = json.loads((out / "boost_summary.json").read_text())["paths"][protocol]
+    train, test = paths["protocol"]["train"], paths["protocol"]["tests"][0]
+    seed = json.loads((out / protocol / "experiment" / "boost_report.json").read_text())["seeds"][0]
+    ckpt = str(arm_run(out / protocol / "experiment", "real_only", seed) / "train")  # the flow's filter model
+    config = with_overrides(load_config(config_path), {"run.progress": False}, source="bench_boost")
+    folder = out / protocol / "filter_check"
+    swapped = folder / "swapped_test"
+    if not (swapped / ".manifest.json").exists():
+        write_swapped(test, swapped, len(ShardDataset(test, decode=False)) // 2)
+    kept = {name: recon_filter(config, FilterInputs(ckpt=ckpt, data=data, val=train), folder / name)
+            for name, data in (("intact", test), ("swapped", str(swapped)))}
+    rates = {name: summary.pass_rate for name, summary in kept.items()}
+    return {**rates, "ratio": round(rates["swapped"] / rates["intact"], 3) if rates["intact"] else None,
+            "thresholds": kept["intact"].thresholds}
 
 
 def verdict(interval: list[float] | None) -> str:
@@ -236,6 +264,9 @@ def main() -> None:
             last = filtered["last_round"]
             print(f"filter: {filtered['kept']} kept of K = {filtered['wanted']} in {filtered['rounds']} round(s); "
                   f"last round pass rate {last['pass_rate']:.3f}; thresholds (mm) {last['thresholds']}")
+        check = filter_check(config_path, out, name)
+        print(f"filter check on {test}: keeps {check['intact']:.3f} of intact rows, {check['swapped']:.3f} with "
+              f"images swapped between sequences (ratio {check['ratio']}; the bar: at most 0.5)")
         print("\n" + power(out, name, report) + "\n")
         synth_eval = json.loads((out / name / "synth_eval" / "synth_eval.json").read_text())
         if synth_eval.get("fidelity"):

@@ -27,16 +27,10 @@ def reconstructor(tiny_demo, tmp_path_factory):
 
 
 def swapped_copy(source, out, whole_rows: bool = False):
-    """The rows of ``source`` with every image moved 7 rows on: images that do not match their
-    labels; ``whole_rows``: the rows themselves moved, each image still with its labels."""
-    from pipeline.data.reader import ShardDataset
+    """Every image moved 7 rows on (or, ``whole_rows``, the rows moved with their images)."""
+    from pipeline.boost.swap import write_swapped
 
-    rows = ShardDataset(source, decode=False)
-    raw = [rows.raw(i) for i in range(len(rows))]
-    with ShardWriter(out, name="swapped", image_size=rows.manifest["image_size"]) as writer:
-        for i, row in enumerate(raw):
-            moved = raw[(i + 7) % len(raw)]
-            writer.write(moved if whole_rows else {**row, "image": moved["image"], "sample_id": f"swapped/{i:04d}"})
+    write_swapped(source, out, 7, whole_rows)
 
 
 def filter_ids(folder) -> list[str]:
