@@ -236,8 +236,8 @@ def main() -> None:
     out = Path(args.out or f"out/bench_boost_{args.size}")
     out.mkdir(parents=True, exist_ok=True)
     config_path = out.parent / f"{out.name}.yaml"
-    config_path.write_text(yaml.safe_dump(bench_config(args.size, seeds, args.device,
-                                                             args.protocols.split(",") if args.protocols else None), sort_keys=False))
+    protocols = args.protocols.split(",") if args.protocols else None
+    config_path.write_text(yaml.safe_dump(bench_config(args.size, seeds, args.device, protocols), sort_keys=False))
 
     started = time.perf_counter()
     handbooster = Path(sys.executable).parent / "handbooster"
