@@ -56,7 +56,7 @@ def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> T
 
 
 @stage("synth_generate", GenerateInputs, GenerateSummary,
-       ("synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance"))
+       ("synthesis.preset", "synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance"))
 def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location) -> GenerateSummary:
     """Paint an image for every condition row; writes synthetic shards with generator provenance.
 
@@ -93,7 +93,8 @@ class EvalSummary(StageSummary):
 
 
 @stage("synth_eval", EvalInputs, EvalSummary,
-       ("synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance", "reconstruction.procrustes"))
+       ("synthesis.preset", "synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance",
+        "reconstruction.procrustes"))
 def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> EvalSummary:
     """Re-synthesise the real test images from their own conditions, then their Fréchet distance to
     the real images beside the plain renders' (the texture maps as images) and the real floor's

@@ -176,3 +176,23 @@ def test_cli_train_generate_and_bad_input(data, tmp_path, capsys):
     assert "demo/0000" in err and "normal" in err and "render conditions" in err
     assert main(["synth", "train", "--data", str(data), "--out", str(tmp_path / "ckpt"), "--max-steps", "2"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_generation_samples_with_the_presets_settings_and_its_identity_names_the_preset(data, tmp_path):
+    from pipeline.synthesis.stage import GenerateInputs, synth_generate
+
+    from conftest import make_config
+
+    train(data, tmp_path / "ckpt", TINY, max_steps=2, progress=False)
+    inputs = GenerateInputs(ckpt=str(tmp_path / "ckpt"), specs=str(data))
+    cpu = make_config({"synthesis.preset": "cpu"})
+    synth_generate(cpu, inputs, tmp_path / "cpu")
+    gen = [r["gen"] for r in ShardDataset(tmp_path / "cpu", columns=["gen"])]
+    assert all(g["steps"] == 10 and g["guidance"] == 1.0 for g in gen)  # the cpu preset's sampler, not the defaults
+    explicit = make_config({"synthesis.preset": "cpu", "synthesis.sample_steps": 3, "synthesis.guidance": 2.0})
+    synth_generate(explicit, inputs, tmp_path / "explicit")
+    assert all(r["gen"]["steps"] == 3 and r["gen"]["guidance"] == 2.0
+               for r in ShardDataset(tmp_path / "explicit", columns=["gen"]))  # the config's keys win
+    tiny = make_config({"synthesis.preset": "tiny"})
+    assert synth_generate.identity_parts(cpu, inputs)["settings"] != synth_generate.identity_parts(tiny, inputs)[
+        "settings"]  # the same checkpoint sampled under another preset is not reused
