@@ -11,8 +11,9 @@ Both demo protocols are run, each on its own: s0 (s0_train -> s0_test, seen subj
 (s1_train -> s1_test, the unseen subject). Sizes: ``cpu`` the ``bench`` demo (8 objects, 6
 subjects, 4 sequences each: 32 test sequences per protocol, each closing into its own grasp: the
 demo's grasp rounds go on until each object has 16 accepted grasps), the ``cpu`` DDPM preset
-(64 px, its default steps: about 30 minutes on 2 cores), MobRecon-style tiny reconstructors with the shipped ImageNet Lite0 encoder, 5 seeds, K =
-256 synthetic rows per arm; ``gpu`` the medium demo, the small DDPM (64 px) trained 20000 steps
+(64 px, its default steps: about 30 minutes on 2 cores), MobRecon-style tiny reconstructors with
+the shipped ImageNet Lite0 encoder, 5 seeds (3 for the sampler-ablation arms: novel grasps drawn
+at random, by FPS), K = 256 synthetic rows per arm; ``gpu`` the medium demo, the small DDPM (64 px) trained 20000 steps
 and the paper-size MobRecon, 5 seeds.
 
 Printed per protocol: every arm's root-relative and Procrustes-aligned joint error on each test
@@ -57,8 +58,10 @@ SIZES = {
         "synthesis": {"preset": "cpu", "num_workers": 0},  # 64 px, its defaults: about 30 minutes
         "reconstruction": {"preset": "tiny", "backbone": "lite0", "max_steps": 800, "eval_every": 400,
                            "checkpoint_every": 400, "num_workers": 0},
+        # The paper's sampler ablation (novel grasps drawn at random, by FPS) on 3 of the 5 seeds.
         "boost": {"seeds": [0, 1, 2, 3, 4], "synthetic_count": 256, "demo_protocols": ["s0", "s1"],
-                  "arms": ["real_only", "plain_renders", "full", "oracle"]},
+                  "arms": ["real_only", "plain_renders", "random_grasps", "fps_grasps", "full", "oracle"],
+                  "arm_seeds": {"random_grasps": [0, 1, 2], "fps_grasps": [0, 1, 2]}},
     },
     "gpu": {
         "demo": {"size": "medium"},
@@ -77,8 +80,10 @@ def bench_config(size: str, seeds: list[int] | None, device: str, protocols: lis
     config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     config["name"] = f"bench_boost_{size}"
     config.update({section: dict(values) for section, values in SIZES[size].items()})  # whole sections
-    if seeds:
+    if seeds:  # the ablation arms keep those of their seeds that remain, or the first
         config["boost"]["seeds"] = seeds
+        config["boost"]["arm_seeds"] = {arm: [s for s in chosen if s in seeds] or seeds[:1]
+                                        for arm, chosen in config["boost"].get("arm_seeds", {}).items()}
     if protocols:
         config["boost"]["demo_protocols"] = protocols
     config["run"] = {**config.get("run", {}), "device": device}
@@ -152,6 +157,25 @@ def distinct_test_grasps(out: Path) -> dict:
     return found
 
 
+def novel_grasp_overlap(out: Path, protocol: str) -> str:
+    """Which novel grasps each pose-sampling variant chose, and how many two variants share: the
+    sampler-ablation arms measure something only where the samplers choose differently."""
+    from pipeline.data.manifest import read_columns
+
+    chosen = {}
+    for specs in sorted((out / protocol / "specs").glob("*/.manifest.json")):
+        _, table = read_columns(specs.parent, ["sample_id", "origin"])
+        chosen[specs.parent.name] = {row["sample_id"] for row in table.to_pylist() if row["origin"] == "sim_grasp"}
+    names = [name for name in chosen if chosen[name]]
+    if len(names) < 2:
+        return ""
+    lines = ["| novel grasps shared | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for first in names:
+        lines.append(f"| {first} ({len(chosen[first])}) | " + " | ".join(
+            str(len(chosen[first] & chosen[second])) for second in names) + " |")
+    return "\n".join(lines)
+
+
 POWER_SEEDS = (5, 10, 20, 40)
 POWER_SCALES = (1, 2, 4)  # times the test sequences
 POWER_HALF_WIDTH = 3.5  # the issue's target: the full method's interval against real only at most +-3.5%
@@ -177,18 +201,19 @@ def power(out: Path, name: str, report: dict, arm: str = "full") -> str:
 
     errors = {a: {seed: root_relative(arm_run(root, a, seed)) for seed in seeds} for a in (arm, "real_only")}
     widths = projected_half_widths(errors[arm], errors["real_only"], sequences, POWER_SEEDS, POWER_SCALES)
+    every_seed = [a for a, per_test in report["table"].items() if per_test[test]["seeds"] == len(seeds)]
     train_s = np.mean([json.loads((arm_run(root, a, seed) / "train" / ".summary.json").read_text())["seconds"]
-                       for a in report["table"] for seed in seeds])
+                       for a in every_seed for seed in seeds])
     count = len(np.unique(sequences))
     lines = [f"Half width of the 95% interval of {arm} against real only (RR, {test}), projected from "
-             f"{len(seeds)} seeds and {count} test sequences; a seed costs {len(report['table'])} trainings, "
-             f"{len(report['table']) * train_s / 60:.0f} min here.", "",
+             f"{len(seeds)} seeds and {count} test sequences; a seed costs {len(every_seed)} trainings (the arms "
+             f"trained on every seed), {len(every_seed) * train_s / 60:.0f} min here.", "",
              "| seeds | " + " | ".join(f"{scale * count} sequences" for scale in POWER_SCALES) + " | training h |",
              "|---:|" + "---:|" * (len(POWER_SCALES) + 1)]
     for seeds_count in POWER_SEEDS:
         cells = [f"±{widths[seeds_count, scale]:.1f}%" + ("*" if widths[seeds_count, scale] <= POWER_HALF_WIDTH
                                                           else "") for scale in POWER_SCALES]
-        hours = seeds_count * len(report["table"]) * train_s / 3600
+        hours = seeds_count * len(every_seed) * train_s / 3600
         lines.append(f"| {seeds_count} | " + " | ".join(cells) + f" | {hours:.1f} |")
     lines.append(f"* within ±{POWER_HALF_WIDTH}%.")
     return "\n".join(lines)
@@ -268,6 +293,7 @@ def main() -> None:
         print(f"filter check on {test}: keeps {check['intact']:.3f} of intact rows, {check['swapped']:.3f} with "
               f"images swapped between sequences (ratio {check['ratio']}; the bar: at most 0.5)")
         print("\n" + power(out, name, report) + "\n")
+        print(novel_grasp_overlap(out, name) + "\n")
         synth_eval = json.loads((out / name / "synth_eval" / "synth_eval.json").read_text())
         if synth_eval.get("fidelity"):
             print(f"condition fidelity (filter reconstructor's mean errors, mm): {synth_eval['fidelity']}")

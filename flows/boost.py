@@ -233,8 +233,7 @@ def protocol_experiment(steps: Steps, config: PipelineConfig, paths: dict, note:
     protocol = ProtocolConfig.model_validate(paths["protocol"])
     name, root = protocol.name, steps.out / protocol.name
     out = root / "experiment"
-    jobs = arm_jobs(config.boost.seeds, config.boost.synthetic_count, protocol.train, protocol.tests,
-                    paths["arm_data"], out)
+    jobs = arm_jobs(config.boost, protocol.train, protocol.tests, paths["arm_data"], out)
     later = [job for job in jobs if job.arm in paths["filtered"]]  # trained once the filter has kept their rows
     trainings = lambda batch: [(f"{name}: train {job.label}", "recon_train", job.train, job.train_folder,
                                 job.overrides) for job in batch]

@@ -343,6 +343,9 @@ class BoostConfig(StrictModel):
                                                               "data's objects that the object library holds)")
     arms: list[Literal[ARM_NAMES]] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
+    arm_seeds: dict[Literal[ARM_NAMES], list[int]] = Field(
+        default_factory=dict, description="arms trained on fewer seeds: arm -> some of 'seeds' (the sampler-ablation "
+                                          "arms, say); real only, every arm's baseline, trains on all of them")
     synthetic_count: int = Field(512, ge=1, description="K: synthetic rows each arm adds (fewer if an arm has fewer)")
     render_chunk_rows: int = Field(256, ge=1, description="rows per condition-rendering task")
     generate_chunk_rows: int = Field(256, ge=1, description="rows per image-generation task")
@@ -354,6 +357,18 @@ class BoostConfig(StrictModel):
         if self.real != "demo" and not self.tests and not self.protocols:
             raise ValueError("real is a dataset folder: tests must name its test datasets")
         return self
+
+    @model_validator(mode="after")
+    def _arm_seeds_among_seeds(self):
+        for arm, seeds in self.arm_seeds.items():
+            if arm == "real_only" or not seeds or not set(seeds) <= set(self.seeds):
+                raise ValueError(f"arm_seeds.{arm}: expected some of seeds {self.seeds} for an arm other than "
+                                 f"real_only, got {seeds}")
+        return self
+
+    def seeds_of(self, arm: str) -> list[int]:
+        """The seeds ``arm``'s reconstructors train with: ``arm_seeds`` where it names the arm."""
+        return self.arm_seeds.get(arm, self.seeds)
 
 
 class PipelineConfig(StrictModel):

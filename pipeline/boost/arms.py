@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import BoostConfig
 
 
 @dataclass(frozen=True)
@@ -86,18 +90,18 @@ def arm_run(out: Path, arm: str, seed: int) -> Path:
     return Path(out) / "arms" / arm / f"seed-{seed}"
 
 
-def arm_jobs(seeds: list[int], synthetic_count: int, real: str, tests: list[str], synthetic: dict[str, str],
-             out: Path) -> list[ArmJob]:
-    """Every reconstructor of the experiment, arm by arm and seed by seed; ``synthetic`` maps an
-    arm to its synthetic dataset ('' for real only)."""
+def arm_jobs(boost: BoostConfig, real: str, tests: list[str], synthetic: dict[str, str], out: Path) -> list[ArmJob]:
+    """Every reconstructor of the experiment, arm by arm and seed by seed (``boost.seeds_of``, with
+    ``boost.synthetic_count`` synthetic rows); ``synthetic`` maps an arm to its synthetic dataset
+    ('' for real only)."""
     from pipeline.data.manifest import dataset_name
 
     jobs = []
     for arm, data in synthetic.items():
-        for seed in seeds:
+        for seed in boost.seeds_of(arm):
             run = arm_run(out, arm, seed)
             overrides = {"seed": seed, "run.resume": True,
-                         "reconstruction.synthetic_count": synthetic_count if data else None}
+                         "reconstruction.synthetic_count": boost.synthetic_count if data else None}
             evals = [({"ckpt": str(run / "train"), "data": test}, run / f"eval-{dataset_name(test)}") for test in tests]
             jobs.append(ArmJob(arm, seed, {"data": real, **({"synthetic": data} if data else {})}, run, overrides,
                                evals))

@@ -43,8 +43,8 @@ class ExperimentSummary(StageSummary):
 INFORMATIVE_RATIO = 0.6  # real only must score at most this fraction of the constant predictor's RR J-PE
 
 
-@stage("experiment", ExperimentInputs, ExperimentSummary, ("reconstruction", "boost.seeds", "boost.synthetic_count",
-                                                           "boost.arms", "hand.model"))
+@stage("experiment", ExperimentInputs, ExperimentSummary, ("reconstruction", "boost.seeds", "boost.arm_seeds",
+                                                           "boost.synthetic_count", "boost.arms", "hand.model"))
 def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) -> ExperimentSummary:
     """Train and score every arm of one protocol (reusing what is finished), then write the report.
 
@@ -63,7 +63,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
         "train": [inputs.real], "synthesizer_train": [inputs.synthesizer_train],
         "filter_train": [inputs.filter_train], "synthetic": [data for data in synthetic.values() if data]})
     root = Path(out.path)
-    jobs = arm_jobs(config.boost.seeds, config.boost.synthetic_count, inputs.real, inputs.tests, synthetic, root)
+    jobs = arm_jobs(config.boost, inputs.real, inputs.tests, synthetic, root)
     trained = {}
     for job in jobs:
         arm_config = with_overrides(config, job.overrides, source="boost experiment")
@@ -72,7 +72,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
             recon_eval(arm_config, EvalInputs(**eval_inputs), folder)
     guard["arms_trained_on_the_protocol_split"] = _trained_on(trained, inputs.real)
     tests = {dataset_name(t): t for t in inputs.tests}
-    folders = {arm: {seed: arm_run(root, arm, seed) for seed in config.boost.seeds} for arm in synthetic}
+    folders = {arm: {seed: arm_run(root, arm, seed) for seed in config.boost.seeds_of(arm)} for arm in synthetic}
     table = collect(folders, tests)
     references = {name: {ref: {k: v for k, v in errors.items() if not k.endswith("per_sample")}
                          for ref, errors in reference_errors(inputs.real, where,

@@ -159,12 +159,7 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
     run, test = tmp_path / "arms", str(root / "demo" / "s1_test")
     ids, _ = test_sequences(test)
     for arm, error in (("real_only", 20.0), ("full", 18.0)):
-        folder = run / arm / "seed-0" / "eval-t"
-        folder.mkdir(parents=True)
-        metrics = {"joints": {"root_relative": {"mean_mm": error, "auc": 0.5}, "procrustes": {"mean_mm": 9.0, "auc": 0.7}}}
-        (folder / "metrics.json").write_text(json.dumps(metrics))
-        (folder / "per_sample.csv").write_text("sample_id,joints_root_relative_mm,joints_procrustes_mm\n" +
-                                               "".join(f"{i},{error},9.0\n" for i in ids))
+        write_evaluation(run / arm / "seed-0" / "eval-t", ids, error)
     table = collect({arm: {0: run / arm / "seed-0"} for arm in ("real_only", "full")}, {"t": test})
     assert table["full"]["t"]["rr_change_pct"] == -10.0 and table["real_only"]["t"]["rr_change_pct"] == 0.0
     assert table["full"]["t"]["rr_change_ci95"] == [-10.0, -10.0] and table["full"]["t"]["significant"]
@@ -177,6 +172,43 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
                                                                 "informative": False}})
     assert "0.30x the constant" in learned and "measure the data" in learned and "smoke test" not in learned
     assert "0.90x the constant" in guessed and "smoke test" in guessed
+
+
+def write_evaluation(folder, ids: list[str], error: float) -> None:
+    """What recon_eval leaves for the report: every row of the test errs ``error`` mm (PA 9 mm)."""
+    folder.mkdir(parents=True)
+    metrics = {"joints": {"root_relative": {"mean_mm": error, "auc": 0.5}, "procrustes": {"mean_mm": 9.0, "auc": 0.7}}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "per_sample.csv").write_text("sample_id,joints_root_relative_mm,joints_procrustes_mm\n" +
+                                           "".join(f"{i},{error},9.0\n" for i in ids))
+
+
+def test_an_arm_on_fewer_seeds_is_compared_with_real_only_on_those_seeds(tiny_demo, tmp_path):
+    """The sampler-ablation arms may train on fewer seeds (boost.arm_seeds): their change is
+    against real only on the same seeds, not on all of real only's."""
+    from pipeline.boost.arms import arm_jobs
+    from pipeline.boost.report import collect, markdown, test_sequences
+    from pipeline.errors import ConfigError
+
+    root, _ = tiny_demo
+    test = str(root / "demo" / "s1_test")
+    config = make_config({"boost.seeds": [0, 1], "boost.arm_seeds": {"fps_grasps": [0]}})
+    jobs = arm_jobs(config.boost, "real", [test], {"real_only": "", "fps_grasps": "fps"}, tmp_path)
+    assert [job.label for job in jobs] == ["real_only seed-0", "real_only seed-1", "fps_grasps seed-0"]
+    for wrong in ({"fps_grasps": [2]}, {"real_only": [0]}, {"fps_grasps": []}):
+        with pytest.raises(ConfigError, match="arm_seeds"):
+            make_config({"boost.seeds": [0, 1], "boost.arm_seeds": wrong})
+
+    ids, _ = test_sequences(test)
+    for arm, seed, error in (("real_only", 0, 20.0), ("real_only", 1, 30.0), ("fps_grasps", 0, 18.0)):
+        write_evaluation(tmp_path / arm / f"seed-{seed}" / "eval-t", ids, error)
+    table = collect({"real_only": {s: tmp_path / "real_only" / f"seed-{s}" for s in (0, 1)},
+                     "fps_grasps": {0: tmp_path / "fps_grasps" / "seed-0"}}, {"t": test})
+    assert table["fps_grasps"]["t"]["rr_change_pct"] == -10.0  # against seed 0's 20 mm, not the mean 25
+    assert table["fps_grasps"]["t"]["rr_change_ci95"] == [-10.0, -10.0]
+    assert table["real_only"]["t"]["rr_mm"] == 25.0 and table["fps_grasps"]["t"]["seeds"] == 1
+    assert "over 2 seed(s); + novel grasps, FPS: 1, against real only on the same seeds" in markdown(table, ["t"], [],
+                                                                                                     "")
 
 
 def test_the_interval_matches_a_hand_computed_case():
