@@ -45,6 +45,7 @@ class SampleSummary(StageSummary):
     dropped_behind_camera: int
     objects_without_grasps: list[str]
     objects_without_real_frames: list[str]
+    cross_distribution: str | None = None
     report: str
     figure: str
 
@@ -159,7 +160,8 @@ def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> Sampl
     report = {"objects": per_object, "specs_by_object_and_origin": origins, "specs": len(rows),
               "dropped_behind_camera": dropped,
               "objects_without_grasps": sorted(real_objects - grasp_objects),
-              "objects_without_real_frames": sorted(grasp_objects - real_objects)}
+              "objects_without_real_frames": sorted(grasp_objects - real_objects),
+              "cross_distribution": _cross_choice(per_object, shares) if sampling.sampler == "cross" else None}
     record = {**config_record(config, SECTIONS), "hand_model": hand_model.name}
     with ShardWriter(out, name=f"{manifest['name']}_specs", rows_per_shard=data.rows_per_shard, image_size=size,
                      config=record, overwrite=config.run.overwrite,
@@ -170,6 +172,18 @@ def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> Sampl
     out.write_atomic(f"{REPORT_DIR}/similarity.png", similarity_figure(figures))
     return SampleSummary(**report, report=out.join(f"{REPORT_DIR}/sampling_report.json"),
                          figure=out.join(f"{REPORT_DIR}/similarity.png"))
+
+
+def _cross_choice(per_object: dict, shares: np.ndarray) -> str:
+    """Whether cross-distribution sampling chose among the grasps FPS kept: where an object's
+    share of ``sampling.total`` is at least what FPS kept, it draws them all, whatever its weights."""
+    drawn = sum(entry["grasps_drawn"] for entry in per_object.values())
+    kept = sum(entry["grasps_kept"] for entry in per_object.values())
+    if any(entry["grasps_drawn"] < entry["grasps_kept"] for entry in per_object.values()):
+        return f"drew {drawn} of the {kept} grasps farthest pose sampling kept"
+    share = f"{shares.min()}" if shares.min() == shares.max() else f"{shares.min()}-{shares.max()}"
+    return (f"drew all {kept} grasps farthest pose sampling kept, so it chose nothing: to give it a choice, keep "
+            f"more per object (sampling.synthetic_per_object) than each object's share of sampling.total ({share})")
 
 
 def _novel_views(real, kept, sampling, sampler: str, rng) -> dict:

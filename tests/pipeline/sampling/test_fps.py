@@ -109,6 +109,7 @@ def test_sample_stage_writes_specs_that_keep_the_grasps(inputs, tmp_path):
                                             "grasps_kept": 12, "grasps_drawn": 6}
     assert report["objects_without_real_frames"] == ["banana"]
     assert report["specs_by_object_and_origin"] == {"025_mug": {"real_novel_view": 8, "sim_grasp": 6}}
+    assert report.cross_distribution == "drew 6 of the 12 grasps farthest pose sampling kept"
     image = Image.open(tmp_path / "specs" / "__report__" / "similarity.png")
     assert image.size[0] > 500
     again = sample_and_check(inputs, tmp_path / "again", sampling)
@@ -166,6 +167,10 @@ def test_sample_cli_and_bad_inputs(inputs, tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["specs"] == 3 + 4 and result["objects"]["025_mug"]["grasps_kept"] == 5
+    everything = sample_conditions(inputs / "real", inputs / "grasps", tmp_path / "all",
+                                   {"real_per_object": 3, "synthetic_per_object": 5, "total": 8, "views_per_pose": 1})
+    assert everything.objects["025_mug"]["grasps_drawn"] == 5  # the share, 8, exceeds the 5 kept
+    assert "chose nothing" in everything.cross_distribution and "synthetic_per_object" in everything.cross_distribution
     assert main(["sample", "--real", str(inputs / "real"), "--grasps", str(inputs / "grasps"), "--out",
                  str(tmp_path / "x"), "--per-object", "3"]) == 2
     assert "--per-object: expected 2 comma-separated values" in capsys.readouterr().err
