@@ -96,8 +96,12 @@ def local_spans(points: np.ndarray, normals: np.ndarray, directions: np.ndarray,
 
 
 def narrow_rolls(widths: np.ndarray) -> np.ndarray:
-    """Boolean ``[N, R]``: the rolls of each approach that the hand can close around."""
-    return (widths <= WRAP_M) | (widths <= widths.min(axis=1, keepdims=True) + ROLL_SLACK_M)
+    """Boolean ``[N, R]``: the rolls of each approach that the hand can close around. Where no
+    roll spans at most :data:`WRAP_M` (a can wider than the hand), the widest rolls: the
+    palm's width along the object's longest extent, the fingers curling round its girth."""
+    narrow = (widths <= WRAP_M) | (widths <= widths.min(axis=1, keepdims=True) + ROLL_SLACK_M)
+    wide = widths >= widths.max(axis=1, keepdims=True) - ROLL_SLACK_M
+    return np.where(widths.min(axis=1, keepdims=True) <= WRAP_M, narrow, wide)
 
 
 def roll_onto(facing: np.ndarray, current: np.ndarray, target: np.ndarray) -> np.ndarray:

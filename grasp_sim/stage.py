@@ -93,7 +93,7 @@ def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: 
     if config.close_fingers:
         from grasp_sim.closing import close_fingers
 
-        params, _ = close_fingers(params, hand_model, geometry, betas, asset.sdf)
+        params, _ = close_fingers(params, hand_model, geometry, betas, asset.sdf, wrap=config.close_wrap)
     with torch.no_grad():
         pose = hand_pose(params, hand_model.anatomy)
     translation, _, _ = split_params(params)

@@ -179,6 +179,10 @@ class GraspConfig(StrictModel):
     close_fingers: bool = Field(True, description="after optimisation, flex each finger until it touches the object "
                                                  "(GraspIt's auto-grasp); a finger that never reaches it stays as "
                                                  "optimised")
+    close_wrap: bool = Field(True, description="closing stops each joint when its own bone or one beyond it "
+                                              "touches, so a finger whose base meets the object curls its "
+                                              "outer joints around it; false: a finger stops at its first "
+                                              "touch")
     contact_mm: float = Field(5.0, gt=0, description="a finger touches when one of its vertices is this close")
     max_intersection_cm3: float = Field(1.0, gt=0, description="reject above this object volume inside the hand")
     max_self_penetration_mm: float = Field(3.0, gt=0, description="reject above this overlap of finger segments")

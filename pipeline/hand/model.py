@@ -106,7 +106,8 @@ class HandModel(torch.nn.Module):
         self.fingertip_vertex_ids = tips
         self.register_buffer("_tip_ids", torch.tensor(tips, dtype=torch.long), persistent=False)
         self.part_names = PART_NAMES
-        self.vertex_parts = np.asarray(JOINT_PART)[np.asarray(arrays["weights"]).argmax(axis=1)]
+        self.vertex_joints = np.asarray(arrays["weights"]).argmax(axis=1)  # the MANO16 joint whose bone moves it most
+        self.vertex_parts = np.asarray(JOINT_PART)[self.vertex_joints]
         self.hands_components = np.asarray(arrays["hands_components"])
         self.hands_mean = np.asarray(arrays["hands_mean"])
 

@@ -70,3 +70,33 @@ def test_closing_raises_contact_on_the_same_hands(optimised, hand_model):
         return sum(int((distance[:, parts == f] <= 0.005).any(dim=1).sum()) for f in range(1, 6))
 
     assert fingers_touching(closed) >= fingers_touching(params)
+
+
+def test_wrapping_curls_outer_joints_on_until_they_touch(optimised, hand_model, monkeypatch):
+    """With ``wrap``, a joint stops when its own bone or one beyond it touches, not at the
+    finger's first touch: its outer joints only ever flex further, and one that flexed further
+    ends with its bone, or a bone beyond it, on the surface. (Fingers are let overlap here, so
+    that one finger's curl cannot stop another and both runs agree up to each first touch.)"""
+    from grasp_sim import closing
+    from grasp_sim.closing import CONTACT_GAP_MM, close_fingers
+    from grasp_sim.energy import hand_pose, split_params
+
+    monkeypatch.setattr(closing, "OVERLAP_MM", 1e3)
+
+    ball, geometry, batch, params = optimised
+    wrapped, reached = close_fingers(params, hand_model, geometry, batch["betas"], ball.sdf, wrap=True)
+    stopped, reached_stopping = close_fingers(params, hand_model, geometry, batch["betas"], ball.sdf, wrap=False)
+    assert torch.equal(reached, reached_stopping), "the same fingers reach the ball either way"
+    flexion = split_params(wrapped)[2][..., 0]
+    first_touch = split_params(stopped)[2][..., 0]
+    assert (flexion >= first_touch - 1e-9).all()
+    further = flexion > first_touch + 1e-9
+    assert further.any(), "on some hand a finger's base touches first and its outer joints curl on"
+    with torch.no_grad():
+        vertices, _ = hand_model(hand_pose(wrapped, hand_model.anatomy), batch["betas"], wrapped[:, :3])
+    distance = ball.sdf(vertices)
+    bones = torch.as_tensor(np.asarray(hand_model.vertex_joints))
+    on_surface = torch.stack([distance[:, bones == joint].amin(dim=1) <= CONTACT_GAP_MM / 1000 + 1e-6
+                              for joint in range(1, 16)], dim=1).reshape(-1, 5, 3)
+    bone_or_beyond = on_surface.flip(-1).int().cummax(dim=-1).values.flip(-1).bool().reshape(-1, 15)
+    assert bone_or_beyond[further].all()
