@@ -19,6 +19,10 @@ roll spans at most ``WRAP_M`` (all of them when none does), and the roll among t
 approach's rolls that span at most ``WRAP_M``, or within ``ROLL_SLACK_M`` of its narrowest: a ball keeps a uniform roll, a bottle is taken with the fingers along it
 and the thumb around its girth. (Aiming the fingers across the narrow side instead, the
 first idea, lost acceptance: on the water bottle 31% fell to 6%, the thumb lying along it.)
+An object no approach spans (the 10.2 cm coffee can) is taken the other way: the roll within
+``ROLL_SLACK_M`` of the widest, the palm's width along the can and the fingers curling round
+its girth; fingers laid along it ended on the can with their tips only and let it slip (3 of
+64 accepted at 100 steps, 11 of 64 this way, the same starts otherwise).
 
 The same spans judge the resting poses (:func:`spannable_rests`): a pose counts when some
 approach from above the table has a roll within 45 degrees of level that spans at most

@@ -70,6 +70,32 @@ def test_the_thumb_starts_across_a_box_narrow_side(hand_model, geometry):
     assert np.median(uniform) > np.median(aware) + 0.03, "a uniform roll spans more of the box"
 
 
+
+def test_rolls_span_a_narrow_side_or_wrap_round_an_object_wider_than_the_hand():
+    from grasp_sim.initialization import narrow_rolls
+
+    widths = np.array([[0.06, 0.12, 0.065, 0.2],  # a box: its 6 cm sides
+                       [0.102, 0.12, 0.139, 0.135]])  # a 10 cm can: along its 14 cm axis, within 1 cm of it
+    assert narrow_rolls(widths).tolist() == [[True, False, True, False], [False, False, True, True]]
+
+
+def test_fingers_start_round_the_girth_of_a_can_wider_than_the_hand(hand_model, geometry):
+    from scipy.spatial.transform import Rotation
+
+    from grasp_sim.energy import split_params
+
+    def along_axis(config):
+        asset, params, _, _ = starts("coffee_can", hand_model, geometry, config)
+        box = asset.trimesh.bounding_box_oriented
+        axis = box.primitive.transform[:3, :3].T[np.argmax(box.primitive.extents)]  # the can's 14 cm axis
+        across = Rotation.from_rotvec(split_params(params)[1].double().numpy()).apply(geometry.palm_width_direction)
+        return np.abs(across @ axis)
+
+    aware = along_axis(GraspConfig())
+    # within 41 degrees of the axis (the palm tilts up to 20 degrees off the hull normal; a hand on
+    # the lid has no axis to follow); a uniform roll would put 46% of the hands there
+    assert (aware > 0.75).mean() >= 0.75, "the palm's width lies along the can, the fingers curl round it"
+
 def lying_on(asset, up: np.ndarray) -> np.ndarray:
     """A resting pose ``[4, 4]`` with the object-frame direction ``up`` pointing up, on the table."""
     from scipy.spatial.transform import Rotation
