@@ -111,6 +111,9 @@ class SynthesisConfig(StrictModel):
     num_train_timesteps: int = Field(1000, ge=10)
     beta_start: float = Field(1e-4, gt=0)
     beta_end: float = Field(0.02, gt=0)
+    beta_schedule: Literal["linear", "squaredcos_cap_v2"] = Field(
+        "linear", description="noise schedule: linear betas (DDPM) or the cosine schedule (improved DDPM; "
+                              "beta_start and beta_end unused)")
     loss: Literal["l2", "l1"] = "l2"
     background_weight: float = Field(0.1, ge=0, le=1, description="loss weight of mask-0 pixels (hand/object: 1)")
     snr_gamma: float | None = Field(5.0, gt=0, description="min-SNR clip of the SNR weight; null: uncapped")

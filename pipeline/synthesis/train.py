@@ -52,7 +52,7 @@ def noise_scheduler(config: SynthesisConfig):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
-                         beta_end=config.beta_end, beta_schedule="linear", prediction_type="sample",
+                         beta_end=config.beta_end, beta_schedule=config.beta_schedule, prediction_type="sample",
                          clip_sample=True)
 
 

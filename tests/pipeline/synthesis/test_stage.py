@@ -146,6 +146,19 @@ def test_each_scheduler_recovers_a_perfect_x0(name, steps):
     assert (images - x0).abs().max() < 1e-3
 
 
+
+def test_the_cosine_schedule_reaches_the_samplers():
+    cosine = noise_scheduler(TINY.model_copy(update={"beta_schedule": "squaredcos_cap_v2"}))
+    linear = noise_scheduler(TINY)
+    middle = len(cosine.alphas_cumprod) // 2
+    assert cosine.alphas_cumprod[middle] > linear.alphas_cumprod[middle] + 0.1, "cosine keeps more signal mid-way"
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9
+    batch = {"normal": torch.zeros(2, 3, 8, 8), "texture": torch.zeros(2, 3, 8, 8), "quat": torch.zeros(2, 4)}
+    for name in ("ddim", "dpm"):
+        sampler = scheduler_for(name, cosine.config)
+        assert torch.allclose(sampler.alphas_cumprod, cosine.alphas_cumprod)
+        assert (denoise(Oracle(x0), sampler, batch, 10, 3.0, [1, 2]) - x0).abs().max() < 1e-3
+
 def test_generation_is_deterministic_per_seed_and_independent_of_batch_size(data, tmp_path):
     train(data, tmp_path / "ckpt", TINY, max_steps=2, progress=False)
     from pipeline.synthesis.sample import generate
