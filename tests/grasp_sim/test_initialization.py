@@ -70,7 +70,6 @@ def test_the_thumb_starts_across_a_box_narrow_side(hand_model, geometry):
     assert np.median(uniform) > np.median(aware) + 0.03, "a uniform roll spans more of the box"
 
 
-
 def test_rolls_span_a_narrow_side_or_wrap_round_an_object_wider_than_the_hand():
     from grasp_sim.initialization import narrow_rolls
 

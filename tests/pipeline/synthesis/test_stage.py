@@ -146,7 +146,6 @@ def test_each_scheduler_recovers_a_perfect_x0(name, steps):
     assert (images - x0).abs().max() < 1e-3
 
 
-
 def test_the_cosine_schedule_reaches_the_samplers():
     cosine = noise_scheduler(TINY.model_copy(update={"beta_schedule": "squaredcos_cap_v2"}))
     linear = noise_scheduler(TINY)
@@ -158,6 +157,7 @@ def test_the_cosine_schedule_reaches_the_samplers():
         sampler = scheduler_for(name, cosine.config)
         assert torch.allclose(sampler.alphas_cumprod, cosine.alphas_cumprod)
         assert (denoise(Oracle(x0), sampler, batch, 10, 3.0, [1, 2]) - x0).abs().max() < 1e-3
+
 
 def test_generation_is_deterministic_per_seed_and_independent_of_batch_size(data, tmp_path):
     train(data, tmp_path / "ckpt", TINY, max_steps=2, progress=False)
