@@ -95,6 +95,7 @@ def test_fingers_start_round_the_girth_of_a_can_wider_than_the_hand(hand_model, 
     # the lid has no axis to follow); a uniform roll would put 46% of the hands there
     assert (aware > 0.75).mean() >= 0.75, "the palm's width lies along the can, the fingers curl round it"
 
+
 def lying_on(asset, up: np.ndarray) -> np.ndarray:
     """A resting pose ``[4, 4]`` with the object-frame direction ``up`` pointing up, on the table."""
     from scipy.spatial.transform import Rotation
