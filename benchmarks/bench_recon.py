@@ -9,7 +9,8 @@ model's ``paper`` input size and width (MobRecon 128 px, HandOccNet 256 px) and 
 batch 32, against baselines measured in the same run: the encoder alone (how much the
 decoder adds) and the MobRecon-style model at the same preset. The diffusion model's
 inference is its whole DDIM-10 sampling. Target: the MobRecon-style model infers >= 200 images/s at 128 px on
-the 2-core CPU (the edge-case filter must never be the slow stage).
+the 2-core CPU (the edge-case filter must never be the slow stage). Then the Lite0 recipe's
+training rate with its images in the plain layout against channels-last (the default).
 
 Quality: each model (``tiny`` preset) and recipe trained ``--steps`` steps (a fixed CPU
 budget) under each demo protocol, on its own training split (``s0_train`` for ``s0_test``,
@@ -52,10 +53,13 @@ def rate(func, images: int, repeats: int = 3) -> float:
     return images * repeats / (time.perf_counter() - started)
 
 
-def throughput(name: str, preset: str, device: str, batch: int = 32) -> dict:
-    config = resolve(ReconstructionConfig(model=name, preset=preset))
+def throughput(name: str, preset: str, device: str, batch: int = 32, backbone: str | None = None,
+               channels_last: bool = True) -> dict:
+    config = resolve(ReconstructionConfig(model=name, preset=preset, **({"backbone": backbone} if backbone else {})))
     torch.manual_seed(0)
     model = build_model(config, "builtin").to(device)
+    if not channels_last:  # the Lite0 encoder's plain-layout baseline
+        model.encoder.memory_format = torch.contiguous_format
     images = torch.randn(batch, 3, config.image_size, config.image_size, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -148,6 +152,13 @@ def main() -> None:
             print(f"| {name} | {preset} | {r['size']} | {r['params_m']:.2f} | {r['infer']:.0f} | {r['encoder']:.0f} | "
                   f"{r['infer'] / r['encoder']:.2f} | {r['train']:.0f} | {r['infer'] / base['infer']:.2f}x | "
                   f"{r['train'] / base['train']:.2f}x |", flush=True)
+    if not args.skip_throughput:
+        print("\n| Lite0 recipe, tiny, batch 16 | train img/s plain layout | channels-last (default) | ratio |")
+        print("|---|---:|---:|---:|")
+        for repeat in range(2):  # alternated: the second pair shows the spread
+            plain, fast = (throughput("mobrecon", "tiny", args.device, 16, "lite0", layout)["train"]
+                           for layout in (False, True))
+            print(f"| run {repeat + 1} | {plain:.0f} | {fast:.0f} | {fast / plain:.2f}x |", flush=True)
     if args.skip_quality:
         return
     demo = Path(args.demo)

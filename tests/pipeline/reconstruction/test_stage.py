@@ -476,3 +476,15 @@ def test_lite0_backbone_loads_its_shipped_imagenet_weights():
         features = pretrained(torch.zeros(2, 3, 64, 64))
     assert [f.shape[1] for f in features] == pretrained.channels == [24, 40, 112, 320]
     assert [f.shape[-1] for f in features] == [16, 8, 4, 2]
+
+
+def test_lite0_features_in_channels_last_match_the_plain_layout():
+    from pipeline.reconstruction.backbones import Lite0Encoder
+
+    fast, plain = Lite0Encoder(pretrained=True).eval(), Lite0Encoder(pretrained=True, channels_last=False).eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features, reference = fast(images), plain(images)
+    assert features[0].is_contiguous(memory_format=torch.channels_last) and reference[0].is_contiguous()
+    for ours, theirs in zip(features, reference):
+        assert torch.allclose(ours, theirs, atol=1e-4 * float(theirs.abs().max()))
