@@ -125,7 +125,9 @@ class SynthesisConfig(StrictModel):
     gradient_accumulation: int = Field(1, ge=1)
     max_steps: int = Field(10_000, ge=1)
     ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay cap (diffusers EMAModel, with warm-up)")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, none on CPU")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast (faster only with "
+                            "AVX-512 BF16 or AMX); fp16 needs a GPU")
     checkpoint_every: int = Field(1000, ge=1)
     sample_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
@@ -296,7 +298,9 @@ class ReconstructionConfig(StrictModel):
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     num_workers: int = Field(2, ge=0)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, none on CPU")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast (faster only with "
+                            "AVX-512 BF16 or AMX); fp16 needs a GPU")
     procrustes: Literal["freihand", "handoccnet"] = Field(
         "freihand", description="freihand: align_w_scale (FreiHAND/HO3D/DexYCB toolkit); handoccnet: rigid_align")
     eval_batch_size: int = Field(64, ge=1)

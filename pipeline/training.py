@@ -20,7 +20,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 
-from pipeline.errors import BadData, DatasetConflict
+from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.imaging import figure_png, pyplot
 from pipeline.paths import FLOW_LOG
 
@@ -145,17 +145,35 @@ def mixed_precision(setting: str, device: str) -> str:
     """``auto``: bf16 on a GPU, none on the CPU."""
     if setting == "auto":
         return "bf16" if device.startswith("cuda") else "no"
+    if setting == "fp16" and device == "cpu":
+        raise InputError("mixed_precision: fp16 needs a GPU; on the CPU use bf16 (fast on CPUs with AVX-512 BF16 "
+                         "or AMX) or no")
     return setting
 
 
 def accelerator_on(device: str, precision: str, **kwargs):
     """An ``accelerate.Accelerator`` on the resolved ``device`` (``cpu``, ``cuda`` or ``cuda:N``):
-    a CPU run stays on the CPU even where a GPU exists."""
+    a CPU run stays on the CPU even where a GPU exists.
+
+    On the CPU the accelerator runs in fp32 and :func:`autocast` gives bf16: accelerate fixes one
+    precision per process, and a flow trains the DDPM and the reconstructors in one process, each
+    at the precision its own config section asks for."""
     from accelerate import Accelerator
 
     if device.startswith("cuda:"):
         torch.cuda.set_device(int(device.partition(":")[2]))
-    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision(precision, device), **kwargs)
+    resolved = mixed_precision(precision, device)
+    return Accelerator(cpu=device == "cpu", mixed_precision="no" if device == "cpu" else resolved, **kwargs)
+
+
+def autocast(accelerator, device, precision: str):
+    """The context a forward pass runs in: accelerate's mixed precision on a GPU, torch's bf16
+    autocast on the CPU when ``precision`` resolves to bf16."""
+    if torch.device(device).type != "cpu":
+        return accelerator.autocast()
+    if mixed_precision(precision, "cpu") == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def check_output(out: Path, resume: bool) -> None:

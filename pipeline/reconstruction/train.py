@@ -37,6 +37,7 @@ from pipeline.training import (
     STATE_FILE,
     FixedOrder,
     accelerator_on,
+    autocast,
     check_output,
     data_loader,
     latest_checkpoint,
@@ -192,7 +193,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
         for batch in loader:
             generator = step_generator(seed, step)
             targets = make_targets(batch, hand, device, draw_augmentation(len(batch["sample_id"]), config, generator))
-            with accelerator.autocast():
+            with autocast(accelerator, device, config.mixed_precision):
                 outputs = model(targets["images"], targets, generator) if trains_on_targets else \
                     model(targets["images"])
             terms = reconstruction_losses({k: v.float() for k, v in outputs.items()}, targets, config, faces)

@@ -32,6 +32,7 @@ from pipeline.training import (
     STATE_FILE,
     FixedOrder,
     accelerator_on,
+    autocast,
     check_output,
     data_loader,
     latest_checkpoint,
@@ -111,7 +112,9 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
                              persistent_workers=False)
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, accelerator.device)
+                with autocast(accelerator, accelerator.device, config.mixed_precision):
+                    loss = _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step,
+                                       accelerator.device)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)

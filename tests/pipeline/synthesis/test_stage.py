@@ -109,6 +109,24 @@ def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path
     assert (tmp_path / "whole" / "samples-000004.png").exists()
 
 
+def test_bf16_on_the_cpu_trains_in_one_process_beside_fp32(data, tmp_path):
+    """accelerate fixes one precision per process; on the CPU bf16 is torch's autocast, so a flow
+    can train the DDPM in bf16 and, in the same process, its reconstructors in fp32."""
+    from pipeline.errors import InputError
+    from pipeline.training import mixed_precision
+
+    runs = (("fp32", TINY), ("bf16", TINY.model_copy(update={"mixed_precision": "bf16"})), ("fp32 again", TINY))
+    losses = {}
+    for name, config in runs:
+        train(data, tmp_path / name, config, max_steps=2, progress=False)
+        losses[name] = np.array(json.loads((tmp_path / name / "loss.json").read_text())["loss"])
+    assert np.array_equal(losses["fp32"], losses["fp32 again"])
+    assert not np.array_equal(losses["bf16"], losses["fp32"]), "the forward pass ran in bf16"
+    assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.05)
+    with pytest.raises(InputError, match="fp16 needs a GPU"):
+        mixed_precision("fp16", "cpu")
+
+
 def test_the_texture_residual_paints_the_plain_render_where_the_network_adds_nothing():
     config = CPU.model_copy(update={"image_size": 32})
     model = HandObjectUNet.from_synthesis_config(config)
