@@ -39,7 +39,9 @@ RECIPES: dict[str, dict] = {
                                                                             "background_weight": 0.1},
     "cpu, cosine noise schedule": {"beta_schedule": "squaredcos_cap_v2"},
     "cpu, batch 8 (twice the steps)": {"batch_size": 8},
-    "cpu, bf16 autocast": {"mixed_precision": "bf16"},  # faster only on CPUs with AVX-512 BF16 or AMX
+    # bf16 is faster only on CPUs with AVX-512 BF16 or AMX, where the preset's auto precision takes it.
+    "cpu, fp32": {"mixed_precision": "no"},
+    "cpu, bf16 autocast": {"mixed_precision": "bf16"},
 }
 
 
