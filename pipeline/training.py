@@ -141,6 +141,13 @@ class FixedOrder(torch.utils.data.Sampler):
         return len(self.order)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic (AVX-512 BF16 or AMX); elsewhere torch emulates bf16,
+    slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def mixed_precision(setting: str, device: str) -> str:
     """``auto``: bf16 on a GPU, none on the CPU."""
     if setting == "auto":

@@ -23,6 +23,7 @@ class TrainInputs(StageInputs):
 
 class TrainSummary(StageSummary):
     steps: int
+    precision: str = Field("no", description="the forward passes' precision: no (fp32), bf16 or fp16")
     datasets: dict = Field({}, description="what it trained on: name, content fingerprint and rows")
     loss_first: float | None
     loss_last: float | None

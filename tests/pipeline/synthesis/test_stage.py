@@ -115,7 +115,8 @@ def test_bf16_on_the_cpu_trains_in_one_process_beside_fp32(data, tmp_path):
     from pipeline.errors import InputError
     from pipeline.training import mixed_precision
 
-    runs = (("fp32", TINY), ("bf16", TINY.model_copy(update={"mixed_precision": "bf16"})), ("fp32 again", TINY))
+    fp32, bf16 = (TINY.model_copy(update={"mixed_precision": precision}) for precision in ("no", "bf16"))
+    runs = (("fp32", fp32), ("bf16", bf16), ("fp32 again", fp32))
     losses = {}
     for name, config in runs:
         train(data, tmp_path / name, config, max_steps=2, progress=False)
@@ -125,6 +126,16 @@ def test_bf16_on_the_cpu_trains_in_one_process_beside_fp32(data, tmp_path):
     assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.05)
     with pytest.raises(InputError, match="fp16 needs a GPU"):
         mixed_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_precision_takes_bf16_only_on_a_cpu_that_computes_in_it(has_bf16, monkeypatch):
+    from pipeline.synthesis import train as ddpm_training
+
+    monkeypatch.setattr(ddpm_training, "cpu_has_bf16", lambda: has_bf16)
+    assert ddpm_training.ddpm_precision("auto", "cpu") == ("bf16" if has_bf16 else "no")
+    assert ddpm_training.ddpm_precision("no", "cpu") == "no"
+    assert ddpm_training.ddpm_precision("auto", "cuda") == "bf16"
 
 
 def test_the_texture_residual_paints_the_plain_render_where_the_network_adds_nothing():
