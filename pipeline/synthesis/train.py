@@ -156,8 +156,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     from pipeline.data.manifest import dataset_fingerprint, dataset_name
 
     seen = {"train": {"name": dataset_name(data), "fingerprint": dataset_fingerprint(data), "rows": len(dataset)}}
-    return {"out": str(out), "steps": step, "precision": precision, "datasets": seen, "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None, "model": str(out / "model"),
+    return {"out": str(out), "steps": step, "precision": precision, "datasets": seen,
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, "model": str(out / "model"),
             "loss_curve": str(out / "loss_curve.png")}
 
 
