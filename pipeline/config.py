@@ -126,8 +126,8 @@ class SynthesisConfig(StrictModel):
     max_steps: int = Field(10_000, ge=1)
     ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay cap (diffusers EMAModel, with warm-up)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast (faster only with "
-                            "AVX-512 BF16 or AMX); fp16 needs a GPU")
+        "auto", description="auto: bf16 on GPU and on a CPU with AVX-512 BF16 or AMX, else none; bf16 on the CPU is "
+                            "torch's autocast; fp16 needs a GPU")
     checkpoint_every: int = Field(1000, ge=1)
     sample_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
