@@ -5,7 +5,7 @@ demo's and benchmark's), ``small`` (64 px, GPU) and ``base`` (the paper's 128 px
 CPU"): a narrow three-level UNet without self-attention (a third faster a step, and the lowest
 distance at equal time) that predicts x0 as the texture map plus a residual, every pixel weighted alike (the room behind the hand is half of what
 makes an image look real), a high learning rate after a short warm-up, sized so that its
-default steps take about 30 minutes on two cores in fp32 (16 to 19 in bf16, which ``auto`` takes
+default steps take about 30 minutes on two cores in fp32 (14 in bf16, which ``auto`` takes
 on a CPU with AVX-512 BF16 or AMX). It samples with 10 DPM-Solver++ steps and no
 guidance: the sampler grid scored them as close to real as 25 steps with guidance 3, 4x faster.
 """
