@@ -124,6 +124,10 @@ class SynthesisConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
     max_steps: int = Field(10_000, ge=1)
+    max_steps_bf16: int | None = Field(
+        None, ge=1, description="steps where the DDPM trains in bf16, which steps faster (the cpu preset: as many "
+                                "as its fp32 max_steps take in the same half hour); null, or max_steps set "
+                                "explicitly: max_steps")
     ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay cap (diffusers EMAModel, with warm-up)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPU and on a CPU with AVX-512 BF16 or AMX, else none; bf16 on the CPU is "

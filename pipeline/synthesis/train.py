@@ -65,6 +65,13 @@ def ddpm_precision(setting: str, device: str) -> str:
     return "bf16" if setting == "auto" and device == "cpu" and cpu_has_bf16() else mixed_precision(setting, device)
 
 
+def default_steps(config: SynthesisConfig, precision: str) -> int:
+    """``max_steps_bf16`` where the DDPM trains in bf16 and the config has one, else ``max_steps``:
+    a bf16 step takes about half the time on a CPU with bf16 arithmetic, so the cpu preset's half
+    hour trains twice the steps there, and they paint closer to real (benchmarks/RESULTS.md)."""
+    return config.max_steps_bf16 if precision == "bf16" and config.max_steps_bf16 else config.max_steps
+
+
 def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int | None = None, resume: bool = False,
           progress: bool = True, device: str = "cpu") -> dict:
     """Train on the shards at ``data`` into ``out``; returns a summary (steps, last losses, paths)."""
@@ -72,9 +79,9 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     from diffusers.training_utils import EMAModel
 
     out = Path(out)
-    max_steps = max_steps or config.max_steps
     check_output(out, resume)
     precision = ddpm_precision(config.mixed_precision, device)
+    max_steps = max_steps or default_steps(config, precision)
     accelerator = accelerator_on(device, precision,
                                  gradient_accumulation_steps=config.gradient_accumulation)
     checkpoint = latest_checkpoint(out) if resume else None

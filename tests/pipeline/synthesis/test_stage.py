@@ -138,6 +138,22 @@ def test_auto_precision_takes_bf16_only_on_a_cpu_that_computes_in_it(has_bf16, m
     assert ddpm_training.ddpm_precision("auto", "cuda") == "bf16"
 
 
+def test_bf16_steps_apply_only_in_bf16_and_never_over_steps_the_config_sets(data, tmp_path):
+    """The cpu preset trains more steps where they are faster; a config's own max_steps wins."""
+    from pipeline.config import SynthesisConfig
+    from pipeline.synthesis.train import default_steps
+
+    preset = resolve("cpu")
+    assert default_steps(preset, "bf16") == preset.max_steps_bf16 > default_steps(preset, "no") == preset.max_steps
+    explicit = resolve(overrides=SynthesisConfig(preset="cpu", max_steps=60))
+    assert default_steps(explicit, "bf16") == default_steps(explicit, "no") == 60
+    config = TINY.model_copy(update={"max_steps": 2, "max_steps_bf16": 3})
+    for precision, steps in (("bf16", 3), ("no", 2)):
+        summary = train(data, tmp_path / precision, config.model_copy(update={"mixed_precision": precision}),
+                        progress=False)
+        assert (summary["precision"], summary["steps"]) == (precision, steps)
+
+
 def test_the_texture_residual_paints_the_plain_render_where_the_network_adds_nothing():
     config = CPU.model_copy(update={"image_size": 32})
     model = HandObjectUNet.from_synthesis_config(config)
