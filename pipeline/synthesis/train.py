@@ -164,7 +164,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
 
     seen = {"train": {"name": dataset_name(data), "fingerprint": dataset_fingerprint(data), "rows": len(dataset)}}
     return {"out": str(out), "steps": step, "precision": precision, "datasets": seen,
-            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, "model": str(out / "model"),
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+            "model": str(out / "model"),
             "loss_curve": str(out / "loss_curve.png")}
 
 
