@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/bench_synth_recipes.py --train out/demo/real/s0_train
 --test out/demo/real/s0_test [--minutes 8] [--recipes "cpu;cpu, cosine noise schedule"] [--parallel 2]``; with
-``--sampler-grid MODEL`` it only scores a trained model under each DPM-Solver++ steps and
-guidance of ``SAMPLER_GRID``.
+``--sampler-grid MODEL [--grid 10:1,50:1] [--recon RECON]`` it only scores a trained model under each
+DPM-Solver++ steps and guidance (default ``SAMPLER_GRID``), and with a reconstructor trained on
+the same real data, the condition fidelity of each, with 95% intervals against the first.
 
 Every recipe is the ``cpu`` preset with a few keys changed (``RECIPES``), trained on the same
 real training split from the same seed for about ``--minutes`` of wall time (its steps come
@@ -27,8 +28,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from pipeline.boost.intervals import relative_change_interval
+
 SEGMENTS = 3  # evaluations per recipe, evenly spaced in training time
-SAMPLER_GRID = ((10, 1.0), (10, 3.0), (25, 1.0), (25, 3.0))  # DPM-Solver++ steps, guidance
+SAMPLER_GRID = ((10, 1.0), (25, 1.0), (50, 1.0), (100, 1.0))  # DPM-Solver++ steps, guidance
 EVAL_SAMPLE_STEPS = 10  # DPM-Solver++ steps of the evaluations (25 in synth generate): the sweep's time goes to training
 RECIPES: dict[str, dict] = {
     "cpu": {},
@@ -107,22 +110,80 @@ def run_recipe(name: str, overrides: dict, train: str, test: str, out: str, minu
             "steps_per_s": round(rate, 3), "images_per_s": round(rate * config.batch_size, 2), "points": points}
 
 
-def sampler_grid(model: Path, train: str, test: str, out: Path, seed: int) -> list[dict]:
-    """One trained model's Fréchet distance under each (DPM-Solver++ steps, guidance) of SAMPLER_GRID."""
+def sampler_grid(model: Path, train: str, test: str, out: Path, seed: int, grid=SAMPLER_GRID,
+                 recon: str | None = None) -> list[dict]:
+    """One trained model's Fréchet distance under each (DPM-Solver++ steps, guidance) of ``grid``.
+
+    With ``recon`` (a reconstructor trained on the same protocol's real data), also the condition
+    fidelity: its MPJPE on the re-synthesised test images, the rise over the real ones, and the
+    95% interval of each setting's MPJPE change against the first setting's, paired by test row
+    and bootstrapped over test sequences (every setting paints from the same noise)."""
     from pipeline.config import PipelineConfig
     from pipeline.synthesis.stage import EvalInputs, synth_eval
 
-    rows = []
-    for steps, guidance in SAMPLER_GRID:
+    rows, first = [], None
+    for steps, guidance in grid:
         config = PipelineConfig.model_validate({"seed": seed, "run": {"progress": False}, "synthesis": {
             "sample_scheduler": "dpm", "sample_steps": steps, "guidance": guidance}})
         started = time.perf_counter()
-        summary = synth_eval(config, EvalInputs(ckpt=str(model), real=test, train=train),
-                             out / f"sampler-{steps}-{guidance:g}")
-        rows.append({"steps": steps, "guidance": guidance, "frechet_distance": summary.frechet_distance,
-                     "seconds": round(time.perf_counter() - started, 1)})
-        print(f"sampler DPM-Solver++ {steps} steps, guidance {guidance:g}: {summary.frechet_distance:.1f}", flush=True)
+        folder = out / f"sampler-{steps}-{guidance:g}"
+        summary = synth_eval(config, EvalInputs(ckpt=str(model), real=test, train=train, recon=recon), folder)
+        row = {"steps": steps, "guidance": guidance, "frechet_distance": summary.frechet_distance,
+               "seconds": round(time.perf_counter() - started, 1)}
+        if recon is not None:
+            errors = resynthesised_errors(recon, folder / "resynthesised", config)
+            first = errors if first is None else first
+            if list(errors["sample_id"]) != list(first["sample_id"]):
+                raise RuntimeError(f"{folder}: its re-synthesised rows are not the first setting's; cannot pair them")
+            real = summary.fidelity["real"]["mpjpe"]
+            row.update(mpjpe=round(float(errors["mpjpe"].mean()), 3), mpjpe_real=real,
+                       rise_percent=round(100 * (float(errors["mpjpe"].mean()) / real - 1), 2),
+                       change_ci95=relative_change_interval({0: errors["mpjpe"]}, {0: first["mpjpe"]},
+                                                            errors["sequence_id"]))
+        rows.append(row)
+        print(f"sampler DPM-Solver++ {steps} steps, guidance {guidance:g}: {summary.frechet_distance:.1f}"
+              + (f", MPJPE {row['mpjpe']:.1f} (+{row['rise_percent']:.1f}% over real)" if recon else ""), flush=True)
     return rows
+
+
+def resynthesised_errors(recon: str, images: Path, config) -> dict:
+    """The reconstructor's MPJPE (mm) on each re-synthesised row, with the rows' sample and sequence ids."""
+    from pipeline.data.manifest import read_columns
+    from pipeline.reconstruction.data import recon_dataset
+    from pipeline.reconstruction.filter import row_errors
+    from pipeline.reconstruction.models import load_reconstructor
+
+    model = load_reconstructor(recon)
+    errors = row_errors(model, recon_dataset(str(images), model.config.image_size),
+                        procrustes=config.reconstruction.procrustes)
+    _, table = read_columns(str(images), ["sample_id", "sequence_id"])
+    if table.column("sample_id").to_pylist() != list(errors["sample_id"]):
+        raise RuntimeError(f"{images}: the reconstructor's rows are not the dataset's in order")
+    return {"sample_id": errors["sample_id"], "mpjpe": errors["mpjpe"],
+            "sequence_id": table.column("sequence_id").to_numpy(zero_copy_only=False)}
+
+
+def parse_grid(text: str) -> tuple[tuple[int, float], ...]:
+    """``"10:1,25:1"`` -> ((10, 1.0), (25, 1.0))."""
+    pairs = [item.split(":") for item in text.split(",") if item]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected STEPS:GUIDANCE pairs separated by commas, got {text!r}")
+    return tuple((int(steps), float(guidance)) for steps, guidance in pairs)
+
+
+def print_grid(rows: list[dict]) -> None:
+    fidelity = "mpjpe" in rows[0]
+    print("\n| DPM-Solver++ steps | guidance | Fréchet | " + ("MPJPE re-synthesised (real) | rise | "
+          "change vs first [95% CI] | " if fidelity else "") + "eval s |")
+    print("|---:|---:|---:|" + ("---:|---:|---:|" if fidelity else "") + "---:|")
+    for row in rows:
+        cells = [str(row["steps"]), f"{row['guidance']:g}", f"{row['frechet_distance']:.1f}"]
+        if fidelity:
+            low, high = row["change_ci95"]
+            change = 100 * (row["mpjpe"] / rows[0]["mpjpe"] - 1)
+            cells += [f"{row['mpjpe']:.1f} ({row['mpjpe_real']:.1f})", f"+{row['rise_percent']:.1f}%",
+                      f"{change:+.1f}% [{low:+.1f}, {high:+.1f}]"]
+        print("| " + " | ".join(cells + [str(row["seconds"])]) + " |")
 
 
 def parameters(config) -> int:
@@ -169,13 +230,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler-grid", default=None, metavar="MODEL",
                         help="only score a trained model (a synth train folder) under each sampler setting")
+    parser.add_argument("--grid", type=parse_grid, default=SAMPLER_GRID, metavar="STEPS:GUIDANCE,...",
+                        help="the sampler settings of --sampler-grid; the first is the baseline of the intervals")
+    parser.add_argument("--recon", default=None, help="with --sampler-grid: a reconstructor trained on the real "
+                                                       "training split, for condition fidelity")
     args = parser.parse_args()
     if args.sampler_grid:
-        rows = sampler_grid(Path(args.sampler_grid), args.train, args.test, Path(args.out), args.seed)
+        rows = sampler_grid(Path(args.sampler_grid), args.train, args.test, Path(args.out), args.seed, args.grid,
+                            args.recon)
         (Path(args.out) / "samplers.json").write_text(json.dumps(rows, indent=2))
-        print("\n| DPM-Solver++ steps | guidance | Fréchet | eval s (64 images + features) |\n|---:|---:|---:|---:|")
-        for row in rows:
-            print(f"| {row['steps']} | {row['guidance']:g} | {row['frechet_distance']:.1f} | {row['seconds']} |")
+        print_grid(rows)
         return
     wanted = None if args.recipes is None else [name.strip() for name in args.recipes.split(";")]
     unknown = sorted(set(wanted or []) - set(RECIPES))

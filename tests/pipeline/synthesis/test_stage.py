@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from flows.cli import main
+from pipeline.config import SynthesisConfig
 from pipeline.data import ShardWriter, validate_dataset
 from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.synthesis.data import model_dataset
 from pipeline.synthesis.model import HandObjectUNet
 from pipeline.synthesis.objective import diffusion_loss, loss_weights
-from pipeline.synthesis.presets import resolve
+from pipeline.synthesis.presets import PRESETS, resolve
 from pipeline.synthesis.sample import denoise, scheduler_for
 from pipeline.synthesis.train import _micro_step, noise_scheduler, train
 
@@ -140,7 +141,6 @@ def test_auto_precision_takes_bf16_only_on_a_cpu_that_computes_in_it(has_bf16, m
 
 def test_bf16_steps_apply_only_in_bf16_and_never_over_steps_the_config_sets(data, tmp_path):
     """The cpu preset trains more steps where they are faster; a config's own max_steps wins."""
-    from pipeline.config import SynthesisConfig
     from pipeline.synthesis.train import default_steps
 
     preset = resolve("cpu")
@@ -246,7 +246,9 @@ def test_generation_samples_with_the_presets_settings_and_its_identity_names_the
     cpu = make_config({"synthesis.preset": "cpu"})
     synth_generate(cpu, inputs, tmp_path / "cpu")
     gen = [r["gen"] for r in ShardDataset(tmp_path / "cpu", columns=["gen"])]
-    assert all(g["steps"] == 10 and g["guidance"] == 1.0 for g in gen)  # the cpu preset's sampler, not the defaults
+    sampler = PRESETS["cpu"]["sample_steps"], PRESETS["cpu"]["guidance"]
+    assert sampler != (SynthesisConfig().sample_steps, SynthesisConfig().guidance)
+    assert all((g["steps"], g["guidance"]) == sampler for g in gen)  # the cpu preset's sampler, not the defaults
     explicit = make_config({"synthesis.preset": "cpu", "synthesis.sample_steps": 3, "synthesis.guidance": 2.0})
     synth_generate(explicit, inputs, tmp_path / "explicit")
     assert all(r["gen"]["steps"] == 3 and r["gen"]["guidance"] == 2.0
