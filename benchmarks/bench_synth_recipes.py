@@ -32,7 +32,7 @@ from pipeline.boost.intervals import relative_change_interval
 
 SEGMENTS = 3  # evaluations per recipe, evenly spaced in training time
 SAMPLER_GRID = ((10, 1.0), (25, 1.0), (50, 1.0), (100, 1.0))  # DPM-Solver++ steps, guidance
-EVAL_SAMPLE_STEPS = 10  # DPM-Solver++ steps of the evaluations (25 in synth generate): the sweep's time goes to training
+EVAL_SAMPLE_STEPS = 10  # DPM-Solver++ steps of the evaluations (the preset samples 50): the sweep's time goes to training
 RECIPES: dict[str, dict] = {
     "cpu": {},
     "cpu, attention at 16 px": {"attention_resolutions": [16]},
@@ -142,7 +142,7 @@ def sampler_grid(model: Path, train: str, test: str, out: Path, seed: int, grid=
                                                             errors["sequence_id"]))
         rows.append(row)
         print(f"sampler DPM-Solver++ {steps} steps, guidance {guidance:g}: {summary.frechet_distance:.1f}"
-              + (f", MPJPE {row['mpjpe']:.1f} (+{row['rise_percent']:.1f}% over real)" if recon else ""), flush=True)
+              + (f", MPJPE {row['mpjpe']:.1f} ({row['rise_percent']:+.1f}% over real)" if recon else ""), flush=True)
     return rows
 
 
@@ -181,7 +181,7 @@ def print_grid(rows: list[dict]) -> None:
         if fidelity:
             low, high = row["change_ci95"]
             change = 100 * (row["mpjpe"] / rows[0]["mpjpe"] - 1)
-            cells += [f"{row['mpjpe']:.1f} ({row['mpjpe_real']:.1f})", f"+{row['rise_percent']:.1f}%",
+            cells += [f"{row['mpjpe']:.1f} ({row['mpjpe_real']:.1f})", f"{row['rise_percent']:+.1f}%",
                       f"{change:+.1f}% [{low:+.1f}, {high:+.1f}]"]
         print("| " + " | ".join(cells + [str(row["seconds"])]) + " |")
 
