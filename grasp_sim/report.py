@@ -70,18 +70,15 @@ def thumb_opposition(distance: np.ndarray, normals: np.ndarray, parts: np.ndarra
     return float(min(means[1] @ means[part] for part in means if part != 1))
 
 
-def opposition_by_verdict(arrays: dict, rows: np.ndarray, asset, hand_model, contact_m: float) -> dict:
-    """Mean :func:`thumb_opposition` of the accepted and of the rejected grasps among ``rows``
-    (None where there are none, or none with thumb and finger contact)."""
+def opposition_by_verdict(vertices: torch.Tensor, accepted: np.ndarray, asset, parts: np.ndarray,
+                          contact_m: float) -> dict:
+    """Mean :func:`thumb_opposition` of the accepted and of the rejected hands (``vertices [N, V, 3]``,
+    ``accepted [N]``; None where there are none, or none with thumb and finger contact)."""
     from grasp_sim.energy import surface_normals
 
     with torch.no_grad():
-        vertices, _ = hand_model(*(torch.as_tensor(arrays[c][rows]) for c in ("hand_pose", "hand_betas", "hand_trans")))
-        vertices = vertices.double()
         distance, normals = asset.sdf(vertices).numpy(), surface_normals(asset.sdf, vertices).numpy()
-    parts = np.asarray(hand_model.vertex_parts)
-    values = np.asarray([thumb_opposition(distance[i], normals[i], parts, contact_m) for i in range(len(rows))])
-    accepted = arrays["accepted"][rows]
+    values = np.asarray([thumb_opposition(distance[i], normals[i], parts, contact_m) for i in range(len(vertices))])
     return {verdict: round(float(np.nanmean(values[keep])), 3) if np.isfinite(values[keep]).any() else None
             for verdict, keep in (("accepted", accepted), ("rejected", ~accepted))}
 
@@ -142,17 +139,18 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
     accepted = arrays["accepted"].astype(bool)
     report = {"dataset": str(where), "overall": _summary(arrays, np.ones(len(accepted), bool)), "objects": {}}
     report["overall"]["accepted_values"] = {c: _percentiles(arrays[c][accepted].astype(float)) for c in VALUE_COLUMNS}
+    parts = np.asarray(hand_model.vertex_parts)
     for name in objects:
         rows = arrays["object_id"] == name
         entry = _summary(arrays, rows)
-        keep = np.flatnonzero(rows & accepted)
-        if len(keep) >= 2:  # one grasp has no spread to measure: no figure rather than 0
-            with torch.no_grad():
-                _, joints = hand_model(*(torch.as_tensor(arrays[c][keep]) for c in ("hand_pose", "hand_betas",
-                                                                                      "hand_trans")))
-            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints.numpy()), 2)
+        with torch.no_grad():  # every hand of the object, once: the diversity and the opposition read them
+            vertices, joints = hand_model(*(torch.as_tensor(arrays[c][rows]) for c in ("hand_pose", "hand_betas",
+                                                                                        "hand_trans")))
+        kept = accepted[rows]
+        if kept.sum() >= 2:  # one grasp has no spread to measure: no figure rather than 0
+            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints[torch.as_tensor(kept)].numpy()), 2)
         if name in library.names:
-            entry["thumb_opposition"] = opposition_by_verdict(arrays, np.flatnonzero(rows), library[name], hand_model,
+            entry["thumb_opposition"] = opposition_by_verdict(vertices.double(), kept, library[name], parts,
                                                               config.contact_mm / 1000)
         report["objects"][name] = entry
     atomic_write_bytes(out / "histograms.png", _histograms(arrays, config))
