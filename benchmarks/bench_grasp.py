@@ -1,10 +1,11 @@
 """Grasp benchmark: validated grasps per second over the embedded library, pass rates, values, diversity.
 
 Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--iterations 300,1000]
-[--batch-size 16] [--workers 2] [--objects builtin] [--device cpu] [--levers]``.
+[--batch-size 16] [--workers 2] [--seed 0] [--objects builtin] [--device cpu] [--levers] [--one-process]``.
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
 same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
-with a uniform roll, no population moves, no closing step) at each step count; and each lever
+with a uniform roll, no population moves, no closing step, one start per hand) at each step count; the new one
+with a single start per hand, without candidate starts (at the first step count); and each lever
 added on its own (``--levers``), which says what it adds. Per object: acceptance of old and new,
 each check's pass rate and the diversity (mean pairwise joint distance of the accepted grasps)
 of both, and the ratios new / old. Each batch of an object has its own seed, so the k-th
@@ -49,10 +50,13 @@ def measure(label: str, objects: str, out: Path, per_object: int, config: Pipeli
 
 
 OLD = {"grasp.close_fingers": False, "grasp.population_moves": 0, "grasp.init_object_aware": False,
-       "grasp.init_opening": 0.5, "grasp.stability_early_stop": False}
+       "grasp.init_opening": 0.5, "grasp.stability_early_stop": False, "grasp.init_candidates": 1}
+ONE_START = {"grasp.init_candidates": 1}  # the new optimiser without trying candidate starts
 LEVERS = {  # the old optimiser plus one lever
     "closing": {**OLD, "grasp.close_fingers": True},
     "open object-aware starts": {**OLD, "grasp.init_object_aware": True, "grasp.init_opening": 0.1},
+    "open object-aware starts, 8 tried each": {**OLD, "grasp.init_object_aware": True, "grasp.init_opening": 0.1,
+                                               "grasp.init_candidates": 8},
     "population moves": {**OLD, "grasp.population_moves": 2},
     "early-stopping stability test": {**OLD, "grasp.stability_early_stop": True},
 }
@@ -122,17 +126,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--levers", action="store_true", help="also run the old optimiser plus each lever alone "
                                                               "(at the first step count)")
+    parser.add_argument("--seed", type=int, default=PipelineConfig().seed, help="run seed (each batch derives its own)")
+    parser.add_argument("--one-process", action="store_true", help="also time the new optimiser in one process "
+                                                                   "(at the first step count)")
     parser.add_argument("--out", default="/tmp/handbooster_bench_grasp")
     args = parser.parse_args()
     step_counts = [int(n) for n in args.iterations.split(",")]
-    config = with_overrides(PipelineConfig(), {"grasp.batch_size": args.batch_size, "run.workers": args.workers})
+    config = with_overrides(PipelineConfig(), {"grasp.batch_size": args.batch_size, "run.workers": args.workers,
+                                               "seed": args.seed})
     one_step = with_overrides(config, {"grasp.iterations": 1})
     out = Path(args.out)
     # Resting poses, SDF grids and convex pieces are cached per object: warm them outside the timing.
     run_grasps(args.objects, out / "warm", 1, one_step, args.device, progress=False)
     runs = [measure("starting hands (1 step)", args.objects, out / "baseline", args.per_object, one_step,
                     args.device)]
-    if args.workers and not args.device.startswith("cuda"):
+    if args.one_process and args.workers and not args.device.startswith("cuda"):
         in_one = with_overrides(config, {"grasp.iterations": step_counts[0], "run.workers": 0})
         runs.append(measure(f"new ({step_counts[0]} steps), one process", args.objects, out / "one_process",
                             args.per_object, in_one, args.device))
@@ -144,6 +152,9 @@ def main() -> None:
                       measure(f"new ({steps} steps)", args.objects, out / f"new_{steps}", args.per_object, at,
                               args.device)))
         runs += list(pairs[-1][1:])
+        if steps == step_counts[0]:
+            runs.append(measure(f"new, one start per hand ({steps} steps)", args.objects, out / f"one_start_{steps}",
+                                args.per_object, with_overrides(at, ONE_START), args.device))
     if args.levers:
         at = with_overrides(config, {"grasp.iterations": step_counts[0]})
         runs += [measure(f"old + {name}", args.objects, out / name.replace(" ", "_"), args.per_object,

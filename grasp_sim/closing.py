@@ -29,7 +29,7 @@ from grasp_sim.energy import split_params
 from pipeline.hand.joints import JOINT_PART
 
 CLOSE_STEP_DEG = 1.5
-CLOSE_STEPS = 60  # at most 90 degrees of added flexion per joint
+MAX_FLEXION_DEG = 90.0  # added flexion per joint, at most
 CONTACT_GAP_MM = 0.0  # a finger stops this close to the surface (the validator counts 5 mm as contact)
 OVERLAP_MM = 2.0  # a finger stops before overlapping another by more (the validator rejects 3 mm)
 
@@ -46,24 +46,25 @@ def finger_overlap(geometry, joints: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def close_fingers(params: torch.Tensor, hand_model, geometry, betas: torch.Tensor, sdf,
-                  wrap: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                  wrap: bool = True, step_deg: float = CLOSE_STEP_DEG) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed ``params [B, 51]`` and which fingers (``[B, 5]``: thumb .. little) reached the object.
 
     With ``wrap``, a joint stops only once its own bone or a bone beyond it touches, so a finger
     whose base meets a can first goes on curling its outer joints around it (GraspIt's
-    auto-grasp stops links, not fingers); without, the whole finger stops at its first touch."""
+    auto-grasp stops links, not fingers); without, the whole finger stops at its first touch.
+    A coarser ``step_deg`` is cheaper and stops up to a step inside the surface."""
     anatomy = hand_model.anatomy
     translation, rotation, angles = split_params(params)
     start = angles.clone()
     joint_finger = torch.as_tensor(np.asarray(JOINT_PART[1:]) - 1, device=params.device)  # [15] -> 0..4
     bones = torch.as_tensor(np.asarray(hand_model.vertex_joints), device=params.device)
     bone_vertices = [bones == joint for joint in range(1, 16)]  # each bone's vertices, MANO16 joints 1..15
-    step = np.deg2rad(CLOSE_STEP_DEG)
+    step = np.deg2rad(step_deg)
     touched = torch.zeros(len(params), 15, dtype=torch.bool, device=params.device)  # per bone
     blocked = torch.zeros(len(params), 5, dtype=torch.bool, device=params.device)  # per finger
     at_touch = start.clone()  # each finger's angles when it first touched
     allowed = previous = None
-    for _ in range(CLOSE_STEPS + 1):
+    for _ in range(int(np.ceil(MAX_FLEXION_DEG / step_deg)) + 1):
         pose = torch.cat([rotation, anatomy.to_axis_angle(angles)], dim=1)
         vertices, joints = hand_model(pose, betas, translation)
         overlap = finger_overlap(geometry, joints)

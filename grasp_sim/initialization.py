@@ -138,11 +138,12 @@ def spannable_rests(asset, rests: np.ndarray, seed: int) -> np.ndarray:
 
 
 def initial_params(asset, geometry, hand_model, betas: torch.Tensor, resting_poses: np.ndarray,
-                   config: GraspConfig, rng: np.random.Generator) -> torch.Tensor:
-    """Optimiser parameters ``[B, 51]`` (see :mod:`grasp_sim.energy`) for ``B = len(betas)`` hands."""
+                   config: GraspConfig, rng: np.random.Generator, pool_for: int | None = None) -> torch.Tensor:
+    """Optimiser parameters ``[B, 51]`` (see :mod:`grasp_sim.energy`) for ``B = len(betas)`` hands,
+    their approach points drawn from a pool sized for ``pool_for`` hands (default ``B``)."""
     batch = len(betas)
     hull = asset.trimesh.convex_hull  # trimesh caches it on the mesh
-    candidates = (CANDIDATES_PER_HAND if config.init_object_aware else 64) * batch
+    candidates = (CANDIDATES_PER_HAND if config.init_object_aware else 64) * (pool_for or batch)
     points, normals = sample_surface(hull.vertices, hull.faces, hull.vertex_normals, candidates,
                                      int(rng.integers(1 << 31)))
     up = resting_poses[:, 2, :3]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grasp_sim.pregrasp import hand_oppositions
 from grasp_sim.validation import CHECKS
 from pipeline.config import GraspConfig
 from pipeline.data.manifest import read_grasp_arrays
@@ -54,31 +55,12 @@ def mean_pairwise_joint_distance(joints: np.ndarray) -> float | None:
     return float(distance[upper[0], upper[1]].mean()) * 1000
 
 
-def thumb_opposition(distance: np.ndarray, normals: np.ndarray, parts: np.ndarray, contact_m: float) -> float:
-    """The smallest cosine between the mean unit surface normal under the thumb's touching vertices
-    and under any other finger's (``distance [V]`` SDF, ``normals [V, 3]``, ``parts [V]``: 0 palm,
-    1 thumb .. 5 little); NaN when the thumb or every other finger is out of contact."""
-    touching = distance <= contact_m
-    means = {}
-    for part in range(1, 6):
-        on_part = touching & (parts == part)
-        if on_part.any():
-            mean = normals[on_part].mean(axis=0)
-            means[part] = mean / max(np.linalg.norm(mean), 1e-12)
-    if 1 not in means or len(means) < 2:
-        return float("nan")
-    return float(min(means[1] @ means[part] for part in means if part != 1))
-
-
 def opposition_by_verdict(vertices: torch.Tensor, accepted: np.ndarray, asset, parts: np.ndarray,
                           contact_m: float) -> dict:
-    """Mean :func:`thumb_opposition` of the accepted and of the rejected hands (``vertices [N, V, 3]``,
-    ``accepted [N]``; None where there are none, or none with thumb and finger contact)."""
-    from grasp_sim.energy import surface_normals
-
-    with torch.no_grad():
-        distance, normals = asset.sdf(vertices).numpy(), surface_normals(asset.sdf, vertices).numpy()
-    values = np.asarray([thumb_opposition(distance[i], normals[i], parts, contact_m) for i in range(len(vertices))])
+    """Mean thumb opposition (:func:`grasp_sim.pregrasp.thumb_opposition`) of the accepted and of the
+    rejected hands (``vertices [N, V, 3]``, ``accepted [N]``; None where there are none, or none with
+    thumb and finger contact)."""
+    values = hand_oppositions(vertices, asset.sdf, parts, contact_m)
     return {verdict: round(float(np.nanmean(values[keep])), 3) if np.isfinite(values[keep]).any() else None
             for verdict, keep in (("accepted", accepted), ("rejected", ~accepted))}
 

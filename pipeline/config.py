@@ -184,6 +184,9 @@ class GraspConfig(StrictModel):
     init_object_aware: bool = Field(True, description="approach where the hand can close around the object and "
                                                       "roll the fingers across its narrow side (else: any hull "
                                                       "point, uniform roll)")
+    init_candidates: int = Field(8, ge=1, description="candidate starts per hand: each is slid onto the object "
+                                                       "and closed, and the one whose thumb opposes the fingers "
+                                                       "best is optimised (1: the first start)")
     betas_std: float = Field(0.5, ge=0, description="hand shapes drawn from N(0, std²) per grasp")
     close_fingers: bool = Field(True, description="after optimisation, flex each finger until it touches the object "
                                                  "(GraspIt's auto-grasp); a finger that never reaches it stays as "

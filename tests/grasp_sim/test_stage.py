@@ -270,20 +270,6 @@ def test_cli_grasp_run_and_report(tmp_path):
     assert (report / "histograms.png").stat().st_size > 1000
 
 
-def test_thumb_opposition_is_the_most_opposed_finger_and_needs_thumb_and_finger_contact():
-    from grasp_sim.report import thumb_opposition
-
-    parts = np.array([1, 1, 2, 3, 0])  # two thumb vertices, an index, a middle, a palm vertex
-    normals = np.array([[1.0, 0, 0], [1.0, 0.2, 0], [0, 1.0, 0], [-1.0, 0, 0], [-1.0, 0, 0]])
-    touching = np.zeros(5)
-    thumb_mean = normals[:2].mean(0) / np.linalg.norm(normals[:2].mean(0))
-    assert thumb_opposition(touching, normals, parts, 0.005) == pytest.approx(-thumb_mean[0])  # the middle finger
-    middle_away = np.array([0, 0, 0, 0.01, 0])
-    assert thumb_opposition(middle_away, normals, parts, 0.005) == pytest.approx(thumb_mean[1])  # only the index
-    assert np.isnan(thumb_opposition(np.array([0.01, 0.01, 0, 0, 0]), normals, parts, 0.005))  # no thumb
-    assert np.isnan(thumb_opposition(np.array([0, 0, 0.01, 0.01, 0]), normals, parts, 0.005))  # the palm is no finger
-
-
 def test_cli_unknown_object_is_a_clear_error(tmp_path, capsys):
     from flows.cli import main
 
