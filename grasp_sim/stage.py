@@ -83,16 +83,15 @@ def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: 
     device, dtype = hand_model.device, hand_model.dtype
     betas = torch.as_tensor(rng.normal(0.0, config.betas_std, (size, hand_model.num_betas)), dtype=dtype,
                             device=device)
-    if config.init_candidates > 1:
+    many = config.init_candidates  # candidate starts per hand, consecutive
+    candidate_betas = betas.repeat_interleave(many, dim=0)
+    params = initial_params(asset, geometry, hand_model, candidate_betas, np.repeat(rests, many, axis=0), config, rng,
+                            pool_for=size)
+    if many > 1:
         from grasp_sim.pregrasp import choose_starts
 
-        many = config.init_candidates
-        params = initial_params(asset, geometry, hand_model, betas.repeat_interleave(many, dim=0),
-                                np.repeat(rests, many, axis=0), config, rng, pool_for=size)
-        params, _ = choose_starts(params, hand_model, geometry, betas.repeat_interleave(many, dim=0), asset.sdf,
-                                  many, config.contact_mm / 1000)
-    else:
-        params = initial_params(asset, geometry, hand_model, betas, rests, config, rng)
+        params, _ = choose_starts(params, hand_model, geometry, candidate_betas, asset.sdf, many,
+                                  config.contact_mm / 1000)
     centre = torch.as_tensor(np.array(asset.trimesh.centroid), dtype=dtype, device=device)
     object_points, _ = asset.sample_surface(config.object_points, seed=seed, device=device, dtype=dtype)
     energy = GraspEnergy(hand_model, geometry, asset.sdf, centre, betas,
