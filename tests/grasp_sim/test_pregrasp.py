@@ -42,7 +42,6 @@ def test_thumb_opposition_is_the_most_opposed_finger_and_needs_thumb_and_finger_
     assert np.isnan(thumb_opposition(np.array([0, 0, 0.01, 0.01, 0]), normals, parts, 0.005))  # the palm is no finger
 
 
-
 def test_approach_stops_the_step_before_the_hand_touches(candidates, hand_model):
     from grasp_sim.energy import hand_pose
     from grasp_sim.pregrasp import APPROACH_STEP_M, approach
