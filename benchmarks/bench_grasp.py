@@ -5,7 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--iteration
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
 same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
 with a uniform roll, no population moves, no closing step, one start per hand) at each step count; the new one
-with a single start per hand, without candidate starts (at the first step count); and each lever
+with its population moves ranked by energy, as before they were ranked by thumb opposition (at
+the first step count); and each lever
 added on its own (``--levers``), which says what it adds. Per object: acceptance of old and new,
 each check's pass rate and the diversity (mean pairwise joint distance of the accepted grasps)
 of both, and the ratios new / old. Each batch of an object has its own seed, so the k-th
@@ -51,13 +52,14 @@ def measure(label: str, objects: str, out: Path, per_object: int, config: Pipeli
 
 OLD = {"grasp.close_fingers": False, "grasp.population_moves": 0, "grasp.init_object_aware": False,
        "grasp.init_opening": 0.5, "grasp.stability_early_stop": False, "grasp.init_candidates": 1}
-ONE_START = {"grasp.init_candidates": 1}  # the new optimiser without trying candidate starts
+# The new optimiser as it was before its population moves ranked hands by thumb opposition.
+BY_ENERGY = {"grasp.population_rank": "energy", "grasp.population_moves": 2}
 LEVERS = {  # the old optimiser plus one lever
     "closing": {**OLD, "grasp.close_fingers": True},
     "open object-aware starts": {**OLD, "grasp.init_object_aware": True, "grasp.init_opening": 0.1},
     "open object-aware starts, 8 tried each": {**OLD, "grasp.init_object_aware": True, "grasp.init_opening": 0.1,
                                                "grasp.init_candidates": 8},
-    "population moves": {**OLD, "grasp.population_moves": 2},
+    "population moves": {**OLD, "grasp.population_moves": PipelineConfig().grasp.population_moves},
     "early-stopping stability test": {**OLD, "grasp.stability_early_stop": True},
 }
 
@@ -153,8 +155,8 @@ def main() -> None:
                               args.device)))
         runs += list(pairs[-1][1:])
         if steps == step_counts[0]:
-            runs.append(measure(f"new, one start per hand ({steps} steps)", args.objects, out / f"one_start_{steps}",
-                                args.per_object, with_overrides(at, ONE_START), args.device))
+            runs.append(measure(f"new, moves by energy ({steps} steps)", args.objects, out / f"by_energy_{steps}",
+                                args.per_object, with_overrides(at, BY_ENERGY), args.device))
     if args.levers:
         at = with_overrides(config, {"grasp.iterations": step_counts[0]})
         runs += [measure(f"old + {name}", args.objects, out / name.replace(" ", "_"), args.per_object,

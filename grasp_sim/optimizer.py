@@ -8,12 +8,14 @@ number of decays is fixed (120 and 200, DexGraspNet's counts over 6000 steps), s
 run anneals as far, only faster.
 
 Population moves: at ``population_moves`` evenly spaced points in the first
-``POPULATION_SPAN`` of the run, the ``population_fraction`` of hands with the highest energy
-are replaced by perturbed copies of as many lowest-energy hands (their contacts included).
-A hand's final energy predicts its validation (in a 640-grasp benchmark at 300 steps the lower half by
-energy of each object was accepted 3.6x as often as the upper half), so spending the
-remaining steps on copies of promising hands raises acceptance; the copies move apart again
-under the perturbation and the annealing still ahead of them, which keeps the grasps diverse.
+``POPULATION_SPAN`` of the run, the ``population_fraction`` of hands ranked worst are replaced
+by perturbed copies of as many best-ranked hands (their contacts included). The rank is the
+energy, or a caller's ``rank`` (the grasp stage's: the thumb opposition after a trial closing,
+:func:`grasp_sim.pregrasp.opposition_rank`). Both predict validation (in a 640-grasp benchmark
+at 300 steps the lower half by energy of each object was accepted 3.6x as often as the upper
+half), so spending the remaining steps on copies of promising hands raises acceptance; the
+copies move apart again under the perturbation and the annealing still ahead of them, which
+keeps the grasps diverse.
 
 All randomness comes from one CPU ``torch.Generator``: same seed, same grasps, on any device.
 """
@@ -51,14 +53,14 @@ def draw_contacts(geometry, batch: int, n: int, generator: torch.Generator) -> t
     return slots
 
 
-def population_move(params: torch.Tensor, contacts: torch.Tensor, energy: torch.Tensor, fraction: float,
+def population_move(params: torch.Tensor, contacts: torch.Tensor, badness: torch.Tensor, fraction: float,
                     noise: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the ``fraction`` of hands with the highest ``energy [B]`` by copies of as many
-    lowest-energy hands, each parameter moved by Gaussian noise of standard deviation ``noise [51]``."""
+    """Replace the ``fraction`` of hands with the highest ``badness [B]`` (energy, say) by copies of
+    as many of the lowest, each parameter moved by Gaussian noise of standard deviation ``noise [51]``."""
     count = int(fraction * len(params))
     if count == 0:
         return params, contacts
-    order = torch.argsort(energy.cpu(), stable=True)
+    order = torch.argsort(badness.cpu(), stable=True)
     best, worst = order[:count].to(params.device), order[-count:].to(params.device)
     jitter = torch.randn((count, params.shape[1]), generator=generator, dtype=params.dtype).to(params.device)
     params, contacts = params.clone(), contacts.clone()
@@ -87,8 +89,9 @@ def _energy_and_grad(energy, params, contacts):
 
 
 def optimise(energy, params: torch.Tensor, geometry, config: GraspConfig, generator: torch.Generator,
-             progress: bool = False) -> OptimisationResult:
-    """Run ``config.iterations`` annealed steps on ``params [B, 51]`` under ``energy``."""
+             progress: bool = False, rank=None) -> OptimisationResult:
+    """Run ``config.iterations`` annealed steps on ``params [B, 51]`` under ``energy``; ``rank``
+    (``params -> [B]``, lower is better) orders the hands at population moves, else their energy."""
     device = params.device
     batch = len(params)
     contacts = draw_contacts(geometry, batch, config.contact_points, generator).to(device)
@@ -117,6 +120,7 @@ def optimise(energy, params: torch.Tensor, geometry, config: GraspConfig, genera
         terms = {k: torch.where(keep, new_terms[k], terms[k]) for k in terms}
         history.append(float(total.mean()))
         if step in moves:
-            params, contacts = population_move(params, contacts, total, config.population_fraction, noise, generator)
+            badness = total if rank is None else rank(params)
+            params, contacts = population_move(params, contacts, badness, config.population_fraction, noise, generator)
             total, terms, grad = _energy_and_grad(energy, params, contacts)
     return OptimisationResult(params, contacts, total, terms, history, accepted / max(1, batch * config.iterations))

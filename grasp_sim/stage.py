@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import closing
+from functools import partial
 
 import numpy as np
 import torch
@@ -96,7 +97,13 @@ def optimise_batch(asset, hand_model, geometry, resting_poses, size: int, seed: 
     object_points, _ = asset.sample_surface(config.object_points, seed=seed, device=device, dtype=dtype)
     energy = GraspEnergy(hand_model, geometry, asset.sdf, centre, betas,
                          torch.as_tensor(rests, dtype=dtype, device=device), config.weights, object_points)
-    result = optimise(energy, params, geometry, config, generator, progress=progress)
+    rank = None
+    if config.population_rank == "opposition":
+        from grasp_sim.pregrasp import opposition_rank
+
+        rank = partial(opposition_rank, hand_model=hand_model, geometry=geometry, betas=betas, sdf=asset.sdf,
+                       contact_m=config.contact_mm / 1000)
+    result = optimise(energy, params, geometry, config, generator, progress=progress, rank=rank)
     params = result.params
     if config.close_fingers:
         from grasp_sim.closing import close_fingers

@@ -169,8 +169,12 @@ class GraspConfig(StrictModel):
     temperature: float = Field(18.0, gt=0, description="first Metropolis temperature")
     temperature_decay: float = Field(0.95, gt=0, le=1, description="temperature factor, applied 200 times over "
                                                                    "the run (every 30 of 6000 steps)")
-    population_moves: int = Field(2, ge=0, description="times the worst hands are replaced by perturbed copies of "
+    population_moves: int = Field(4, ge=0, description="times the worst hands are replaced by perturbed copies of "
                                                        "the best, spread over the first 60% of the run (0: never)")
+    population_rank: Literal["opposition", "energy"] = Field(
+        "opposition", description="which hands are worst and best at a population move: opposition: by how well the "
+                                  "thumb opposes a finger once the fingers are closed in a trial (as candidate starts "
+                                  "are judged); energy: by the grasp energy")
     population_fraction: float = Field(0.25, ge=0, le=0.5, description="fraction of the batch replaced per move")
     population_noise_m: float = Field(0.005, ge=0, description="translation noise of a copy (metres, std)")
     population_noise_rad: float = Field(0.1, ge=0, description="rotation and joint-angle noise of a copy "

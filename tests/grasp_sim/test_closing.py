@@ -100,3 +100,29 @@ def test_wrapping_curls_outer_joints_on_until_they_touch(optimised, hand_model, 
                               for joint in range(1, 16)], dim=1).reshape(-1, 5, 3)
     bone_or_beyond = on_surface.flip(-1).int().cummax(dim=-1).values.flip(-1).bool().reshape(-1, 15)
     assert bone_or_beyond[further].all()
+
+
+def test_a_finger_pushed_into_the_object_backs_out_and_closes_again_on_the_surface(optimised, hand_model):
+    from grasp_sim.closing import RETRACT_DEPTH_MM, close_fingers
+    from grasp_sim.energy import hand_pose
+
+    ball, geometry, batch, params = optimised
+    closed, reached = close_fingers(params, hand_model, geometry, batch["betas"], ball.sdf)
+    hands = reached[:, 1].nonzero().flatten()  # hands whose index finger touches
+    assert len(hands), "some index finger reaches the ball"
+    pushed = closed[hands].clone()
+    index_flexion = [6 + 3 * joint for joint in range(15) if JOINT_PART[joint + 1] == 2]  # its joints' flexion
+    pushed[:, index_flexion] += np.deg2rad(40.0)
+    betas = batch["betas"][hands]
+    parts = torch.as_tensor(np.asarray(hand_model.vertex_parts))
+
+    def index_depth_mm(p):
+        with torch.no_grad():
+            vertices, _ = hand_model(hand_pose(p, hand_model.anatomy), betas, p[:, :3])
+        return -ball.sdf(vertices[:, parts == 2]).amin(dim=1) * 1000
+
+    assert (index_depth_mm(pushed) > RETRACT_DEPTH_MM).any(), "the push takes an index finger into the ball"
+    again, reached_again = close_fingers(pushed, hand_model, geometry, betas, ball.sdf)
+    assert reached_again[:, 1].all(), "each index finger ends touching"
+    assert (index_depth_mm(again) <= RETRACT_DEPTH_MM).all(), "none stays deep inside"
+    assert torch.equal(again[:, :6], pushed[:, :6]), "the wrist does not move"

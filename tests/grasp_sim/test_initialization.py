@@ -164,3 +164,29 @@ def test_population_moves_happen_early_in_the_run():
     steps = move_steps(GraspConfig(iterations=300, population_moves=2))
     assert len(steps) == 2 and max(steps) < 300 * POPULATION_SPAN
     assert move_steps(GraspConfig(iterations=300, population_moves=0)) == set()
+
+
+@pytest.mark.parametrize("ranked", [True, False])
+def test_a_population_move_copies_the_hands_the_rank_calls_best(geometry, ranked):
+    from grasp_sim.optimizer import optimise
+
+    config = GraspConfig(iterations=10, population_moves=1, population_fraction=0.25, population_noise_m=0.0,
+                         population_noise_rad=0.0, step_size=1e-9)
+    params = torch.randn(8, 51, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    calls = []
+
+    def rank(current):  # hand 0 best, hand 7 worst: the reverse of their energy below
+        calls.append(current.shape)
+        return torch.arange(8, dtype=current.dtype)
+
+    def energy(current, contacts):  # hand 7 lowest, hand 0 highest; no gradient at the start
+        return (current - params).abs().sum(1) - torch.arange(8, dtype=current.dtype), {}
+
+    result = optimise(energy, params.clone(), geometry, config, torch.Generator().manual_seed(1),
+                      rank=rank if ranked else None)
+    copies = {6: 0, 7: 1} if ranked else {0: 6, 1: 7}  # replaced: source
+    assert calls == ([(8, 51)] if ranked else [])
+    for replaced, source in copies.items():
+        assert torch.allclose(result.params[replaced], params[source], atol=1e-6)
+    kept = [i for i in range(8) if i not in copies]
+    assert torch.allclose(result.params[kept], params[kept], atol=1e-6)

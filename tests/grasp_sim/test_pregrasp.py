@@ -78,3 +78,21 @@ def test_the_chosen_start_is_each_hands_best_opposed_candidate(candidates, hand_
         best = int(scores[hand].argmin())
         assert torch.equal(chosen[hand], params[4 * hand + best]), "the open start is kept, from its own hand's four"
         assert np.nan_to_num(opposition[hand], nan=UNOPPOSED) == pytest.approx(scores[hand].min())
+
+
+def test_the_opposition_rank_is_the_trial_closed_hands_opposition_and_moves_no_hand(candidates, hand_model):
+    from grasp_sim.closing import close_fingers
+    from grasp_sim.energy import hand_pose
+    from grasp_sim.pregrasp import TRIAL_CLOSE_STEP_DEG, UNOPPOSED, hand_oppositions, opposition_rank
+
+    box, geometry, betas, params = candidates
+    before = params.clone()
+    rank = opposition_rank(params, hand_model, geometry, betas, box.sdf, 0.005)
+    assert torch.equal(params, before)
+    closed, _ = close_fingers(params, hand_model, geometry, betas, box.sdf, step_deg=TRIAL_CLOSE_STEP_DEG)
+    with torch.no_grad():
+        vertices, _ = hand_model(hand_pose(closed, hand_model.anatomy), betas, closed[:, :3])
+    expected = hand_oppositions(vertices, box.sdf, np.asarray(hand_model.vertex_parts), 0.005)
+    assert rank.shape == (len(params),) and rank.dtype == params.dtype
+    assert np.allclose(rank.numpy(), np.where(np.isnan(expected), UNOPPOSED, expected))
+    assert ((rank >= -1) & (rank <= UNOPPOSED)).all()
