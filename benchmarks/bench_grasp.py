@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_grasp.py [--per-object 64] [--iteration
 Baselines measured in the same run: the optimiser's starting hands (one step), validated the
 same way, which says what the optimisation adds; the old optimiser (DexGraspNet's: hull starts
 with a uniform roll, no population moves, no closing step, one start per hand) at each step count; the new one
-with its population moves ranked by energy, as before they were ranked by thumb opposition (at
-the first step count); and each lever
+with its population moves ranked by energy (2 moves), as it was before they were ranked by thumb
+opposition (at the first step count); and each lever
 added on its own (``--levers``), which says what it adds. Per object: acceptance of old and new,
 each check's pass rate and the diversity (mean pairwise joint distance of the accepted grasps)
 of both, and the ratios new / old. Each batch of an object has its own seed, so the k-th

@@ -13,9 +13,10 @@ by perturbed copies of as many best-ranked hands (their contacts included). The 
 energy, or a caller's ``rank`` (the grasp stage's: the thumb opposition after a trial closing,
 :func:`grasp_sim.pregrasp.opposition_rank`). Both predict validation (in a 640-grasp benchmark
 at 300 steps the lower half by energy of each object was accepted 3.6x as often as the upper
-half), so spending the remaining steps on copies of promising hands raises acceptance; the
-copies move apart again under the perturbation and the annealing still ahead of them, which
-keeps the grasps diverse.
+half; on the foam brick, optimised hands with a thumb opposition under -0.8 were accepted 8
+times in 10, the others 2 in 54), so spending the remaining steps on copies of promising hands
+raises acceptance; the copies move apart again under the perturbation and the annealing still
+ahead of them, which keeps the grasps diverse.
 
 All randomness comes from one CPU ``torch.Generator``: same seed, same grasps, on any device.
 """
