@@ -6,7 +6,10 @@ threshold) and ``contact_sheet.png`` (accepted grasps rendered with their object
 
 Diversity is the mean pairwise distance between accepted grasps of one object: the mean
 Euclidean distance of the 21 joints, in the object's frame, in millimetres (absent for an
-object with fewer than two accepted grasps).
+object with fewer than two accepted grasps). It comes with its two parts: placement, the
+mean pairwise distance of the hands' joint centroids (where on the object the hand sits), and
+articulation, the same as diversity with the wrist at the origin and the global rotation
+zeroed (how the fingers are posed).
 
 Thumb opposition, per object, the mean over accepted and over rejected grasps: the cosine
 between the object's surface normal under the thumb and under the finger that opposes it
@@ -53,6 +56,24 @@ def mean_pairwise_joint_distance(joints: np.ndarray) -> float | None:
     distance = (flat[:, None] - flat[None]).norm(dim=-1).mean(dim=-1)
     upper = torch.triu_indices(len(joints), len(joints), offset=1)
     return float(distance[upper[0], upper[1]].mean()) * 1000
+
+
+def articulated_joints(hand_model, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """Joints ``[N, 21, 3]`` of hands ``pose [N, 48]`` with the global rotation zeroed and the
+    wrist at the origin: the fingers' pose alone."""
+    local_pose = pose.clone()
+    local_pose[:, :3] = 0
+    with torch.no_grad():
+        _, joints = hand_model(local_pose, betas, torch.zeros((len(pose), 3), dtype=pose.dtype, device=pose.device))
+    return joints - joints[:, :1]
+
+
+def diversity_parts(joints: np.ndarray, articulated: np.ndarray) -> dict[str, float]:
+    """Diversity, placement and articulation (mm, module docstring) of at least two hands, from
+    their joints ``[N, 21, 3]`` in the object's frame and :func:`articulated_joints`."""
+    return {"diversity_mm": round(mean_pairwise_joint_distance(joints), 2),
+            "placement_mm": round(mean_pairwise_joint_distance(joints.mean(axis=1, keepdims=True)), 2),
+            "articulation_mm": round(mean_pairwise_joint_distance(articulated), 2)}
 
 
 def opposition_by_verdict(vertices: torch.Tensor, accepted: np.ndarray, asset, parts: np.ndarray,
@@ -125,12 +146,14 @@ def grasp_report(where, out, config: GraspConfig | None = None, hand: str | None
     for name in objects:
         rows = arrays["object_id"] == name
         entry = _summary(arrays, rows)
+        pose, betas, trans = (torch.as_tensor(arrays[c][rows]) for c in ("hand_pose", "hand_betas", "hand_trans"))
         with torch.no_grad():  # every hand of the object, once: the diversity and the opposition read them
-            vertices, joints = hand_model(*(torch.as_tensor(arrays[c][rows]) for c in ("hand_pose", "hand_betas",
-                                                                                        "hand_trans")))
+            vertices, joints = hand_model(pose, betas, trans)
         kept = accepted[rows]
         if kept.sum() >= 2:  # one grasp has no spread to measure: no figure rather than 0
-            entry["diversity_mm"] = round(mean_pairwise_joint_distance(joints[torch.as_tensor(kept)].numpy()), 2)
+            chosen = torch.as_tensor(kept)
+            entry.update(diversity_parts(joints[chosen].numpy(),
+                                         articulated_joints(hand_model, pose[chosen], betas[chosen]).numpy()))
         if name in library.names:
             entry["thumb_opposition"] = opposition_by_verdict(vertices.double(), kept, library[name], parts,
                                                               config.contact_mm / 1000)

@@ -265,6 +265,7 @@ def test_cli_grasp_run_and_report(tmp_path):
     entry = data["objects"]["tennis_ball"]
     assert ("diversity_mm" in entry) == (entry["accepted"] >= 2)  # one grasp has no spread: no figure, not 0
     assert entry.get("diversity_mm", 1.0) > 0
+    assert ("placement_mm" in entry) == ("articulation_mm" in entry) == ("diversity_mm" in entry)
     assert set(entry["thumb_opposition"]) == {"accepted", "rejected"}
     assert all(value is None or -1 <= value <= 1 for value in entry["thumb_opposition"].values())
     assert (report / "histograms.png").stat().st_size > 1000
