@@ -117,6 +117,8 @@ class SynthesisConfig(StrictModel):
     loss: Literal["l2", "l1"] = "l2"
     background_weight: float = Field(0.1, ge=0, le=1, description="loss weight of mask-0 pixels (hand/object: 1)")
     snr_gamma: float | None = Field(5.0, gt=0, description="min-SNR clip of the SNR weight; null: uncapped")
+    augment_shift_px: int = Field(0, ge=0, le=16, description="training images and their maps moved together by "
+                                                            "a random offset of up to this many pixels each way")
     learning_rate: float = Field(8e-5, gt=0)
     adam_betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = Field(0, ge=0)

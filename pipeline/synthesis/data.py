@@ -50,6 +50,29 @@ class ModelInputs:
         return out
 
 
+AUGMENTED = ("image", "normal", "texture", "mask")  # moved together: the maps stay registered with the image
+
+
+def shifted(batch: dict, max_px: int, generator: torch.Generator) -> dict:
+    """``batch`` with each sample's image, maps and mask moved by the same random whole-pixel
+    offset of at most ``max_px`` each way, edges repeated: more distinct training images from
+    a small real set, each still aligned with its conditions."""
+    if max_px == 0:
+        return batch
+    count = len(batch["image"])
+    offsets = torch.randint(-max_px, max_px + 1, (count, 2), generator=generator).tolist()
+    out = dict(batch)
+    for key in (k for k in AUGMENTED if k in batch):
+        images = batch[key]
+        flat = images[:, None].float() if images.dim() == 3 else images.float()  # masks are [B, H, W]
+        size = flat.shape[-1]
+        padded = F.pad(flat, (max_px,) * 4, mode="replicate")
+        moved = torch.stack([padded[i, :, max_px - dy:max_px - dy + size, max_px - dx:max_px - dx + size]
+                             for i, (dy, dx) in enumerate(offsets)])
+        out[key] = (moved[:, 0] if images.dim() == 3 else moved).to(images.dtype)
+    return out
+
+
 def model_dataset(where, size: int, with_image: bool = True) -> ShardDataset:
     dataset = ShardDataset(where, columns=TRAIN_COLUMNS if with_image else CONDITION_COLUMNS,
                            transform=ModelInputs(size, with_image))

@@ -25,7 +25,7 @@ from pipeline.data.reader import ShardSampler, collate_samples
 from pipeline.errors import InputError
 from pipeline.imaging import png_bytes
 from pipeline.paths import atomic_write_bytes
-from pipeline.synthesis.data import model_dataset
+from pipeline.synthesis.data import model_dataset, shifted
 from pipeline.synthesis.model import RECORD, HandObjectUNet
 from pipeline.synthesis.objective import diffusion_loss
 from pipeline.training import (
@@ -177,6 +177,8 @@ def _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_ste
     noise = torch.randn(x0.shape, generator=generator)
     drop_quat = torch.rand(batch_size, generator=generator) < config.quat_drop_prob
     drop_maps = torch.rand(batch_size, generator=generator) < config.maps_drop_prob
+    batch = shifted(batch, config.augment_shift_px, generator)
+    x0 = batch["image"]
     x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
     noisy = scheduler.add_noise(x0, noise, timesteps)
     predicted = model(noisy, timesteps, batch["normal"].to(device), batch["texture"].to(device),

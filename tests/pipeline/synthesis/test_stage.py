@@ -10,7 +10,7 @@ from flows.cli import main
 from pipeline.config import SynthesisConfig
 from pipeline.data import ShardWriter, validate_dataset
 from pipeline.data.reader import ShardDataset, collate_samples
-from pipeline.synthesis.data import model_dataset
+from pipeline.synthesis.data import model_dataset, shifted
 from pipeline.synthesis.model import HandObjectUNet
 from pipeline.synthesis.objective import diffusion_loss, loss_weights
 from pipeline.synthesis.presets import PRESETS, resolve
@@ -45,6 +45,25 @@ def test_loss_weights_follow_the_mask_and_clip_the_snr():
     predicted, target = torch.ones(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
     expected = (weights * 1.0).expand(2, 3, 4, 4).mean()
     assert torch.isclose(diffusion_loss(predicted, target, mask, timesteps, scheduler.alphas_cumprod), expected)
+
+
+def test_shifting_moves_each_image_with_its_maps_and_mask():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(6, 3, 16, 16) * 2 - 1
+    batch = {"image": image, "normal": image.clone(), "texture": image.clone(),
+             "mask": (image[:, 0] > 0).to(torch.uint8), "quat": torch.rand(6, 4)}
+    assert shifted(batch, 0, generator) is batch
+    moved = shifted(batch, 3, generator)
+    assert moved["quat"] is batch["quat"]
+    for key in ("image", "normal", "texture", "mask"):
+        assert moved[key].shape == batch[key].shape and moved[key].dtype == batch[key].dtype
+    assert torch.equal(moved["normal"], moved["image"]) and torch.equal(moved["texture"], moved["image"])
+    assert torch.equal(moved["mask"], (moved["image"][:, 0] > 0).to(torch.uint8))
+    for i in range(6):  # each sample is its original moved by one offset of at most 3 pixels
+        matches = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                   if torch.equal(moved["image"][i, :, 3:13, 3:13], image[i, :, 3 - dy:13 - dy, 3 - dx:13 - dx])]
+        assert len(matches) == 1
+    assert not torch.equal(moved["image"], image)
 
 
 def test_models_loaded_from_many_threads_leave_torch_on_real_devices(tmp_path):
@@ -95,7 +114,8 @@ CPU = resolve("cpu").model_copy(update={"num_workers": 0, "sample_every": 1000, 
                                         "batch_size": 2, "sample_steps": 2})
 
 
-@pytest.mark.parametrize("config", [TINY, CPU], ids=["tiny", "cpu"])
+@pytest.mark.parametrize("config", [TINY, CPU, CPU.model_copy(update={"augment_shift_px": 3})],
+                         ids=["tiny", "cpu", "cpu-shifted"])
 def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path):
     whole = train(data, tmp_path / "whole", config, max_steps=4, progress=False)
     train(data, tmp_path / "split", config, max_steps=2, progress=False)
