@@ -1,7 +1,7 @@
 """Training with accelerate: CPU, one GPU or several (``accelerate launch``), bf16 on GPU.
 
-Randomness is a function of the step: each micro-step draws its timesteps, noise and guidance
-drops from a generator seeded with (seed, micro-step), and each epoch's data order comes from
+Randomness is a function of the step: each micro-step draws its timesteps, noise, guidance
+drops and augmentation offsets from a generator seeded with (seed, micro-step), and each epoch's data order comes from
 ``ShardSampler(seed).set_epoch``. A checkpoint (model, EMA, optimiser, LR schedule, step,
 losses) therefore resumes exactly: the next loss equals the uninterrupted run's.
 
@@ -171,13 +171,12 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
 
 def _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, device):
     generator = step_generator(seed, micro_step)
-    x0 = batch["image"]
-    batch_size = x0.shape[0]
-    timesteps = torch.randint(0, config.num_train_timesteps, (batch_size,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
-    drop_quat = torch.rand(batch_size, generator=generator) < config.quat_drop_prob
-    drop_maps = torch.rand(batch_size, generator=generator) < config.maps_drop_prob
-    batch = shifted(batch, config.augment_shift_px, generator)
+    shape = batch["image"].shape
+    timesteps = torch.randint(0, config.num_train_timesteps, (shape[0],), generator=generator)
+    noise = torch.randn(shape, generator=generator)
+    drop_quat = torch.rand(shape[0], generator=generator) < config.quat_drop_prob
+    drop_maps = torch.rand(shape[0], generator=generator) < config.maps_drop_prob
+    batch = shifted(batch, config.augment_shift_px, generator)  # drawn last: when off it draws nothing
     x0 = batch["image"]
     x0, noise, timesteps = x0.to(device), noise.to(device), timesteps.to(device)
     noisy = scheduler.add_noise(x0, noise, timesteps)
