@@ -76,8 +76,7 @@ def close_fingers(params: torch.Tensor, hand_model, geometry, betas: torch.Tenso
     at_touch = start.clone()  # each finger's angles when it first touched
     allowed = previous = None
     for _ in range(int(np.ceil(MAX_FLEXION_DEG / step_deg)) + 1):
-        pose = torch.cat([rotation, anatomy.to_axis_angle(angles)], dim=1)
-        vertices, joints = hand_model(pose, betas, translation)
+        nearest, joints = _bone_distances(angles, rotation, translation, hand_model, betas, sdf, bone_vertices)
         overlap = finger_overlap(geometry, joints)
         reached = _fingers_of(touched, joint_finger)
         if allowed is None:
@@ -86,8 +85,6 @@ def close_fingers(params: torch.Tensor, hand_model, geometry, betas: torch.Tenso
             pressed = ~blocked & (overlap > allowed) & _fingers_of(~_stopped(touched, wrap), joint_finger)
             angles = torch.where(pressed[:, joint_finger][..., None], previous, angles)
             blocked |= pressed
-        distance = sdf(vertices)
-        nearest = torch.stack([distance[:, on_bone].amin(dim=1) for on_bone in bone_vertices], dim=1)
         touched |= ~blocked[:, joint_finger] & (nearest <= CONTACT_GAP_MM / 1000)
         first = _fingers_of(touched, joint_finger) & ~reached
         at_touch = torch.where(first[:, joint_finger][..., None], angles, at_touch)
@@ -95,8 +92,7 @@ def close_fingers(params: torch.Tensor, hand_model, geometry, betas: torch.Tenso
         if not closing.any():
             break
         previous = angles
-        flexion = angles[..., 0] + step * closing.to(angles.dtype)
-        angles = anatomy.clamp(torch.stack([flexion, angles[..., 1], angles[..., 2]], dim=-1))
+        angles = _flexed(angles, anatomy, step * closing.to(angles.dtype))
     stopped = _stopped(touched, wrap)
     # joints that never stopped on the object go back: to the finger's angles at its first touch,
     # or, for a finger that never reached it, as optimised
@@ -109,20 +105,32 @@ def _retracted(angles: torch.Tensor, rotation: torch.Tensor, translation: torch.
                betas: torch.Tensor, sdf, bone_vertices: list, joint_finger: torch.Tensor, step: float) -> torch.Tensor:
     """``angles [B, 15, 3]`` with each finger that is deeper than :data:`RETRACT_DEPTH_MM` inside
     the object extended a step at a time until it is out (at most :data:`RETRACT_DEG`)."""
-    anatomy = hand_model.anatomy
     moving = None
     for _ in range(int(np.ceil(np.deg2rad(RETRACT_DEG) / step)) + 1):
-        vertices, _ = hand_model(torch.cat([rotation, anatomy.to_axis_angle(angles)], dim=1), betas, translation)
-        distance = sdf(vertices)
-        nearest = torch.stack([distance[:, on_bone].amin(dim=1) for on_bone in bone_vertices], dim=1)
+        nearest, _ = _bone_distances(angles, rotation, translation, hand_model, betas, sdf, bone_vertices)
         finger_nearest = torch.stack([nearest[:, joint_finger == finger].amin(dim=1) for finger in range(5)], dim=1)
         inside = finger_nearest < (-RETRACT_DEPTH_MM / 1000 if moving is None else 0.0)
         moving = inside if moving is None else moving & inside
         if not moving.any():
             break
-        flexion = angles[..., 0] - step * moving[:, joint_finger].to(angles.dtype)
-        angles = anatomy.clamp(torch.stack([flexion, angles[..., 1], angles[..., 2]], dim=-1))
+        angles = _flexed(angles, hand_model.anatomy, -step * moving[:, joint_finger].to(angles.dtype))
     return angles
+
+
+def _bone_distances(angles: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, hand_model,
+                    betas: torch.Tensor, sdf, bone_vertices: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each bone's nearest signed distance to the object ``[B, 15]`` (negative: inside) and the
+    hand's joints, for finger ``angles [B, 15, 3]``."""
+    pose = torch.cat([rotation, hand_model.anatomy.to_axis_angle(angles)], dim=1)
+    vertices, joints = hand_model(pose, betas, translation)
+    distance = sdf(vertices)
+    return torch.stack([distance[:, on_bone].amin(dim=1) for on_bone in bone_vertices], dim=1), joints
+
+
+def _flexed(angles: torch.Tensor, anatomy, change: torch.Tensor) -> torch.Tensor:
+    """``angles [B, 15, 3]`` with ``change [B, 15]`` (radians) added to each joint's flexion,
+    clamped to the anatomy's limits."""
+    return anatomy.clamp(torch.stack([angles[..., 0] + change, angles[..., 1], angles[..., 2]], dim=-1))
 
 
 def _stopped(touched: torch.Tensor, wrap: bool) -> torch.Tensor:

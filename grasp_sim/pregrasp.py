@@ -81,7 +81,7 @@ def choose_starts(params: torch.Tensor, hand_model, geometry, betas: torch.Tenso
     best, and the chosen ones' opposition ``[B]`` (NaN: thumb or every finger off the object)."""
     opposition = trial_oppositions(approach(params, hand_model, geometry, betas, sdf), hand_model, geometry, betas,
                                    sdf, contact_m)
-    score = np.where(np.isnan(opposition), UNOPPOSED, opposition).reshape(-1, candidates)
+    score = _badness(opposition).reshape(-1, candidates)
     best = score.argmin(axis=1) + candidates * np.arange(len(score))
     return params[torch.as_tensor(best, device=params.device)], opposition[best]
 
@@ -102,5 +102,10 @@ def opposition_rank(params: torch.Tensor, hand_model, geometry, betas: torch.Ten
     """How badly each hand ``params [B, 51]`` opposes its thumb after a trial closing, ``[B]``
     (lower is better; :data:`UNOPPOSED` for a thumb or every finger off the object): the
     optimiser's population moves replace the worst hands by this (``grasp.population_rank``)."""
-    opposition = trial_oppositions(params, hand_model, geometry, betas, sdf, contact_m)
-    return torch.as_tensor(np.where(np.isnan(opposition), UNOPPOSED, opposition), dtype=params.dtype)
+    return torch.as_tensor(_badness(trial_oppositions(params, hand_model, geometry, betas, sdf, contact_m)),
+                           dtype=params.dtype)
+
+
+def _badness(opposition: np.ndarray) -> np.ndarray:
+    """Oppositions as a rank, lower better: a hand without one (NaN) counts as :data:`UNOPPOSED`."""
+    return np.where(np.isnan(opposition), UNOPPOSED, opposition)
