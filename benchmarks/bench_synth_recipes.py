@@ -41,6 +41,8 @@ RECIPES: dict[str, dict] = {
     "cpu, attention at 16 px, background weight 0.1 (the other presets')": {"attention_resolutions": [16],
                                                                             "background_weight": 0.1},
     "cpu, cosine noise schedule": {"beta_schedule": "squaredcos_cap_v2"},
+    "cpu, v prediction around the texture map": {"prediction": "v"},
+    "cpu, LR decayed to 0 (cosine)": {"lr_schedule": "cosine"},
     "cpu, batch 8 (twice the steps)": {"batch_size": 8},
     # bf16 is faster only on CPUs with AVX-512 BF16 or AMX, where the preset's auto precision takes it.
     "cpu, fp32": {"mixed_precision": "no"},

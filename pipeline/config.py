@@ -104,6 +104,8 @@ class SynthesisConfig(StrictModel):
     quat_embed_dim: int = Field(64, ge=4, description="width of the quaternion MLP's first layer")
     texture_residual: bool = Field(False, description="predict x0 as the texture map plus the network's output "
                                                       "(an untrained model paints the plain render)")
+    prediction: Literal["x0", "v"] = Field("x0", description="what the network predicts: x0, or v of the residual "
+                                                            "x0 - texture (x0 - 0 without texture_residual)")
     quat_drop_prob: float = Field(0.5, ge=0, le=1, description="classifier-free guidance: drop the quaternion "
                                                                "(the public code's 0.5)")
     maps_drop_prob: float = Field(0.0, ge=0, le=1, description="also drop the normal and texture maps")
@@ -122,6 +124,9 @@ class SynthesisConfig(StrictModel):
     learning_rate: float = Field(8e-5, gt=0)
     adam_betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = Field(0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after the warm-up: constant, or a cosine decay to 0 at the config's steps (a run "
+                                "stopped earlier and resumed still follows it)")
     grad_clip: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)

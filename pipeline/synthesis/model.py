@@ -8,6 +8,14 @@ model already paints them where they are, and training spends its steps on what 
 lack (shading, skin, the room behind). Still a pixel-space DDPM, only its x0 is parameterised
 around the condition; the ``cpu`` preset uses it, a guidance-dropped sample keeps the texture.
 
+With ``prediction="v"`` the network predicts v (Salimans & Ho 2022) of the residual r = x0 -
+prior (prior: the texture map with ``texture_residual``, else 0), and forward converts it:
+x0 = prior + sqrt(a) (x_t - sqrt(a) prior) - sqrt(1 - a) v, a = alpha_bar(t). At high noise that
+is the residual parameterisation (x0 = texture - v), at low noise x0 ~ x_t, so the network
+never has to undo its own input. The model keeps alpha_bar of its noise schedule for that, and
+forward still returns x0: training's loss and the samplers stay the same (the x0 loss with
+min(SNR, gamma) weights is the min-SNR v loss).
+
 Classifier-free guidance: a learned null embedding replaces the quaternion's (and zeros the
 maps, when those are dropped too). The class is a diffusers ``ModelMixin``/``ConfigMixin``, so
 ``save_pretrained``/``from_pretrained`` write and read safetensors with the config beside them.
@@ -16,14 +24,15 @@ maps, when those are dropped too). The class is a diffusers ``ModelMixin``/``Con
 from __future__ import annotations
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 
 from pipeline.config import SynthesisConfig
 from pipeline.training import SavedModel
 
 MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
-              "quat_embed_dim", "texture_residual")
+              "quat_embed_dim", "texture_residual", "prediction", "num_train_timesteps", "beta_start", "beta_end",
+              "beta_schedule")
 
 
 def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -42,9 +51,16 @@ class HandObjectUNet(SavedModel):
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels=(32, 64), layers_per_block: int = 1,
                  attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32,
-                 texture_residual: bool = False):
+                 texture_residual: bool = False, prediction: str = "x0", num_train_timesteps: int = 1000,
+                 beta_start: float = 1e-4, beta_end: float = 0.02, beta_schedule: str = "linear"):
         super().__init__()
+        if prediction not in ("x0", "v"):
+            raise ValueError(f"prediction {prediction!r}: expected 'x0' or 'v'")
         self.texture_residual = texture_residual
+        self.prediction = prediction
+        schedule = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+                                 beta_schedule=beta_schedule)
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
         down, up = block_types(image_size, len(block_out_channels), attention_resolutions)
         self.unet = UNet2DModel(sample_size=image_size, in_channels=9, out_channels=3,
                                 block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
@@ -70,4 +86,13 @@ class HandObjectUNet(SavedModel):
             normal, texture = normal * keep, texture * keep
         inputs = torch.cat([noisy, texture, normal], dim=1)
         predicted = self.unet(inputs, timesteps, class_labels=embedding).sample
-        return predicted + texture if self.texture_residual else predicted
+        prior = texture if self.texture_residual else torch.zeros_like(texture)
+        if self.prediction == "v":
+            return x0_from_v(noisy, predicted, self.alphas_cumprod[timesteps], prior)
+        return prior + predicted
+
+
+def x0_from_v(noisy: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """x0 from v of the residual x0 - prior, for ``noisy`` = sqrt(a) x0 + sqrt(1 - a) noise."""
+    a = alpha_bar.to(noisy.dtype)[:, None, None, None]
+    return prior + a.sqrt() * (noisy - a.sqrt() * prior) - (1 - a).sqrt() * v

@@ -81,7 +81,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     out = Path(out)
     check_output(out, resume)
     precision = ddpm_precision(config.mixed_precision, device)
-    max_steps = max_steps or default_steps(config, precision)
+    horizon = default_steps(config, precision)  # where the LR schedule ends, wherever this call stops
+    max_steps = max_steps or horizon
     accelerator = accelerator_on(device, precision,
                                  gradient_accumulation_steps=config.gradient_accumulation)
     checkpoint = latest_checkpoint(out) if resume else None
@@ -92,7 +93,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
             model = HandObjectUNet.from_synthesis_config(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=0.0)
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
+    lr_schedule = get_scheduler({"constant": "constant_with_warmup", "cosine": "cosine"}[config.lr_schedule], optimizer,
+                                num_warmup_steps=config.warmup_steps, num_training_steps=horizon)
     ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=True, model_cls=HandObjectUNet,
                    model_config=model.config)
     step, losses = 0, []

@@ -11,11 +11,12 @@ from pipeline.config import SynthesisConfig
 from pipeline.data import ShardWriter, validate_dataset
 from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.synthesis.data import model_dataset, shifted
-from pipeline.synthesis.model import HandObjectUNet
+from pipeline.synthesis.model import HandObjectUNet, x0_from_v
 from pipeline.synthesis.objective import diffusion_loss, loss_weights
 from pipeline.synthesis.presets import PRESETS, resolve
 from pipeline.synthesis.sample import denoise, scheduler_for
-from pipeline.synthesis.train import _micro_step, noise_scheduler, train
+from pipeline.synthesis.train import STATE_KEYS, _micro_step, noise_scheduler, train
+from pipeline.training import STATE_FILE, latest_checkpoint, load_training_state
 
 import dataset_fixtures as fx
 
@@ -85,9 +86,10 @@ def test_models_loaded_from_many_threads_leave_torch_on_real_devices(tmp_path):
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
 
 
-def test_tiny_model_overfits_a_fixed_batch(data):
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_tiny_model_overfits_a_fixed_batch(prediction, data):
     torch.manual_seed(0)
-    config = TINY.model_copy(update={"quat_drop_prob": 0.0})
+    config = TINY.model_copy(update={"quat_drop_prob": 0.0, "prediction": prediction})
     model = HandObjectUNet.from_synthesis_config(config)
     scheduler = noise_scheduler(config)
     dataset = model_dataset(data, 32)
@@ -107,15 +109,17 @@ def test_tiny_model_overfits_a_fixed_batch(data):
         _micro_step(model, scheduler, scheduler.alphas_cumprod, batch, config, 0, step, "cpu").backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert held_loss() < before / 4
+    assert held_loss() < before / {"x0": 4, "v": 2}[prediction]  # v starts nearer: its x0 is about x_t at low noise
 
 
 CPU = resolve("cpu").model_copy(update={"num_workers": 0, "sample_every": 1000, "checkpoint_every": 2,
                                         "batch_size": 2, "sample_steps": 2})
 
 
-@pytest.mark.parametrize("config", [TINY, CPU, CPU.model_copy(update={"augment_shift_px": 3})],
-                         ids=["tiny", "cpu", "cpu-shifted"])
+@pytest.mark.parametrize("config", [TINY, CPU, CPU.model_copy(update={"augment_shift_px": 3}),
+                                    CPU.model_copy(update={"lr_schedule": "cosine", "warmup_steps": 0, "max_steps": 4,
+                                                           "max_steps_bf16": None})],
+                         ids=["tiny", "cpu", "cpu-shifted", "cpu-cosine-lr"])
 def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path):
     whole = train(data, tmp_path / "whole", config, max_steps=4, progress=False)
     train(data, tmp_path / "split", config, max_steps=2, progress=False)
@@ -128,6 +132,9 @@ def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "whole" / "loss_curve.png").stat().st_size > 1000
     assert (tmp_path / "whole" / "samples-000004.png").exists()
+    state = load_training_state(latest_checkpoint(tmp_path / "split") / STATE_FILE, STATE_KEYS)
+    warmed = config.learning_rate * min(1.0, 4 / max(config.warmup_steps, 1))
+    assert state["lr_schedule"]["_last_lr"][0] == pytest.approx(0.0 if config.lr_schedule == "cosine" else warmed)
 
 
 def test_bf16_on_the_cpu_trains_in_one_process_beside_fp32(data, tmp_path):
@@ -188,6 +195,27 @@ def test_the_texture_residual_paints_the_plain_render_where_the_network_adds_not
     assert direct(torch.randn(2, 3, 32, 32), torch.tensor([10, 900]), torch.zeros_like(texture), texture,
                   quat).abs().max() == 0
     assert HandObjectUNet.from_config(model.config).texture_residual  # saved with the weights
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_v_prediction_recovers_x0_from_the_true_v_of_the_residual(residual):
+    config = CPU.model_copy(update={"image_size": 32, "prediction": "v", "texture_residual": residual})
+    model = HandObjectUNet.from_synthesis_config(config)
+    x0, texture, noise = (torch.rand(3, 3, 32, 32) * 2 - 1 for _ in range(3))
+    timesteps = torch.tensor([0, 500, 999])
+    a = noise_scheduler(config).alphas_cumprod[timesteps][:, None, None, None]
+    noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    prior = texture if residual else torch.zeros_like(texture)
+    true_v = a.sqrt() * noise - (1 - a).sqrt() * (x0 - prior)
+    assert torch.allclose(x0_from_v(noisy, true_v, model.alphas_cumprod[timesteps], prior), x0, atol=1e-5)
+    torch.nn.init.zeros_(model.unet.conv_out.weight)
+    torch.nn.init.zeros_(model.unet.conv_out.bias)
+    quat = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
+    untrained = model(noisy, timesteps, torch.zeros_like(texture), texture, quat)
+    assert (untrained[2] - prior[2]).abs().max() < 0.02  # all noise: the prior (the plain render, or 0)
+    assert (untrained[0] - noisy[0]).abs().max() < 0.01  # almost no noise: its input, not undone
+    loaded = HandObjectUNet.from_config(model.config)
+    assert loaded.prediction == "v" and torch.equal(loaded.alphas_cumprod, model.alphas_cumprod)
 
 
 class Oracle(torch.nn.Module):
