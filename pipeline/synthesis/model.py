@@ -58,8 +58,7 @@ class HandObjectUNet(SavedModel):
             raise ValueError(f"prediction {prediction!r}: expected 'x0' or 'v'")
         self.texture_residual = texture_residual
         self.prediction = prediction
-        schedule = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-                                 beta_schedule=beta_schedule)
+        schedule = noise_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule)
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
         down, up = block_types(image_size, len(block_out_channels), attention_resolutions)
         self.unet = UNet2DModel(sample_size=image_size, in_channels=9, out_channels=3,
@@ -86,10 +85,16 @@ class HandObjectUNet(SavedModel):
             normal, texture = normal * keep, texture * keep
         inputs = torch.cat([noisy, texture, normal], dim=1)
         predicted = self.unet(inputs, timesteps, class_labels=embedding).sample
-        prior = texture if self.texture_residual else torch.zeros_like(texture)
         if self.prediction == "v":
+            prior = texture if self.texture_residual else torch.zeros_like(texture)
             return x0_from_v(noisy, predicted, self.alphas_cumprod[timesteps], prior)
-        return prior + predicted
+        return predicted + texture if self.texture_residual else predicted
+
+
+def noise_schedule(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str) -> DDPMScheduler:
+    """The training noise schedule (x0 targets, clipped), one definition for the trainer and the model's v."""
+    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+                         beta_schedule=beta_schedule, prediction_type="sample", clip_sample=True)
 
 
 def x0_from_v(noisy: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from pipeline.errors import InputError
 from pipeline.imaging import png_bytes
 from pipeline.paths import atomic_write_bytes
 from pipeline.synthesis.data import model_dataset, shifted
-from pipeline.synthesis.model import RECORD, HandObjectUNet
+from pipeline.synthesis.model import RECORD, HandObjectUNet, noise_schedule
 from pipeline.synthesis.objective import diffusion_loss
 from pipeline.training import (
     STATE_FILE,
@@ -52,11 +52,7 @@ STATE_KEYS = {"optimizer", "lr_schedule", "ema", "step", "losses"}
 
 
 def noise_scheduler(config: SynthesisConfig):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
-                         beta_end=config.beta_end, beta_schedule=config.beta_schedule, prediction_type="sample",
-                         clip_sample=True)
+    return noise_schedule(config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule)
 
 
 def ddpm_precision(setting: str, device: str) -> str:
