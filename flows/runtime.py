@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -61,7 +62,7 @@ def task_runner(kind: str, workers: int, address: str | None = None):
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
             "MALLOC_TRIM_THRESHOLD_": 65536}})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None})
+                                              "worker_class": patient_nanny(), "dashboard_address": None})
     if kind == "ray":
         try:
             from prefect_ray import RayTaskRunner
@@ -72,6 +73,23 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         return RayTaskRunner(address=address) if address else RayTaskRunner(
             init_kwargs={"num_cpus": workers, "include_dashboard": False})
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
+
+
+NANNY_CLOSE_TIMEOUT_S = 60.0
+
+
+@functools.cache
+def patient_nanny():
+    """Dask's Nanny, waiting up to ``NANNY_CLOSE_TIMEOUT_S`` for its worker process to exit when the
+    cluster closes. Dask's own 5 s ran out on a loaded 2-core machine: a worker that had finished
+    every task took longer to be reaped, and the finished run exited 1 with a TimeoutError."""
+    from distributed import Nanny
+
+    class PatientNanny(Nanny):
+        async def close(self, timeout: float = NANNY_CLOSE_TIMEOUT_S, reason: str = "nanny-close"):
+            return await super().close(timeout=max(timeout, NANNY_CLOSE_TIMEOUT_S), reason=reason)
+
+    return PatientNanny
 
 
 def reachable(address: str, timeout_s: float = 5.0) -> None:
