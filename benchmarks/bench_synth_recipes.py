@@ -44,6 +44,8 @@ RECIPES: dict[str, dict] = {
     "cpu, v prediction around the texture map": {"prediction": "v"},
     "cpu, LR decayed to 0 (cosine)": {"lr_schedule": "cosine"},
     "cpu, batch 8 (twice the steps)": {"batch_size": 8},
+    "cpu, maps at every resolution": {"maps_every_resolution": True},
+    "cpu, two layers a block": {"layers_per_block": 2},
     # bf16 is faster only on CPUs with AVX-512 BF16 or AMX, where the preset's auto precision takes it.
     "cpu, fp32": {"mixed_precision": "no"},
     "cpu, bf16 autocast": {"mixed_precision": "bf16"},

@@ -106,6 +106,8 @@ class SynthesisConfig(StrictModel):
                                                       "(an untrained model paints the plain render)")
     prediction: Literal["x0", "v"] = Field("x0", description="what the network predicts: x0, or v of the residual "
                                                             "x0 - texture (x0 - 0 without texture_residual)")
+    maps_every_resolution: bool = Field(False, description="also add the maps, pooled, to the features entering "
+                                                           "every lower resolution (zero-initialised convolutions)")
     quat_drop_prob: float = Field(0.5, ge=0, le=1, description="classifier-free guidance: drop the quaternion "
                                                                "(the public code's 0.5)")
     maps_drop_prob: float = Field(0.0, ge=0, le=1, description="also drop the normal and texture maps")

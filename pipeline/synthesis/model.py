@@ -16,6 +16,11 @@ never has to undo its own input. The model keeps alpha_bar of its noise schedule
 forward still returns x0: training's loss and the samplers stay the same (the x0 loss with
 min(SNR, gamma) weights is the min-SNR v loss).
 
+With ``maps_every_resolution`` the condition maps also enter below the input: pooled to each
+lower resolution, through a zero-initialised 3x3 convolution (ControlNet's zero convolution),
+and added to the features entering every down block after the first and the middle block; the
+skip connections carry them up. At initialisation the model is the plain one.
+
 Classifier-free guidance: a learned null embedding replaces the quaternion's (and zeros the
 maps, when those are dropped too). The class is a diffusers ``ModelMixin``/``ConfigMixin``, so
 ``save_pretrained``/``from_pretrained`` write and read safetensors with the config beside them.
@@ -31,8 +36,8 @@ from pipeline.config import SynthesisConfig
 from pipeline.training import SavedModel
 
 MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
-              "quat_embed_dim", "texture_residual", "prediction", "num_train_timesteps", "beta_start", "beta_end",
-              "beta_schedule")
+              "quat_embed_dim", "texture_residual", "prediction", "maps_every_resolution", "num_train_timesteps",
+              "beta_start", "beta_end", "beta_schedule")
 
 
 def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -51,7 +56,8 @@ class HandObjectUNet(SavedModel):
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels=(32, 64), layers_per_block: int = 1,
                  attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32,
-                 texture_residual: bool = False, prediction: str = "x0", num_train_timesteps: int = 1000,
+                 texture_residual: bool = False, prediction: str = "x0", maps_every_resolution: bool = False,
+                 num_train_timesteps: int = 1000,
                  beta_start: float = 1e-4, beta_end: float = 0.02, beta_schedule: str = "linear"):
         super().__init__()
         if prediction not in ("x0", "v"):
@@ -70,6 +76,9 @@ class HandObjectUNet(SavedModel):
             torch.nn.Linear(4, quat_embed_dim), torch.nn.GELU(), torch.nn.Linear(quat_embed_dim, time_dim),
             torch.nn.GELU(), torch.nn.Linear(time_dim, time_dim))
         self.null_quat = torch.nn.Parameter(torch.zeros(time_dim))
+        self.maps_every_resolution = maps_every_resolution
+        if maps_every_resolution:  # down block i >= 1 takes block i - 1's width, the middle block the last one's
+            self.map_injections = torch.nn.ModuleList(zero_convolution(6, width) for width in block_out_channels)
 
     @classmethod
     def from_synthesis_config(cls, config: SynthesisConfig) -> HandObjectUNet:
@@ -84,11 +93,46 @@ class HandObjectUNet(SavedModel):
             keep = (~drop_maps).to(normal.dtype)[:, None, None, None]
             normal, texture = normal * keep, texture * keep
         inputs = torch.cat([noisy, texture, normal], dim=1)
-        predicted = self.unet(inputs, timesteps, class_labels=embedding).sample
+        if self.maps_every_resolution:
+            predicted = self.unet_with_maps(inputs, timesteps, embedding, torch.cat([texture, normal], dim=1))
+        else:
+            predicted = self.unet(inputs, timesteps, class_labels=embedding).sample
         if self.prediction == "v":
             prior = texture if self.texture_residual else torch.zeros_like(texture)
             return x0_from_v(noisy, predicted, self.alphas_cumprod[timesteps], prior)
         return predicted + texture if self.texture_residual else predicted
+
+    def unet_with_maps(self, inputs, timesteps, embedding, maps) -> torch.Tensor:
+        """``UNet2DModel.forward`` for this model's configuration (no skip or Fourier variants),
+        with the pooled maps added where ``map_injections`` say."""
+        unet = self.unet
+        timesteps = torch.as_tensor(timesteps, device=inputs.device).reshape(-1).expand(inputs.shape[0])
+        emb = unet.time_embedding(unet.time_proj(timesteps).to(dtype=unet.dtype))
+        emb = emb + unet.class_embedding(embedding).to(dtype=unet.dtype)
+        injections = iter(self.map_injections)
+
+        def with_maps(features):
+            pooled = torch.nn.functional.interpolate(maps, size=features.shape[-2:], mode="area")
+            return features + next(injections)(pooled.to(features.dtype))
+
+        sample = unet.conv_in(inputs)
+        residuals = (sample,)
+        for level, block in enumerate(unet.down_blocks):
+            sample, block_residuals = block(hidden_states=with_maps(sample) if level else sample, temb=emb)
+            residuals += block_residuals
+        sample = unet.mid_block(with_maps(sample), emb)
+        for block in unet.up_blocks:
+            count = len(block.resnets)
+            sample = block(sample, residuals[-count:], emb)
+            residuals = residuals[:-count]
+        return unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
+
+
+def zero_convolution(in_channels: int, out_channels: int) -> torch.nn.Conv2d:
+    convolution = torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    torch.nn.init.zeros_(convolution.weight)
+    torch.nn.init.zeros_(convolution.bias)
+    return convolution
 
 
 def noise_schedule(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str) -> DDPMScheduler:

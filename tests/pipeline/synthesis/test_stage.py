@@ -118,8 +118,9 @@ CPU = resolve("cpu").model_copy(update={"num_workers": 0, "sample_every": 1000, 
 
 @pytest.mark.parametrize("config", [TINY, CPU, CPU.model_copy(update={"augment_shift_px": 3}),
                                     CPU.model_copy(update={"lr_schedule": "cosine", "warmup_steps": 0, "max_steps": 4,
-                                                           "max_steps_bf16": None})],
-                         ids=["tiny", "cpu", "cpu-shifted", "cpu-cosine-lr"])
+                                                           "max_steps_bf16": None}),
+                                    CPU.model_copy(update={"maps_every_resolution": True})],
+                         ids=["tiny", "cpu", "cpu-shifted", "cpu-cosine-lr", "cpu-maps-every-resolution"])
 def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path):
     whole = train(data, tmp_path / "whole", config, max_steps=4, progress=False)
     train(data, tmp_path / "split", config, max_steps=2, progress=False)
@@ -216,6 +217,28 @@ def test_v_prediction_recovers_x0_from_the_true_v_of_the_residual(residual):
     assert (untrained[0] - noisy[0]).abs().max() < 0.01  # almost no noise: its input, not undone
     loaded = HandObjectUNet.from_config(model.config)
     assert loaded.prediction == "v" and torch.equal(loaded.alphas_cumprod, model.alphas_cumprod)
+
+
+def test_maps_at_every_resolution_start_as_the_plain_model_and_train_their_injections(tmp_path):
+    config = CPU.model_copy(update={"image_size": 32})
+    plain = HandObjectUNet.from_synthesis_config(config)
+    model = HandObjectUNet.from_synthesis_config(config.model_copy(update={"maps_every_resolution": True}))
+    assert set(model.load_state_dict(plain.state_dict(), strict=False).missing_keys) == {
+        f"map_injections.{i}.{name}" for i in range(len(config.block_out_channels)) for name in ("weight", "bias")}
+    noisy, normal, texture = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(3))
+    quat = torch.nn.functional.normalize(torch.randn(2, 4), dim=1)
+    timesteps = torch.tensor([10, 900])
+    x0 = model(noisy, timesteps, normal, texture, quat)
+    assert torch.equal(x0, plain(noisy, timesteps, normal, texture, quat))  # zero convolutions: the same model
+    x0.square().mean().backward()
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in model.map_injections)
+    with torch.no_grad():
+        for conv in model.map_injections:
+            conv.weight.normal_(std=0.1)
+    assert not torch.allclose(model(noisy, timesteps, normal, texture, quat), x0)
+    model.save_pretrained(tmp_path)
+    loaded = HandObjectUNet.from_pretrained(tmp_path)
+    assert loaded.maps_every_resolution and torch.equal(loaded.map_injections[0].weight, model.map_injections[0].weight)
 
 
 class Oracle(torch.nn.Module):
