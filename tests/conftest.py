@@ -1,8 +1,14 @@
+import atexit
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 
-# Hermetic caches: every test session builds what it needs (the builtin hand takes seconds).
-os.environ.setdefault("HANDBOOSTER_CACHE", tempfile.mkdtemp(prefix="handbooster-cache-"))
+# Hermetic caches: every test session builds what it needs (the builtin hand takes seconds). The process that
+# makes the folder (the xdist controller; its workers inherit it) removes it when it exits.
+if "HANDBOOSTER_CACHE" not in os.environ:
+    os.environ["HANDBOOSTER_CACHE"] = tempfile.mkdtemp(prefix="handbooster-cache-")
+    atexit.register(shutil.rmtree, os.environ["HANDBOOSTER_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -75,18 +81,26 @@ def make_config(overrides: dict | None = None, base=None):
     return with_overrides(base or PipelineConfig(), {**defaults, **(overrides or {})}, source="test")
 
 
-@pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory):
-    """One tiny demo dataset per test session (seed 3): the first xdist worker builds it, the
-    others wait on the lock and find it finished (the demo stage reuses a finished run)."""
+@contextmanager
+def shared_folder(tmp_path_factory, name: str):
+    """A folder every xdist worker of the session sees, held under a lock while the block runs:
+    the first worker builds what goes in it, the others wait and find it finished (a stage
+    reuses a finished run), so a fixture is built once per session, not once per worker."""
     from filelock import FileLock
 
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """One tiny demo dataset per test session (seed 3), shared by the xdist workers."""
     from flows.stage import DemoInputs, demo
 
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-demo"
-    root.mkdir(exist_ok=True)
-    with FileLock(f"{root}.lock"):
+    with shared_folder(tmp_path_factory, "shared-demo") as root:
         result = demo(make_config({"seed": 3, "demo.size": "tiny"}), DemoInputs(registry=str(root / "registry")),
                       root / "demo")
     return root, result

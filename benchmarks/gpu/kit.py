@@ -315,8 +315,9 @@ def ddpm_quality(size: dict, inputs: Path, out: Path, device: str, minutes: floa
     synth_train(probe, TrainInputs(data=str(inputs / "real" / "s0_train")), out / "ddpm-probe")
     rate = 3 / max(time.perf_counter() - started, 1e-3)
     steps = max(2, int(rate * minutes * 60))
+    sampler = {} if size["device"].startswith("cuda") else {"synthesis.sample_steps": 2}  # dry: the mechanics only
     config = base_config(size, {"synthesis.preset": preset, "synthesis.max_steps": steps,
-                                "synthesis.sample_every": steps, "synthesis.checkpoint_every": steps})
+                                "synthesis.sample_every": steps, "synthesis.checkpoint_every": steps, **sampler})
     started = time.perf_counter()
     synth_train(config, TrainInputs(data=str(inputs / "real" / "s0_train")), out / "ddpm")
     seconds = time.perf_counter() - started
@@ -367,6 +368,13 @@ def with_arms(config, arms: list[str]):
 
 
 def run(args) -> dict:
+    if args.work:
+        return run_in(args, Path(args.work))
+    with tempfile.TemporaryDirectory(prefix="gpu-kit-") as work:  # not under OUT: only the results travel back
+        return run_in(args, Path(work))
+
+
+def run_in(args, work: Path) -> dict:
     import torch
 
     kit, out = Path(args.kit), Path(args.out)
@@ -378,7 +386,6 @@ def run(args) -> dict:
         raise SystemExit("no CUDA device: run the kit on the GPU machine, or with --dry here")
     os.environ["HANDBOOSTER_CACHE"] = str(kit / "cache")
     device = size["device"]
-    work = Path(args.work or tempfile.mkdtemp(prefix="gpu-kit-"))  # not under OUT: only the results travel back
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock(size["budget_s"])
     results = {"device": torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({platform.machine()})",
@@ -456,7 +463,7 @@ def main() -> None:
     parser.add_argument("what", choices=["prepare", "run"])
     parser.add_argument("--kit", default=str(KIT), help="the kit folder (carried to the GPU machine)")
     parser.add_argument("--out", default="out/gpu_kit", help="run: where the results go ($OUT on the GPU machine)")
-    parser.add_argument("--work", default=None, help="run: working folder (default: a new temporary one)")
+    parser.add_argument("--work", default=None, help="run: working folder, kept (default: a temporary one, removed at the end)")
     parser.add_argument("--dry", action="store_true", help="toy size on the CPU, without what the GPU machine lacks")
     parser.add_argument("--real", default=None, help="prepare: an existing demo dataset (s0_train, s0_test) to use")
     parser.add_argument("--grasps", default=None, help="prepare: existing grasp records to sample (default: new ones)")

@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "benchmarks" / "gpu" / "kit.py"
 
 
-def kit(*args: str) -> subprocess.CompletedProcess:
+def kit(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     import torch
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "TMPDIR": str(tmp)}
     return subprocess.run([sys.executable, str(KIT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
 
@@ -29,7 +30,7 @@ def test_the_gpu_kit_runs_dry_without_what_the_gpu_machine_lacks(tiny_demo, tmp_
     root, _ = tiny_demo
     folder, out = tmp_path / "kit", tmp_path / "out"
     prepared = kit("prepare", "--dry", "--kit", str(folder), "--real", str(root / "demo"),
-                   "--grasps", str(root / "demo" / "grasps" / "round-0"))
+                   "--grasps", str(root / "demo" / "grasps" / "round-0"), tmp=tmp_path / "tmp")
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     assert {"conditions", "oracle", "real"} <= {p.name for p in (folder / "inputs").iterdir()}
     assert any((folder / "cache").rglob("*.json"))  # the resting poses travel: the run has no pybullet
@@ -38,8 +39,9 @@ def test_the_gpu_kit_runs_dry_without_what_the_gpu_machine_lacks(tiny_demo, tmp_
 
     left = load_object_library("builtin")["tomato_soup_can"].mesh_hash  # a demo object the run grasps nothing on
     assert not [p for p in cached if p.name.startswith((left, "tomato_soup_can"))]  # its 10 MiB SDF stays here
-    ran = kit("run", "--dry", "--kit", str(folder), "--out", str(out))
+    ran = kit("run", "--dry", "--kit", str(folder), "--out", str(out), tmp=tmp_path / "tmp")
     assert ran.returncode == 0, ran.stderr[-3000:]
+    assert not list((tmp_path / "tmp").glob("gpu-kit-*"))  # its working folder went when the run ended
     # The run built nothing but the reconstructors' mesh hierarchy (1 s to build, 6 MiB to carry): everything
     # else it read had travelled.
     assert [p for p in cache_files(folder / "cache") if p.parts[0] != "mesh_hierarchy"] == cached

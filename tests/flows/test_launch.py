@@ -25,14 +25,14 @@ def boost_config(tiny_demo, arms: tuple[str, ...] = ("real_only", "full")) -> di
     root, _ = tiny_demo
     return {
         "seed": 0, "run": {"workers": 2},
-        "grasp": {"per_object": 8, "iterations": 250, "batch_size": 8, "resting_drops": 4},
+        "grasp": {"per_object": 8, "iterations": 100, "batch_size": 8, "resting_drops": 4},
         "sampling": {"real_per_object": 4, "synthetic_per_object": 6, "total": 8, "views_per_pose": 2},
         "synthesis": {"preset": "tiny", "max_steps": 4, "batch_size": 4, "num_workers": 0, "sample_steps": 2,
                       "checkpoint_every": 2, "generate_batch_size": 8},
         "reconstruction": {"max_steps": 4, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8,
                            "image_size": 32, "num_workers": 0},
         "boost": {"real": str(root / "demo" / "s0_train"), "tests": [str(root / "demo" / "s0_test")],
-                  "render_chunk_rows": 6, "generate_chunk_rows": 6, "arms": list(arms), "synthetic_count": 8,
+                  "render_chunk_rows": 12, "generate_chunk_rows": 6, "arms": list(arms), "synthetic_count": 8,
                   "filter_rounds": 2},
     }
 

@@ -10,7 +10,7 @@ import torch
 
 from pipeline.data import ShardWriter, validate_dataset
 
-from conftest import make_config
+from conftest import make_config, shared_folder
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,12 @@ def reconstructor(tiny_demo, tmp_path_factory):
     from pipeline.reconstruction.stage import TrainInputs, recon_train
 
     root, _ = tiny_demo
-    out = tmp_path_factory.mktemp("filter") / "recon"
-    recon_train(make_config({"reconstruction.max_steps": 150, "reconstruction.eval_every": 150,
-                             "reconstruction.checkpoint_every": 150, "reconstruction.num_workers": 0}),
-                TrainInputs(data=str(root / "demo" / "s0_train")), out)
-    return out
+    with shared_folder(tmp_path_factory, "filter-reconstructor") as folder:  # one training for both workers
+        recon_train(make_config({"reconstruction.max_steps": 150, "reconstruction.eval_every": 150,
+                                 "reconstruction.checkpoint_every": 150, "reconstruction.num_workers": 0,
+                                 "run.resume": True}),
+                    TrainInputs(data=str(root / "demo" / "s0_train")), folder / "recon")
+    return folder / "recon"
 
 
 def swapped_copy(source, out, whole_rows: bool = False):
