@@ -119,7 +119,7 @@ def print_comparison(old: dict, new: dict, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", default="builtin")
+    parser.add_argument("--objects", default="builtin", help="LIBRARY or LIBRARY:name,name (e.g. builtin:mug,banana)")
     parser.add_argument("--per-object", type=int, default=64)
     parser.add_argument("--iterations", default="300,1000", help="step counts, comma-separated: old and new at each")
     parser.add_argument("--batch-size", type=int, default=16, help="hands per batch; each batch has its own seed")

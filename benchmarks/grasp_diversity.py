@@ -9,7 +9,9 @@ seeds' accepted grasps gives each object's figure more pairs. Per object: accept
 diversity of both, the ratio new / old, and the diversity split in two, both in mm:
 placement (mean pairwise distance of the hands' joint centroids: where on the object the hand
 sits) and articulation (the same as diversity, with the wrist at the origin and the global
-rotation zeroed: how the fingers are posed).
+rotation zeroed: how the fingers are posed). Beside each ratio, its 95% bootstrap interval: the
+old optimiser's few grasps make its diversity uncertain, and the interval says whether a ratio
+under the floor is resolved.
 """
 
 from __future__ import annotations
@@ -46,10 +48,39 @@ def pooled_diversity(datasets: list[str], hand_model) -> dict[str, dict]:
     result = {}
     for name, entry in pooled.items():
         joints = np.concatenate(entry["joints"]) if entry["joints"] else np.zeros((0, 21, 3))
-        result[name] = {"accepted": len(joints)}
+        result[name] = {"accepted": len(joints), "joints": joints}
         if len(joints) >= 2:
             result[name].update(diversity_parts(joints, np.concatenate(entry["articulated"])))
     return result
+
+
+def pair_distances_mm(joints: np.ndarray) -> np.ndarray:
+    """[N, N] mean per-joint distances (mm) between the hands ``joints [N, 21, 3]`` (metres)."""
+    return np.linalg.norm(joints[:, None] - joints[None], axis=-1).mean(axis=-1) * 1000
+
+
+def resampled_diversity(distances: np.ndarray, picks: np.ndarray) -> float:
+    """The mean pairwise distance of the hands ``picks`` (drawn with replacement), over pairs of
+    two different hands: a hand drawn twice is one grasp, not a pair at distance 0."""
+    different = picks[:, None] != picks[None]
+    return float(distances[np.ix_(picks, picks)][different].mean())
+
+
+def ratio_interval(old_joints: np.ndarray, new_joints: np.ndarray, draws: int = 2000,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of new / old diversity, each set's hands resampled on their own;
+    None where either set has fewer than 3 hands (a resample of 2 is often one hand twice)."""
+    if min(len(old_joints), len(new_joints)) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    old, new = pair_distances_mm(old_joints), pair_distances_mm(new_joints)
+    ratios = []
+    while len(ratios) < draws:
+        old_picks, new_picks = rng.integers(0, len(old), len(old)), rng.integers(0, len(new), len(new))
+        if len(set(old_picks.tolist())) > 1 and len(set(new_picks.tolist())) > 1:
+            ratios.append(resampled_diversity(new, new_picks) / resampled_diversity(old, old_picks))
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def main() -> None:
@@ -65,21 +96,26 @@ def main() -> None:
     def mm(entry: dict, part: str) -> str:
         return f"{entry[part]:6.1f}" if part in entry else f"{'-':>6s}"
 
-    print(f"{'object':18s} {'old n':>5s} {'old':>6s} {'new n':>5s} {'new':>6s} {'new/old':>7s}   "
+    print(f"{'object':18s} {'old n':>5s} {'old':>6s} {'new n':>5s} {'new':>6s} {'new/old':>7s}   {'95% interval':>12s}  "
           f"{'placement old/new':>17s}   {'articulation old/new':>20s}")
-    ratios = []
+    ratios, resolved_under = [], []
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name, {"accepted": 0}), new.get(name, {"accepted": 0})
         ratio = after["diversity_mm"] / before["diversity_mm"] if PARTS[0] in before and PARTS[0] in after else None
+        interval = ratio_interval(before["joints"], after["joints"]) if ratio is not None else None
         if ratio is not None:
             ratios.append(ratio)
+        if interval is not None and interval[1] < RATIO_TARGET:
+            resolved_under.append(name)
         flag = " <" if ratio is not None and ratio < RATIO_TARGET else ""
+        shown = f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "-"
         print(f"{name:18s} {before['accepted']:5d} {mm(before, PARTS[0])} {after['accepted']:5d} "
-              f"{mm(after, PARTS[0])} {(f'{ratio:.2f}' if ratio is not None else '-'):>7s}{flag:2s} "
+              f"{mm(after, PARTS[0])} {(f'{ratio:.2f}' if ratio is not None else '-'):>7s}{flag:2s} {shown:>12s}  "
               f"{mm(before, PARTS[1])} / {mm(after, PARTS[1])}      {mm(before, PARTS[2])} / {mm(after, PARTS[2])}")
     if ratios:
         print(f"new / old over {len(ratios)} objects with 2+ accepted grasps in both: median "
-              f"{statistics.median(ratios):.2f}, under {RATIO_TARGET}: {sum(r < RATIO_TARGET for r in ratios)}")
+              f"{statistics.median(ratios):.2f}, under {RATIO_TARGET}: {sum(r < RATIO_TARGET for r in ratios)}; "
+              f"whole interval under {RATIO_TARGET}: {', '.join(resolved_under) or 'none'}")
 
 
 if __name__ == "__main__":
