@@ -311,18 +311,16 @@ def test_each_model_overfits_16_demo_images(model_name, steps, below_mm, tiny_de
     assert after < below_mm and after < before / 2, (before, after)
 
 
-@pytest.fixture(scope="session")  # session, not module: xdist may run other modules' tests between its two users
+@pytest.fixture(scope="module")
 def overfit_diffhand(tiny_demo):
     return _overfit("diffhand", tiny_demo, 400)
 
 
-@pytest.mark.xdist_group("diffhand")  # on one worker, so its fixture trains once
 def test_the_diffusion_reconstructor_overfits_16_demo_images(overfit_diffhand):
     before, after, _, _ = overfit_diffhand  # measured: 120 -> 10.4 mm with DDIM-10 from the image alone
     assert after < 16.0 and after < before / 4, (before, after)
 
 
-@pytest.mark.xdist_group("diffhand")  # on one worker, so its fixture trains once
 def test_diffusion_conditions_can_be_masked_and_meshes_completed(overfit_diffhand):
     _, image_only, model, targets = overfit_diffhand
     with_joints = _joint_error_mm(model, targets, joints_2d=targets["joints_2d"])
