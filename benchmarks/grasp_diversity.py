@@ -22,7 +22,7 @@ import statistics
 import numpy as np
 import torch
 
-from grasp_sim.report import articulated_joints, diversity_parts, load_grasps
+from grasp_sim.report import articulated_joints, diversity_parts, load_grasps, pairwise_joint_distances
 from pipeline.hand import load_hand_model
 
 RATIO_TARGET = 0.8  # the grasp issue's floor for new / old diversity
@@ -54,11 +54,6 @@ def pooled_diversity(datasets: list[str], hand_model) -> dict[str, dict]:
     return result
 
 
-def pair_distances_mm(joints: np.ndarray) -> np.ndarray:
-    """[N, N] mean per-joint distances (mm) between the hands ``joints [N, 21, 3]`` (metres)."""
-    return np.linalg.norm(joints[:, None] - joints[None], axis=-1).mean(axis=-1) * 1000
-
-
 def resampled_diversity(distances: np.ndarray, picks: np.ndarray) -> float:
     """The mean pairwise distance of the hands ``picks`` (drawn with replacement), over pairs of
     two different hands: a hand drawn twice is one grasp, not a pair at distance 0."""
@@ -73,7 +68,7 @@ def ratio_interval(old_joints: np.ndarray, new_joints: np.ndarray, draws: int = 
     if min(len(old_joints), len(new_joints)) < 3:
         return None
     rng = np.random.default_rng(seed)
-    old, new = pair_distances_mm(old_joints), pair_distances_mm(new_joints)
+    old, new = (pairwise_joint_distances(joints).numpy() for joints in (old_joints, new_joints))
     ratios = []
     while len(ratios) < draws:
         old_picks, new_picks = rng.integers(0, len(old), len(old)), rng.integers(0, len(new), len(new))

@@ -48,12 +48,17 @@ def load_grasps(where) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, arrays
 
 
+def pairwise_joint_distances(joints: np.ndarray) -> torch.Tensor:
+    """[N, N] mean per-joint distances (metres) between the hands ``joints [N, 21, 3]``."""
+    flat = torch.as_tensor(joints)
+    return (flat[:, None] - flat[None]).norm(dim=-1).mean(dim=-1)
+
+
 def mean_pairwise_joint_distance(joints: np.ndarray) -> float | None:
     """Mean over pairs of the mean per-joint distance, ``joints [N, 21, 3]`` in metres -> mm."""
     if len(joints) < 2:
         return None
-    flat = torch.as_tensor(joints)
-    distance = (flat[:, None] - flat[None]).norm(dim=-1).mean(dim=-1)
+    distance = pairwise_joint_distances(joints)
     upper = torch.triu_indices(len(joints), len(joints), offset=1)
     return float(distance[upper[0], upper[1]].mean()) * 1000
 

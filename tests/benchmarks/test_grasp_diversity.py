@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from grasp_sim.report import pairwise_joint_distances
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "grasp_diversity.py"
 
 
@@ -35,6 +37,6 @@ def test_the_ratio_interval_holds_the_true_ratio_and_excludes_a_wrong_one():
 
 def test_a_hand_drawn_twice_is_not_a_pair():
     script = load_script()
-    distances = script.pair_distances_mm(hands(3, 0.04, 6))
+    distances = pairwise_joint_distances(hands(3, 0.04, 6)).numpy()
     picks = np.array([0, 0, 1])
     assert script.resampled_diversity(distances, picks) == distances[0, 1]
