@@ -1,8 +1,7 @@
 """Prefect flows: the boost flow end to end, resume under Dask after SIGKILL, the UI's deployments.
 
-The ``prefect`` xdist group asks for one worker and one Prefect test server (``prefect_api``); under
-pytest 9.2 xdist 3.8.0 cannot group (it renames ``item._nodeid``, which pytest no longer reads), so
-each worker may start its own server. Every test passes either way.
+The ``prefect`` xdist group runs them on one worker, so one Prefect test server (``prefect_api``,
+about 30 s to start) serves them all (the lock keeps pytest under 9.2, where xdist 3.8 cannot group).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ def boost_config(tiny_demo, arms: tuple[str, ...] = ("real_only", "full")) -> di
         "reconstruction": {"max_steps": 4, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8,
                            "image_size": 32, "num_workers": 0},
         "boost": {"real": str(root / "demo" / "s0_train"), "tests": [str(root / "demo" / "s0_test")],
-                  "render_chunk_rows": 12, "generate_chunk_rows": 6, "arms": list(arms), "synthetic_count": 8,
+                  "render_chunk_rows": 24, "generate_chunk_rows": 6, "arms": list(arms), "synthetic_count": 8,
                   "filter_rounds": 2},
     }
 
