@@ -82,12 +82,20 @@ def test_two_demo_folders_register_side_by_side(demo, tmp_path):
 
 
 def test_another_seed_reaches_every_planned_object(tmp_path):
-    """The grasp rounds' budget leaves no planned object out, whatever the seed and the float path."""
-    from flows.stage import DemoInputs, demo
+    """The grasp rounds' budget leaves no planned object out, whatever the seed and the float path:
+    the tiny demo's grasp rounds and plan for seed 11 (its frames are not rendered)."""
+    from flows.stage import demo_grasps
+    from pipeline.demo.plan import plan_demo
+    from pipeline.hand import load_hand_model
+    from pipeline.objects import load_object_library
+    from pipeline.storage import Location
 
-    result = demo(make_config({"seed": 11, "demo.size": "tiny"}), DemoInputs(), tmp_path / "demo")
-    assert result["objects"] == list(TINY.objects) and not result["objects_left_out"]
-    assert result["grasp_shortfall"] is None
+    config = make_config({"seed": 11, "demo.size": "tiny"})
+    grasps, _, shortfall = demo_grasps(config, Location.parse(tmp_path / "demo"), TINY.objects,
+                                       TINY.grasps_per_object, TINY.grasp_iterations, TINY.accepted_per_object)
+    assert shortfall is None
+    plan = plan_demo(grasps, load_object_library("builtin"), load_hand_model("builtin").num_betas, TINY, 11)
+    assert plan["objects"] == list(TINY.objects) and not plan["left_out"]
 
 
 def test_same_seed_same_bytes_and_interrupted_run_resumes(demo, tmp_path, monkeypatch):
