@@ -19,6 +19,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ.get("HANDBOOSTER_TEST_THREADS", "1")))
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that need no tiny demo run first (a stable sort): while one xdist worker builds
+    the demo for its first test (the Prefect group, the largest unit, goes out first), the other
+    runs these instead of waiting on the demo's lock."""
+    items.sort(key=lambda item: "tiny_demo" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def hand_model():
     from pipeline.hand import load_hand_model
