@@ -20,10 +20,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(items):
-    """The tests that need no tiny demo run first (a stable sort): while one xdist worker builds
-    the demo for its first test (the Prefect group, the largest unit, goes out first), the other
-    runs these instead of waiting on the demo's lock."""
-    items.sort(key=lambda item: "tiny_demo" in getattr(item, "fixturenames", ()))
+    """The tests that need no tiny demo run first, and within each part the ``slow`` ones first (a
+    stable sort). While one xdist worker builds the demo for its first test (the Prefect group,
+    the largest unit, goes out first), the other runs tests instead of waiting on the demo's
+    lock; and the longest tests do not come last, where one worker would run them while the
+    other has nothing left."""
+    items.sort(key=lambda item: ("tiny_demo" in getattr(item, "fixturenames", ()),
+                                 item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "benchmarks" / "gpu" / "kit.py"
 
@@ -26,6 +28,7 @@ def cache_files(cache: Path) -> list[Path]:
     return sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_the_gpu_kit_runs_dry_without_what_the_gpu_machine_lacks(tiny_demo, tmp_path):
     root, _ = tiny_demo
     folder, out = tmp_path / "kit", tmp_path / "out"

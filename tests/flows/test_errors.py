@@ -151,6 +151,7 @@ def test_render_into_its_own_input_deletes_nothing(inputs, capsys):
     assert tree_digest(inputs / "real") == before
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
     """Two grasp runs with different seeds into one folder: the second is refused at once."""
     out = tmp_path / "grasps"
@@ -182,6 +183,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(path)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_clean_error_and_the_rerun_resumes(tmp_path, small_disk, capsys):
     """Shards of incompressible images fill a 1.2 MB disk mid-run: exit 2 naming the folder,
     no temporary file left, the finished shards kept; with room, the re-run resumes and ends

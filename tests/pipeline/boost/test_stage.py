@@ -288,6 +288,7 @@ def test_reference_rows_bracket_what_a_reconstructor_can_do(tiny_demo):
     assert itself["nearest_pose"]["rr_mm"] == pytest.approx(0.0, abs=1e-9)  # every pose is its own nearest
 
 
+@pytest.mark.slow
 def test_the_filter_can_reject_on_the_spread_of_diffusion_hypotheses(reconstructor, tiny_demo, tmp_path, capsys):
     """A diffusion reconstructor trained by recon train (its training path) samples several meshes
     per image; images whose meshes disagree more than filter.hypotheses_spread_mm are rejected."""

@@ -31,6 +31,7 @@ def near_surface_points(asset, n: int, seed: int, band: float = 0.02) -> torch.T
     return points + offsets * normals
 
 
+@pytest.mark.slow
 def test_builtin_library_has_graspable_watertight_textured_objects(library):
     assert len(library) >= 15
     categories = set()

@@ -304,6 +304,7 @@ def _joint_error_mm(model, targets, **inputs) -> float:
 
 # Thresholds from measurements on the 2-core CPU, 250 steps (mobrecon: 121 -> 7.8 mm; handoccnet: 180 -> 7.5 mm);
 # the margin covers thread counts, which change the float sums (150 steps: 13 mm with 2 threads, 20 mm with 1).
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name, steps, below_mm", [("mobrecon", 250, 15.0), ("handoccnet", 250, 15.0),
                                                          ("m3dhmr", 250, 15.0)])
 def test_each_model_overfits_16_demo_images(model_name, steps, below_mm, tiny_demo):
@@ -311,6 +312,7 @@ def test_each_model_overfits_16_demo_images(model_name, steps, below_mm, tiny_de
     assert after < below_mm and after < before / 2, (before, after)
 
 
+@pytest.mark.slow
 def test_the_diffusion_reconstructor_overfits_and_completes_meshes_from_masked_conditions(tiny_demo):
     """One training (the slowest in the module) for both checks: it learns from the image alone,
     given 2D joints do not make it worse, the known half of a mesh is kept exactly, hypotheses spread."""

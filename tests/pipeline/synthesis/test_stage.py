@@ -138,6 +138,7 @@ def test_stopping_and_resuming_gives_the_same_next_losses(config, data, tmp_path
     assert state["lr_schedule"]["_last_lr"][0] == pytest.approx(0.0 if config.lr_schedule == "cosine" else warmed)
 
 
+@pytest.mark.slow
 def test_bf16_on_the_cpu_trains_in_one_process_beside_fp32(data, tmp_path):
     """accelerate fixes one precision per process; on the CPU bf16 is torch's autocast, so a flow
     can train the DDPM in bf16 and, in the same process, its reconstructors in fp32."""
