@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(items):
     """The tests that need no tiny demo run first, and within each part the ``slow`` ones first (a
     stable sort). While one xdist worker builds the demo for its first test (the Prefect group,
     the largest unit, goes out first), the other runs tests instead of waiting on the demo's
-    lock; and the longest tests do not come last, where one worker would run them while the
-    other has nothing left."""
+    lock; and the long tests start before their part's short ones, which then fill in beside
+    them, so less of the run is one worker alone."""
     items.sort(key=lambda item: ("tiny_demo" in getattr(item, "fixturenames", ()),
                                  item.get_closest_marker("slow") is None))
 
