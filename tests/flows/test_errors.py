@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,18 +152,24 @@ def test_render_into_its_own_input_deletes_nothing(inputs, capsys):
     assert tree_digest(inputs / "real") == before
 
 
-@pytest.mark.slow
 def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
-    """Two grasp runs with different seeds into one folder: the second is refused at once."""
+    """Two grasp runs with different seeds into one folder: the second is refused at once. The
+    first is paused (SIGSTOP) while it holds the folder, so the second meets it however fast the
+    first would have finished; resumed, the first ends its run."""
     out = tmp_path / "grasps"
     code = ("import sys\nfrom flows.cli import main\n"
-            "sys.exit(main(['grasp', 'run', '--objects', 'golf_ball', '--per-object', '12', '--iterations', "
-            "'300', '--batch-size', '4', '--out', sys.argv[1], '--seed', sys.argv[2]]))")
+            "sys.exit(main(['grasp', 'run', '--objects', 'golf_ball', '--per-object', '4', '--iterations', "
+            "'20', '--batch-size', '4', '--out', sys.argv[1], '--seed', sys.argv[2]]))")
     first = subprocess.Popen([sys.executable, "-c", code, str(out), "1"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / ".lock").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run([sys.executable, "-c", code, str(out), "2"], capture_output=True, text=True, timeout=120)
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run([sys.executable, "-c", code, str(out), "2"], capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr
     assert "is being written by process" in second.stderr and str(out) in second.stderr
     assert first.wait(timeout=300) == 0, first.stderr.read()
