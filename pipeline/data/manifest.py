@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -24,11 +25,32 @@ def manifest_name(location: Location) -> str:
     return LEGACY_MANIFEST if not location.exists(MANIFEST) and location.exists(LEGACY_MANIFEST) else MANIFEST
 
 
+def datasets_inside(location: Location, depth: int = 2) -> list[str]:
+    """The dataset folders up to ``depth`` levels inside a local folder, relative to it, the
+    nearest first: what a user pointing at a stage's folder (``conditions/cross``) meant
+    (``conditions/cross/all``)."""
+    if not location.is_local or not os.path.isdir(location.path):
+        return []
+    found = []
+    for folder, subfolders, files in os.walk(location.path):
+        relative = os.path.relpath(folder, location.path)
+        level = 0 if relative == "." else relative.count(os.sep) + 1
+        if level and (MANIFEST in files or LEGACY_MANIFEST in files):
+            found.append(relative)
+        subfolders[:] = [] if level and (MANIFEST in files or level >= depth) else sorted(subfolders)
+    return sorted(found, key=lambda relative: (relative.count(os.sep), relative))
+
+
 def read_manifest(where) -> tuple[Location, dict]:
     """The folder's manifest, checked for its keys, kind and schema version."""
     location = Location.parse(where)
     name = manifest_name(location)
     if not location.exists(name):
+        inside = datasets_inside(location)
+        if inside:
+            listed = ", ".join(inside[:4]) + (f" and {len(inside) - 4} more" if len(inside) > 4 else "")
+            raise InputError(f"no {MANIFEST}: expected a dataset folder; the dataset(s) inside it: {listed}",
+                             location)
         raise InputError(f"no {MANIFEST}: expected a dataset folder written by handbooster "
                          "(an interrupted run leaves none: re-run it to resume)", location)
     try:

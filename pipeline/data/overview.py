@@ -70,7 +70,8 @@ def sample_grid(rows: list[dict], image_size: int, side: int = 160) -> np.ndarra
         draw.text((p * side + 4, 2), name, fill=(230, 230, 230))
     for r, row in enumerate(rows):
         top = header + r * (side + header)
-        draw.text((4, top + 2), str(row.get("sample_id"))[-48:], fill=(200, 200, 200))
+        label = str(row.get("sample_id"))
+        draw.text((4, top + 2), label if len(label) <= 48 else "..." + label[-45:], fill=(200, 200, 200))
         for p, column in enumerate(PANELS):
             panel = _panel(row.get(column), column, side, row.get("sample_id"))
             draw_joints(panel, row.get("joints_2d"), image_size)

@@ -136,6 +136,17 @@ def test_validate_catches_flipped_bytes_truncation_and_schema_problems(tmp_path,
     assert "no .manifest.json" in capsys.readouterr().err
 
 
+def test_a_folder_that_holds_datasets_is_named_with_them(tmp_path, capsys):
+    """A stage's folder (``conditions/cross``) is not a dataset; the error names the ones inside, nearest first."""
+    write(tmp_path / "run" / "cross" / "chunks" / "0-4", ROWS[:4])
+    write(tmp_path / "run" / "cross" / "all", ROWS[:4])
+    write(tmp_path / "run" / "cross" / "chunks" / "0-4" / "deeper", ROWS[:4])  # inside a dataset: not listed
+    assert main(["data", "inspect", str(tmp_path / "run" / "cross")]) == 2
+    assert capsys.readouterr().err.strip().endswith("the dataset(s) inside it: all, chunks/0-4")
+    with pytest.raises(InputError, match="inside it: cross/all$"):  # two levels down at most
+        read_manifest(tmp_path / "run")
+
+
 def test_bad_input_rolls_back_what_the_run_wrote(tmp_path):
     bad = dict(make_row(5), hand_quat=[1.0, 1.0, 1.0, 1.0])
     with pytest.raises(InputError, match="hand_quat"):
