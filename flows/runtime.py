@@ -60,7 +60,7 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         threads = str(torch.get_num_threads())
         dask.config.set({"distributed.nanny.pre-spawn-environ": {
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "MALLOC_TRIM_THRESHOLD_": 65536}})
+            "MALLOC_TRIM_THRESHOLD_": 65536, "PREFECT_API_URL": flow_api_url()}})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "worker_class": patient_nanny(), "dashboard_address": None})
     if kind == "ray":
@@ -73,6 +73,21 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         return RayTaskRunner(address=address) if address else RayTaskRunner(
             init_kwargs={"num_cpus": workers, "include_dashboard": False})
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
+
+
+def flow_api_url() -> str:
+    """The API this process reports to: ``PREFECT_API_URL``, or the temporary server Prefect starts
+    without one. Worker processes are given it: on their own, each would start a temporary server
+    of its own (15-20 s on a loaded 2-core machine), a second writer of the same database."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return PREFECT_API_URL.value()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one Prefect's clients in this process use; started once
+    server.start()
+    return server.api_url
 
 
 NANNY_CLOSE_TIMEOUT_S = 60.0

@@ -6,6 +6,7 @@ about 30 s to start) serves them all (the lock keeps pytest under 9.2, where xdi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -249,10 +250,23 @@ def _descendants(pid: int) -> list:
     return psutil.Process(pid).children(recursive=True)
 
 
-@pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm"])
-def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_path):
-    """Without PREFECT_API_URL the run starts its own API server: one Ctrl-C (SIGINT to the
-    terminal's process group) or one SIGTERM ends the run, its tasks and that server."""
+def _servers(processes) -> list:
+    """The Prefect API servers among ``processes``."""
+    import psutil
+
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if "prefect.server.api.server:create_app" in process.cmdline():
+                found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("how, runner", [("ctrl-c to the group", "thread"), ("sigterm", "dask")])
+def test_a_signal_ends_the_run_and_every_process_it_started(how, runner, tiny_demo, tmp_path):
+    """Without PREFECT_API_URL the run starts its own API server, and its Dask workers report to
+    it (none starts one of its own): one Ctrl-C (SIGINT to the terminal's process group) or one
+    SIGTERM ends the run, its tasks, its workers and that server."""
     import psutil
 
     config = tmp_path / "boost.yaml"
@@ -261,13 +275,13 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     process = subprocess.Popen([str(Path(sys.executable).with_name("handbooster")), "run", "boost", "--config",
-                                str(config), "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                                str(config), "--out", str(out), "--runner", runner], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "grasps").exists():
         time.sleep(0.2)
     children = _descendants(process.pid)
-    assert children, "the run started no server"
+    servers = [" ".join(server.cmdline()) for server in _servers(children)]  # checked once the run has ended
     if how == "sigterm":
         process.send_signal(signal.SIGTERM)
     else:
@@ -280,6 +294,7 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, tiny_demo, tmp_
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert process.returncode in (130, 143) and "stopping" in process.stderr.read()
+    assert len(servers) == 1, servers
 
 
 def test_a_flow_run_puts_the_commands_signal_handler_back():
