@@ -70,8 +70,9 @@ def task_runner(kind: str, workers: int, address: str | None = None):
             from pipeline.errors import MissingResource
 
             raise MissingResource("the ray runner needs prefect-ray: pip install 'handbooster[ray]'") from None
-        return RayTaskRunner(address=address) if address else RayTaskRunner(
-            init_kwargs={"num_cpus": workers, "include_dashboard": False})
+        return RayTaskRunner(address=address) if address else RayTaskRunner(init_kwargs={
+            "num_cpus": workers, "include_dashboard": False,
+            "runtime_env": {"env_vars": {"PREFECT_API_URL": flow_api_url()}}})
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
 
 
