@@ -79,8 +79,8 @@ def task_runner(kind: str, workers: int, address: str | None = None):
 def flow_api_url() -> str:
     """The API this process reports to: ``PREFECT_API_URL``, or the temporary server Prefect starts
     without one. Worker processes are given it: on their own, each would start a temporary server
-    of its own, another writer of the same database (a reused make demo run under Dask took 56.6 s
-    with the two workers' servers, 39.0 s without)."""
+    of its own, another writer of the same database (benchmarks/RESULTS.md: a reused make demo run
+    under Dask took 77 s with the two workers' servers, 48-54 s without)."""
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():

@@ -152,6 +152,14 @@ def test_render_into_its_own_input_deletes_nothing(inputs, capsys):
     assert tree_digest(inputs / "real") == before
 
 
+def holds_lock(folder: Path) -> bool:
+    """Whether a process holds ``folder``'s lock: it names itself in the file once it does."""
+    try:
+        return (folder / ".lock").read_text().startswith("process")
+    except FileNotFoundError:
+        return False
+
+
 def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
     """Two grasp runs with different seeds into one folder: the second is refused at once. The
     first is paused (SIGSTOP) while it holds the folder, so the second meets it however fast the
@@ -162,7 +170,7 @@ def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
             "'20', '--batch-size', '4', '--out', sys.argv[1], '--seed', sys.argv[2]]))")
     first = subprocess.Popen([sys.executable, "-c", code, str(out), "1"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not (out / ".lock").exists() and time.time() < deadline:
+    while not holds_lock(out) and time.time() < deadline:
         time.sleep(0.01)
     first.send_signal(signal.SIGSTOP)
     try:
