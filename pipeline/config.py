@@ -319,8 +319,8 @@ class ReconstructionConfig(StrictModel):
     keep_checkpoints: int = Field(2, ge=1)
     num_workers: int = Field(2, ge=0)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast (faster only with "
-                            "AVX-512 BF16 or AMX); fp16 needs a GPU")
+        "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast, 5-10x slower than "
+                            "fp32 for these models even with AVX-512 BF16 (benchmarks/RESULTS.md); fp16 needs a GPU")
     procrustes: Literal["freihand", "handoccnet"] = Field(
         "freihand", description="freihand: align_w_scale (FreiHAND/HO3D/DexYCB toolkit); handoccnet: rigid_align")
     eval_batch_size: int = Field(64, ge=1)
