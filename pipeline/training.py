@@ -149,8 +149,9 @@ def cpu_has_bf16() -> bool:
 
 
 def mixed_precision(setting: str, device: str) -> str:
-    """``auto``: bf16 on a GPU, none on the CPU (the reconstructors train 5-10x slower in CPU bf16
-    autocast; the DDPM's own rule is ``synthesis.train.ddpm_precision``)."""
+    """``auto``: bf16 on a GPU, none on the CPU (the reconstructors trained 5-10x slower in bf16
+    autocast on a CPU without bf16 arithmetic; the DDPM's own rule is
+    ``pipeline.synthesis.train.ddpm_precision``)."""
     if setting == "auto":
         return "bf16" if device.startswith("cuda") else "no"
     if setting == "fp16" and device == "cpu":
