@@ -46,6 +46,7 @@ RECIPES: dict[str, dict] = {
     "cpu, batch 8 (twice the steps)": {"batch_size": 8},
     "cpu, maps at every resolution": {"maps_every_resolution": True},
     "cpu, two layers a block": {"layers_per_block": 2},
+    "cpu, no attention in the middle block": {"middle_attention": False},
     # bf16 is faster only on CPUs with AVX-512 BF16 or AMX, where the preset's auto precision takes it.
     "cpu, fp32": {"mixed_precision": "no"},
     "cpu, bf16 autocast": {"mixed_precision": "bf16"},

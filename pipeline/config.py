@@ -99,7 +99,10 @@ class SynthesisConfig(StrictModel):
     block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 256, 256])
     layers_per_block: int = Field(2, ge=1, le=4)
     attention_resolutions: list[int] = Field(default_factory=lambda: [16, 32],
-                                             description="feature-map sides that get self-attention")
+                                             description="feature-map sides whose down and up blocks get "
+                                                         "self-attention")
+    middle_attention: bool = Field(True, description="self-attention in the middle block, at the lowest "
+                                                     "resolution (diffusers' default)")
     norm_num_groups: int = Field(32, ge=1)
     quat_embed_dim: int = Field(64, ge=4, description="width of the quaternion MLP's first layer")
     texture_residual: bool = Field(False, description="predict x0 as the texture map plus the network's output "

@@ -96,7 +96,7 @@ def _kept(vectors: np.ndarray, rows: np.ndarray, count: int, sampler: str, seed:
 @stage("sample", SampleInputs, SampleSummary, SECTIONS)
 def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> SampleSummary:
     """Pick diverse, novel poses: FPS on real and simulated grasps, cross-distribution sampling, novel views;
-    writes the condition specs, and the report beside them, in the folder __report__.
+    writes the condition specs, with their report in the output's __report__/ folder.
 
     The hand model is the one the real dataset's labels were made with (:func:`hand_model_spec`):
     wrists and joints must come from the model the labels were made with.

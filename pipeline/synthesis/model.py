@@ -35,9 +35,9 @@ from diffusers.configuration_utils import register_to_config
 from pipeline.config import SynthesisConfig
 from pipeline.training import SavedModel
 
-MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "norm_num_groups",
-              "quat_embed_dim", "texture_residual", "prediction", "maps_every_resolution", "num_train_timesteps",
-              "beta_start", "beta_end", "beta_schedule")
+MODEL_KEYS = ("image_size", "block_out_channels", "layers_per_block", "attention_resolutions", "middle_attention",
+              "norm_num_groups", "quat_embed_dim", "texture_residual", "prediction", "maps_every_resolution",
+              "num_train_timesteps", "beta_start", "beta_end", "beta_schedule")
 
 
 def block_types(image_size: int, levels: int, attention_resolutions) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -55,9 +55,9 @@ class HandObjectUNet(SavedModel):
 
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels=(32, 64), layers_per_block: int = 1,
-                 attention_resolutions=(16,), norm_num_groups: int = 8, quat_embed_dim: int = 32,
-                 texture_residual: bool = False, prediction: str = "x0", maps_every_resolution: bool = False,
-                 num_train_timesteps: int = 1000,
+                 attention_resolutions=(16,), middle_attention: bool = True, norm_num_groups: int = 8,
+                 quat_embed_dim: int = 32, texture_residual: bool = False, prediction: str = "x0",
+                 maps_every_resolution: bool = False, num_train_timesteps: int = 1000,
                  beta_start: float = 1e-4, beta_end: float = 0.02, beta_schedule: str = "linear"):
         super().__init__()
         if prediction not in ("x0", "v"):
@@ -70,7 +70,7 @@ class HandObjectUNet(SavedModel):
         self.unet = UNet2DModel(sample_size=image_size, in_channels=9, out_channels=3,
                                 block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
                                 down_block_types=down, up_block_types=up, class_embed_type="identity",
-                                norm_num_groups=norm_num_groups)
+                                norm_num_groups=norm_num_groups, add_attention=middle_attention)
         time_dim = 4 * block_out_channels[0]
         self.quat_mlp = torch.nn.Sequential(
             torch.nn.Linear(4, quat_embed_dim), torch.nn.GELU(), torch.nn.Linear(quat_embed_dim, time_dim),
