@@ -242,16 +242,17 @@ def test_maps_at_every_resolution_start_as_the_plain_model_and_train_their_injec
     assert loaded.maps_every_resolution and torch.equal(loaded.map_injections[0].weight, model.map_injections[0].weight)
 
 
-def test_the_middle_block_attends_unless_told_not_to_and_old_model_folders_keep_it(tmp_path):
+def test_the_cpu_preset_attends_nowhere_and_model_folders_from_before_the_option_keep_the_middle_block(tmp_path):
     from diffusers.models.attention_processor import Attention
 
     def attends(model):
         return any(isinstance(module, Attention) for module in model.modules())
 
     config = CPU.model_copy(update={"image_size": 32})  # no attention in the down and up blocks
+    model = HandObjectUNet.from_synthesis_config(config)
+    assert not attends(model)  # nor in the middle block: the cpu preset has none
+    config = config.model_copy(update={"middle_attention": True})
     assert attends(HandObjectUNet.from_synthesis_config(config))
-    model = HandObjectUNet.from_synthesis_config(config.model_copy(update={"middle_attention": False}))
-    assert not attends(model)
     model.save_pretrained(tmp_path / "new")
     assert not attends(HandObjectUNet.from_pretrained(tmp_path / "new"))
     HandObjectUNet.from_synthesis_config(config).save_pretrained(tmp_path / "old")
