@@ -114,7 +114,8 @@ class SynthesisConfig(StrictModel):
     quat_drop_prob: float = Field(0.5, ge=0, le=1, description="classifier-free guidance: drop the quaternion "
                                                                "(the public code's 0.5)")
     maps_drop_prob: float = Field(0.0, ge=0, le=1, description="also drop the normal and texture maps")
-    guidance: float = Field(3.0, ge=0, description="default guidance scale when sampling (public code: 3)")
+    guidance: float = Field(3.0, ge=0, description="guidance scale when sampling (public code: 3); where neither "
+                                                   "the config nor its preset sets it, the checkpoint's")
     num_train_timesteps: int = Field(1000, ge=10)
     beta_start: float = Field(1e-4, gt=0)
     beta_end: float = Field(0.02, gt=0)
@@ -148,8 +149,11 @@ class SynthesisConfig(StrictModel):
     sample_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
     num_workers: int = Field(2, ge=0)
-    sample_scheduler: Literal["ddpm", "ddim", "dpm"] = Field("dpm", description="sampler of synth generate")
-    sample_steps: int = Field(25, ge=1, le=1000, description="denoising steps of synth generate")
+    sample_scheduler: Literal["ddpm", "ddim", "dpm"] = Field(
+        "dpm", description="sampler of synth generate; where neither the config nor its preset sets it, the "
+                           "checkpoint's")
+    sample_steps: int = Field(25, ge=1, le=1000, description="denoising steps of synth generate; where neither the "
+                                                             "config nor its preset sets them, the checkpoint's")
     generate_batch_size: int = Field(16, ge=1, description="images generated together")
 
 

@@ -91,11 +91,12 @@ def checkpoint_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guidance: float | None = None,
+def generate(ckpt, specs, out, *, scheduler: str | None = None, steps: int | None = None, guidance: float | None = None,
              seed: int = 0, batch_size: int = 16, overwrite: bool = False, progress: bool = True,
              row_range: tuple[int, int] | None = None, device: str = "cpu") -> dict:
     """Paint an image for every row of ``specs`` (condition maps filled), or of its rows
-    ``[start, stop)``, into synthetic shards at ``out``."""
+    ``[start, stop)``, into synthetic shards at ``out``. ``scheduler``, ``steps`` and ``guidance``
+    left None are the checkpoint's: those its training config (its preset) samples with."""
     from PIL import Image
 
     from pipeline.data.shards import ShardWriter
@@ -107,6 +108,8 @@ def generate(ckpt, specs, out, *, scheduler: str = "dpm", steps: int = 25, guida
     model = HandObjectUNet.from_pretrained(folder).eval().to(device)
     training = read_record(folder, RECORD, "synth train")
     guidance = training.get("guidance", 3.0) if guidance is None else guidance
+    scheduler = training.get("sample_scheduler", "dpm") if scheduler is None else scheduler
+    steps = int(training.get("sample_steps", 25)) if steps is None else steps
     sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
     rows = ShardDataset(specs, decode=False)  # read once: conditions are decoded from the same raw rows
     if rows.manifest["kind"] != "sample":

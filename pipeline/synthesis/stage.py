@@ -61,16 +61,16 @@ def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> T
 def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location) -> GenerateSummary:
     """Paint an image for every condition row; writes synthetic shards with generator provenance.
 
-    The sampler's settings are the config's over the preset's; the guidance is ``synthesis.guidance``
-    when either sets it, else the checkpoint's training default."""
+    The sampler's settings (scheduler, steps, guidance) are the config's over its preset's where
+    either sets them, else the checkpoint's: those of the preset it was trained with."""
     from pipeline.synthesis.presets import resolve
     from pipeline.synthesis.sample import generate
 
     synthesis = resolve(overrides=config.synthesis)
-    guidance = synthesis.guidance if "guidance" in synthesis.model_fields_set else None
-    result = generate(inputs.ckpt, inputs.specs, out.text, scheduler=synthesis.sample_scheduler,
-                      steps=synthesis.sample_steps, guidance=guidance, seed=config.seed,
-                      batch_size=synthesis.generate_batch_size, overwrite=config.run.overwrite,
+    scheduler, steps, guidance = (getattr(synthesis, key) if key in synthesis.model_fields_set else None
+                                  for key in ("sample_scheduler", "sample_steps", "guidance"))
+    result = generate(inputs.ckpt, inputs.specs, out.text, scheduler=scheduler, steps=steps, guidance=guidance,
+                      seed=config.seed, batch_size=synthesis.generate_batch_size, overwrite=config.run.overwrite,
                       progress=config.run.progress, row_range=inputs.rows, device=config.run.device)
     return GenerateSummary(**{key: value for key, value in result.items() if key != "out"})
 

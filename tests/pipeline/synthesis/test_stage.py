@@ -328,7 +328,7 @@ def test_cli_train_generate_and_bad_input(data, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-def test_generation_samples_with_the_presets_settings_and_its_identity_names_the_preset(data, tmp_path):
+def test_generation_samples_with_the_configs_settings_else_the_checkpoints_and_its_identity_names_the_preset(data, tmp_path):
     from pipeline.synthesis.stage import GenerateInputs, synth_generate
 
     from conftest import make_config
@@ -348,3 +348,9 @@ def test_generation_samples_with_the_presets_settings_and_its_identity_names_the
     tiny = make_config({"synthesis.preset": "tiny"})
     assert synth_generate.identity_parts(cpu, inputs)["settings"] != synth_generate.identity_parts(tiny, inputs)[
         "settings"]  # the same checkpoint sampled under another preset is not reused
+    trained_with = {"sample_scheduler": "ddim", "sample_steps": 4, "guidance": 1.5}  # what its preset samples with
+    train(data, tmp_path / "ckpt_ddim", TINY.model_copy(update=trained_with), max_steps=2, progress=False)
+    synth_generate(make_config({}), GenerateInputs(ckpt=str(tmp_path / "ckpt_ddim"), specs=str(data)),
+                   tmp_path / "unset")
+    assert all((r["gen"]["scheduler"], r["gen"]["steps"], r["gen"]["guidance"]) == ("ddim", 4, 1.5)
+               for r in ShardDataset(tmp_path / "unset", columns=["gen"]))  # a config that sets none: the checkpoint's
