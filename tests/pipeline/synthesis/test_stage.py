@@ -242,7 +242,7 @@ def test_maps_at_every_resolution_start_as_the_plain_model_and_train_their_injec
     assert loaded.maps_every_resolution and torch.equal(loaded.map_injections[0].weight, model.map_injections[0].weight)
 
 
-def test_the_cpu_preset_attends_nowhere_and_model_folders_from_before_the_option_keep_the_middle_block(tmp_path):
+def test_the_cpu_preset_attends_nowhere_and_older_model_folders_keep_the_middle_attention(tmp_path):
     from diffusers.models.attention_processor import Attention
 
     def attends(model):
@@ -328,7 +328,7 @@ def test_cli_train_generate_and_bad_input(data, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-def test_generation_samples_with_the_configs_settings_else_the_checkpoints_and_its_identity_names_the_preset(data, tmp_path):
+def test_generation_samples_with_the_configs_sampler_else_the_checkpoints_and_names_the_preset(data, tmp_path):
     from pipeline.synthesis.stage import GenerateInputs, synth_generate
 
     from conftest import make_config
