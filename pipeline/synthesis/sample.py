@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.config import SynthesisConfig
 from pipeline.data.reader import ShardDataset, collate_samples
 from pipeline.errors import BadData, InputError
 from pipeline.imaging import png_bytes
@@ -107,9 +108,10 @@ def generate(ckpt, specs, out, *, scheduler: str | None = None, steps: int | Non
     digest = checkpoint_digest(folder)
     model = HandObjectUNet.from_pretrained(folder).eval().to(device)
     training = read_record(folder, RECORD, "synth train")
-    guidance = training.get("guidance", 3.0) if guidance is None else guidance
-    scheduler = training.get("sample_scheduler", "dpm") if scheduler is None else scheduler
-    steps = int(training.get("sample_steps", 25)) if steps is None else steps
+    defaults = SynthesisConfig()  # a record without a key was written while the default held
+    scheduler, steps, guidance = (training.get(key, getattr(defaults, key)) if given is None else given
+                                  for key, given in (("sample_scheduler", scheduler), ("sample_steps", steps),
+                                                     ("guidance", guidance)))
     sampler = scheduler_for(scheduler, json.loads((folder / "scheduler_config.json").read_text()))
     rows = ShardDataset(specs, decode=False)  # read once: conditions are decoded from the same raw rows
     if rows.manifest["kind"] != "sample":
