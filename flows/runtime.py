@@ -5,7 +5,10 @@
   API server a CLI run starts when no ``PREFECT_API_URL`` is set.
 - Task runners: ``thread`` (Prefect's ThreadPoolTaskRunner), ``dask`` (prefect-dask on a
   LocalCluster of single-threaded worker processes, or the scheduler at ``address``), ``ray``
-  (prefect-ray, an optional extra: ``pip install 'handbooster[ray]'``).
+  (prefect-ray, an optional extra: ``pip install 'handbooster[ray]'``). The local clusters
+  listen on 127.0.0.1 only: Dask's does by default; Ray's local instance would listen on every
+  interface (its GCS, raylet and agents), so it is started in the loopback mode Ray uses on
+  macOS and Windows (:data:`RAY_LOOPBACK`).
 - Logs: the terminal shows warnings and the CLI's own lines; everything Prefect logs goes to
   ``OUT/flow.log`` and to the API (the UI).
 - A flow run killed with SIGKILL stays RUNNING in the API; runs carry the process that ran
@@ -23,6 +26,8 @@ import socket
 from pathlib import Path
 
 RUNNERS = ("thread", "dask", "ray")
+# Ray reads this when it is imported: 0 puts a local instance's servers on the loopback address.
+RAY_LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def prepare_environment() -> None:
@@ -64,6 +69,8 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "worker_class": patient_nanny(), "dashboard_address": None})
     if kind == "ray":
+        if not address:
+            os.environ.setdefault(*RAY_LOOPBACK)
         try:
             from prefect_ray import RayTaskRunner
         except ImportError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -377,3 +378,85 @@ def test_the_local_dask_cluster_gives_its_workers_time_to_exit():
         nannies = list(runner._cluster.workers.values())
         assert nannies and all(isinstance(nanny, patient_nanny()) for nanny in nannies)
     assert all(nanny.status.name == "closed" for nanny in nannies)
+
+
+def _listening(processes) -> list[tuple[str, str]]:
+    """(process name, address) of every TCP socket ``processes`` listen on."""
+    import psutil
+
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            found += [(process.name(), c.laddr.ip) for c in process.net_connections(kind="tcp")
+                      if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+def _loopback(ip: str) -> bool:
+    return ip.removeprefix("::ffff:") in ("127.0.0.1", "::1")
+
+
+def test_the_local_dask_cluster_listens_on_loopback_only():
+    import psutil
+
+    from flows.runtime import task_runner
+
+    with task_runner("dask", 1) as runner:
+        assert runner.client.submit(sum, [1, 2]).result() == 3
+        me = psutil.Process()
+        listening = _listening([me, *me.children(recursive=True)])
+    assert listening and all(_loopback(ip) for _, ip in listening), listening
+
+
+@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the ray extra")
+def test_the_local_ray_instance_listens_on_loopback_only():
+    """Ray's own servers (GCS, raylet, agents) listen on every interface unless started in its
+    loopback mode; a run without --address starts them so. The suite cannot run this where
+    the ray extra is not installed (CI)."""
+    import psutil
+
+    script = ("from flows.runtime import task_runner\nimport json, psutil\n"
+              "with task_runner('ray', 1):\n"
+              "    import ray\n"
+              "    ray.get(ray.remote(lambda: 0).remote())\n"
+              "    print(json.dumps([c.pid for c in psutil.Process().children(recursive=True)]), flush=True)\n"
+              "    input()\n")
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[2])
+    try:
+        pids = json.loads(process.stdout.readline())
+        listening = _listening([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)])
+    finally:
+        process.communicate("\n", timeout=120)
+    assert listening and all(_loopback(ip) for _, ip in listening), listening
+
+
+def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(monkeypatch):
+    """Without the extra installed: prefect_ray stood in by a module that records the setting
+    as the runner imports it (Ray reads it at its own import)."""
+    import types
+
+    from flows.runtime import RAY_LOOPBACK, task_runner
+
+    seen = {}
+
+    class RayTaskRunner:
+        def __init__(self, address=None, init_kwargs=None):
+            seen["address"] = address
+
+    def module_attribute(name):
+        seen["at import"] = os.environ.get(RAY_LOOPBACK[0])
+        if name != "RayTaskRunner":
+            raise AttributeError(name)
+        return RayTaskRunner
+
+    fake = types.ModuleType("prefect_ray")
+    fake.__getattr__ = module_attribute
+    monkeypatch.setitem(sys.modules, "prefect_ray", fake)
+    monkeypatch.setenv(RAY_LOOPBACK[0], "")  # put back as it was after the test
+    monkeypatch.delenv(RAY_LOOPBACK[0])
+    task_runner("ray", 1, address="ray://head:10001")
+    assert seen == {"address": "ray://head:10001", "at import": None}  # a remote cluster is left as it is
+    task_runner("ray", 1)
+    assert seen["at import"] == RAY_LOOPBACK[1]
