@@ -367,19 +367,6 @@ def test_a_stage_form_shows_its_inputs_first_and_only_the_sections_it_reads():
     assert {section.split(".")[0] for section in load_stage("sample").sections} | {"seed", "run"} == set(config)
 
 
-def test_the_local_dask_cluster_gives_its_workers_time_to_exit():
-    """The Dask runner's nannies wait NANNY_CLOSE_TIMEOUT_S (not Dask's 5 s) for a worker process
-    to go: on a loaded machine a finished run otherwise exited 1 while its cluster closed."""
-    from flows.runtime import patient_nanny, task_runner
-
-    runner = task_runner("dask", 1)
-    with runner:
-        assert runner.client.submit(sum, [1, 2]).result() == 3  # the cluster starts on the first use
-        nannies = list(runner._cluster.workers.values())
-        assert nannies and all(isinstance(nanny, patient_nanny()) for nanny in nannies)
-    assert all(nanny.status.name == "closed" for nanny in nannies)
-
-
 def _listening(processes) -> list[tuple[str, str]]:
     """(process name, address) of every TCP socket ``processes`` listen on."""
     import psutil
@@ -396,15 +383,22 @@ def _loopback(ip: str) -> bool:
     return ip.removeprefix("::ffff:") in ("127.0.0.1", "::1")
 
 
-def test_the_local_dask_cluster_listens_on_loopback_only():
+def test_the_local_dask_cluster_listens_on_loopback_and_gives_its_workers_time_to_exit():
+    """The Dask runner's nannies wait NANNY_CLOSE_TIMEOUT_S (not Dask's 5 s) for a worker process
+    to go: on a loaded machine a finished run otherwise exited 1 while its cluster closed. Its
+    scheduler, nanny and worker listen on 127.0.0.1 only."""
     import psutil
 
-    from flows.runtime import task_runner
+    from flows.runtime import patient_nanny, task_runner
 
-    with task_runner("dask", 1) as runner:
-        assert runner.client.submit(sum, [1, 2]).result() == 3
+    runner = task_runner("dask", 1)
+    with runner:
+        assert runner.client.submit(sum, [1, 2]).result() == 3  # the cluster starts on the first use
+        nannies = list(runner._cluster.workers.values())
+        assert nannies and all(isinstance(nanny, patient_nanny()) for nanny in nannies)
         me = psutil.Process()
         listening = _listening([me, *me.children(recursive=True)])
+    assert all(nanny.status.name == "closed" for nanny in nannies)
     assert listening and all(_loopback(ip) for _, ip in listening), listening
 
 
