@@ -1,4 +1,5 @@
-"""Prefect flows: the boost flow end to end, resume under Dask after SIGKILL, the UI's deployments.
+"""Prefect flows: the boost flow end to end, resume under Dask after SIGKILL, the UI's deployments,
+signals, and where the local Dask and Ray clusters listen.
 
 The ``prefect`` xdist group runs them on one worker, so one Prefect test server (``prefect_api``,
 about 30 s to start) serves them all (the lock keeps pytest under 9.2, where xdist 3.8 cannot group).
@@ -396,8 +397,7 @@ def test_the_local_dask_cluster_listens_on_loopback_and_gives_its_workers_time_t
         assert runner.client.submit(sum, [1, 2]).result() == 3  # the cluster starts on the first use
         nannies = list(runner._cluster.workers.values())
         assert nannies and all(isinstance(nanny, patient_nanny()) for nanny in nannies)
-        me = psutil.Process()
-        listening = _listening([me, *me.children(recursive=True)])
+        listening = _listening([psutil.Process(), *_descendants(os.getpid())])
     assert all(nanny.status.name == "closed" for nanny in nannies)
     assert listening and all(_loopback(ip) for _, ip in listening), listening
 
@@ -409,13 +409,15 @@ def test_the_local_ray_instance_listens_on_loopback_only():
     the ray extra is not installed (CI)."""
     import psutil
 
+    from flows.runtime import RAY_LOOPBACK
+
     script = ("from flows.runtime import task_runner\nimport json, psutil\n"
               "with task_runner('ray', 1):\n"
               "    import ray\n"
               "    ray.get(ray.remote(lambda: 0).remote())\n"
               "    print(json.dumps([c.pid for c in psutil.Process().children(recursive=True)]), flush=True)\n"
               "    input()\n")
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env = {key: value for key, value in os.environ.items() if key != RAY_LOOPBACK[0]}
     process = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[2])
     try:
