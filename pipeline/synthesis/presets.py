@@ -8,11 +8,12 @@ the same distance at equal steps) that predicts x0 as the texture map plus a res
 pixel weighted alike (the room behind the hand is half of what makes an image look real), a
 high learning rate after a short warm-up, sized so that its default steps take at most about
 30 minutes on two cores at full speed: 1,300 in fp32, 2,800 in bf16 (which ``auto`` takes on a
-CPU with AVX-512 BF16 or AMX, where a step takes half the time). It samples with 50 DPM-Solver++ steps and no guidance:
-on the boost benchmark's two models, 50 steps put the re-synthesised test images 3.6-5.5%
-closer to their conditions than 10 (a real-trained reconstructor's MPJPE; intervals that
-exclude 0) and a little closer to real (Fréchet); 100 add little for twice the time, and
-guidance (3, 6) only costs fidelity. 50 steps take about 1.25 s an image on two cores.
+CPU with AVX-512 BF16 or AMX, where a step takes half the time). It samples with 50
+DPM-Solver++ steps and no guidance: on the boost benchmark's two models, 50 steps put the
+re-synthesised test images 3.6-5.5% closer to their conditions than 10 (a real-trained
+reconstructor's MPJPE; intervals that exclude 0) and a little closer to real (Fréchet); 100
+add little for twice the time, and guidance (3, 6) only costs fidelity. 50 steps take about
+1.25 s an image on two cores.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ PRESETS: dict[str, dict] = {
              "sample_every": 100, "learning_rate": 2e-4},
     "cpu": {"image_size": 64, "block_out_channels": [32, 64, 128], "layers_per_block": 1,
             "attention_resolutions": [], "middle_attention": False, "norm_num_groups": 8, "quat_embed_dim": 32,
-            "batch_size": 16,
-            "learning_rate": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "background_weight": 1.0,
+            "batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 100, "ema_decay": 0.999, "background_weight": 1.0,
             "snr_gamma": 5.0, "texture_residual": True, "max_steps": 1300, "max_steps_bf16": 2800,
             "checkpoint_every": 100, "sample_every": 650, "num_workers": 0, "sample_steps": 50, "guidance": 1.0},
     "small": {"image_size": 64, "block_out_channels": [64, 128, 256], "layers_per_block": 2,
