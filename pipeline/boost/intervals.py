@@ -59,6 +59,11 @@ def projected_half_widths(arm: dict[int, np.ndarray], base: dict[int, np.ndarray
     return widths
 
 
-def significant(interval: list[float] | None) -> bool:
-    """A change counts only when its interval excludes 0."""
-    return interval is not None and (interval[0] > 0 or interval[1] < 0)
+MIN_SEEDS = 2  # below this an interval holds the test set's sampling only, not the training's
+
+
+def significant(interval: list[float] | None, seeds: int) -> bool:
+    """A change counts only when its interval excludes 0 and it pairs at least :data:`MIN_SEEDS`
+    seeds: one seed's interval resamples test sequences only, so a training run's luck would pass
+    for an effect."""
+    return seeds >= MIN_SEEDS and interval is not None and (interval[0] > 0 or interval[1] < 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.boost.arms import ARMS
-from pipeline.boost.intervals import relative_change_interval, significant
+from pipeline.boost.intervals import MIN_SEEDS, relative_change_interval, significant
 from pipeline.imaging import figure_png, pyplot
 
 VIEWS = {"rr": ("joints", "root_relative"), "pa": ("joints", "procrustes")}
@@ -66,7 +66,7 @@ def collect(arm_folders: dict[str, dict[int, Path]], tests: dict[str, str]) -> d
                     paired_change(seed_means[arm][short], seed_means["real_only"][short])
                 entry[f"{short}_change_ci95"] = None if base is None or arm == "real_only" else \
                     relative_change_interval(errors[arm][short], errors["real_only"][short], sequences)
-            entry["significant"] = significant(entry["rr_change_ci95"])
+            entry["significant"] = significant(entry["rr_change_ci95"], entry["seeds"])
     return table
 
 
@@ -83,25 +83,28 @@ def paired_change(arm: dict[int, float], base: dict[int, float]) -> float | None
 def markdown(table: dict, tests: list[str], dropped: list[str], note: str, references: dict | None = None,
              rows: dict | None = None, informative: dict | None = None) -> str:
     """The protocol's table: errors, each arm's change against real only with its 95% interval
-    (* where the interval excludes 0), the synthetic rows each arm trained on, the reference rows,
+    (* where the interval excludes 0 over two seeds or more), the synthetic rows each arm trained on, the reference rows,
     and whether real only learned from the images (what the arms' differences are worth)."""
     header = "| arm | " + " | ".join(f"{t} RR J-PE mm | RR vs real [95% CI] | {t} PA J-PE mm | PA vs real [95% CI]"
                                      for t in tests) + " | synthetic rows |"
     lines = [header, "|---|" + "---:|---:|---:|---:|" * len(tests) + "---:|"]
 
+    def spread(entry: dict, short: str) -> str:  # one seed has no spread to show
+        mean, std = entry[f"{short}_mm"], entry[f"{short}_std"]
+        return f"{mean:.2f} ± {std:.2f}" if entry["seeds"] >= MIN_SEEDS else f"{mean:.2f}"
+
     def change(entry: dict, short: str) -> str:
         interval = entry.get(f"{short}_change_ci95")
         if entry.get(f"{short}_change_pct") is None or interval is None:
             return ""
-        mark = "*" if significant(interval) else ""
+        mark = "*" if significant(interval, entry["seeds"]) else ""
         return f"{entry[f'{short}_change_pct']:+.1f}%{mark} [{interval[0]:+.1f}, {interval[1]:+.1f}]"
 
     for arm, per_test in table.items():
         cells = []
         for test in tests:
             e = per_test[test]
-            cells += [f"{e['rr_mm']:.2f} ± {e['rr_std']:.2f}", change(e, "rr"), f"{e['pa_mm']:.2f} ± {e['pa_std']:.2f}",
-                      change(e, "pa")]
+            cells += [spread(e, "rr"), change(e, "rr"), spread(e, "pa"), change(e, "pa")]
         lines.append(f"| {ARMS[arm].label} | " + " | ".join(cells) + f" | {(rows or {}).get(arm, '')} |")
     for name, label in REFERENCE_LABELS.items():
         if references and all(name in references.get(test, {}) for test in tests):
@@ -113,9 +116,11 @@ def markdown(table: dict, tests: list[str], dropped: list[str], note: str, refer
     seeds = max(e["seeds"] for per_test in table.values() for e in per_test.values())
     fewer = "".join(f"; {ARMS[arm].label}: {per_test[tests[0]]['seeds']}, against real only on the same seeds"
                     for arm, per_test in table.items() if per_test[tests[0]]["seeds"] < seeds)
-    lines += ["", f"Mean ± spread (std) over {seeds} seed(s){fewer}; RR: root-relative, PA: Procrustes-aligned "
+    over = f"Mean ± spread (std) over {seeds} seeds" if seeds >= MIN_SEEDS else "One seed, so no spread"
+    lines += ["", f"{over}{fewer}; RR: root-relative, PA: Procrustes-aligned "
               "(align_w_scale); 'vs real': change of the error against real only (negative is better), with its "
-              "95% interval from a bootstrap over seeds (paired) and test sequences; * the interval excludes 0. "
+              "95% interval from a bootstrap over seeds (paired) and test sequences; * the interval excludes 0 "
+              f"and pairs at least {MIN_SEEDS} seeds (one seed's interval leaves out the training's own noise). "
               "The reference rows train nothing and see no image."]
     for test, verdict in (informative or {}).items():
         if verdict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -159,9 +160,9 @@ def test_synth_eval_and_the_boost_report(tiny_demo, reconstructor, tmp_path, cap
 
     run, test = tmp_path / "arms", str(root / "demo" / "s1_test")
     ids, _ = test_sequences(test)
-    for arm, error in (("real_only", 20.0), ("full", 18.0)):
-        write_evaluation(run / arm / "seed-0" / "eval-t", ids, error)
-    table = collect({arm: {0: run / arm / "seed-0"} for arm in ("real_only", "full")}, {"t": test})
+    for (arm, error), seed in itertools.product((("real_only", 20.0), ("full", 18.0)), (0, 1)):
+        write_evaluation(run / arm / f"seed-{seed}" / "eval-t", ids, error)
+    table = collect({arm: {s: run / arm / f"seed-{s}" for s in (0, 1)} for arm in ("real_only", "full")}, {"t": test})
     assert table["full"]["t"]["rr_change_pct"] == -10.0 and table["real_only"]["t"]["rr_change_pct"] == 0.0
     assert table["full"]["t"]["rr_change_ci95"] == [-10.0, -10.0] and table["full"]["t"]["significant"]
     assert table["full"]["t"]["pa_change_ci95"] == [0.0, 0.0]
@@ -208,8 +209,11 @@ def test_an_arm_on_fewer_seeds_is_compared_with_real_only_on_those_seeds(tiny_de
     assert table["fps_grasps"]["t"]["rr_change_pct"] == -10.0  # against seed 0's 20 mm, not the mean 25
     assert table["fps_grasps"]["t"]["rr_change_ci95"] == [-10.0, -10.0]
     assert table["real_only"]["t"]["rr_mm"] == 25.0 and table["fps_grasps"]["t"]["seeds"] == 1
-    assert "over 2 seed(s); + novel grasps, FPS: 1, against real only on the same seeds" in markdown(table, ["t"], [],
-                                                                                                     "")
+    text = markdown(table, ["t"], [], "")
+    assert "over 2 seeds; + novel grasps, FPS: 1, against real only on the same seeds" in text
+    # one seed's interval excludes 0 but leaves out the training's noise: the change is not marked
+    assert not table["fps_grasps"]["t"]["significant"] and "| 18.00 | -10.0% [-10.0, -10.0] |" in text
+    assert "| 25.00 ± 5.00 |" in text
 
 
 def test_the_interval_matches_a_hand_computed_case():
@@ -224,7 +228,8 @@ def test_the_interval_matches_a_hand_computed_case():
     # the same ratio on every sequence and seed: no spread at all, and a significant change
     same = relative_change_interval({0: np.array([9.0, 18.0]), 1: np.array([4.5, 9.0])},
                                     {0: np.array([10.0, 20.0]), 1: np.array([5.0, 10.0])}, sequences)
-    assert same == [-10.0, -10.0] and significant(same) and not significant([-50.0, 50.0])
+    assert same == [-10.0, -10.0] and significant(same, 2) and not significant([-50.0, 50.0], 2)
+    assert not significant(same, 1)  # one seed: the test set's sampling only
     assert relative_change_interval({1: np.ones(2)}, {0: np.ones(2)}, sequences) is None  # no seed in common
 
 
