@@ -44,6 +44,7 @@ from pipeline.data.manifest import dataset_name
 
 SUMMARY_FILE = "boost_summary.json"
 REPORT_FILE = "boost_report.md"
+STEP_LABEL_WIDTH = 48  # the step log's label column: "s0: eval plain_renders seed-4 demo_s0_test" fits
 
 
 class Steps:
@@ -70,8 +71,8 @@ class Steps:
             self.rows.append({"step": label, "stage": stage, "seconds": summary["seconds"],
                               "reused": summary["reused"], "out": summary["out"], **_highlights(summary)})
             if self.echo:
-                print(f"{label:40s} {summary['seconds']:8.1f} s{'  (reused)' if summary['reused'] else ''}",
-                      flush=True)
+                print(f"{label:{STEP_LABEL_WIDTH}s} {summary['seconds']:8.1f} s"
+                      f"{'  (reused)' if summary['reused'] else ''}", flush=True)
         update_progress_artifact(self.progress, progress=min(100.0, 100.0 * len(self.rows) / max(self.total, 1)))
         return summaries
 

@@ -27,7 +27,7 @@ prepare_environment()
 
 from prefect import flow, tags  # noqa: E402
 
-from flows.boost import boost  # noqa: E402
+from flows.boost import STEP_LABEL_WIDTH, boost  # noqa: E402
 from flows.stages import STAGES, load_stage  # noqa: E402
 from flows.tasks import flow_threads, run_stage  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
@@ -108,5 +108,5 @@ def run_flow(what: str, config: PipelineConfig, out: str, runner: str = "thread"
         logging.getLogger().removeHandler(log)
         log.close()
     if echo:
-        print(f"{'total':40s} {time.perf_counter() - started:8.1f} s")
+        print(f"{'total':{STEP_LABEL_WIDTH}s} {time.perf_counter() - started:8.1f} s")
     return result
