@@ -41,6 +41,7 @@ from flows.runtime import keep_stopping_on_signals
 from flows.tasks import flow_threads, run_stage
 from pipeline.config import PipelineConfig, ProtocolConfig, with_overrides
 from pipeline.data.manifest import dataset_name
+from pipeline.storage import refuse_uri
 
 SUMMARY_FILE = "boost_summary.json"
 REPORT_FILE = "boost_report.md"
@@ -272,6 +273,7 @@ def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool =
     keep_stopping_on_signals()
     if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
         config = validate_config(config, PipelineConfig, "config")
+    refuse_uri(out, "the boost flow")  # from the UI; the command line refused it already
     started = time.perf_counter()
     out_path = Path(out)
     steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))

@@ -194,7 +194,7 @@ def pending_batches(names: list[str], per_object: int, batch_size: int, done: in
     return jobs
 
 
-@stage("grasps", GraspInputs, GraspSummary, SECTIONS)
+@stage("grasps", GraspInputs, GraspSummary, SECTIONS, uri_out=True)
 def grasps(config: PipelineConfig, inputs: GraspInputs, out: Location) -> GraspSummary:
     """Resting poses, batched grasp optimisation and validation: grasp.per_object records per object (resumable)."""
     from pipeline.hand import load_hand_model

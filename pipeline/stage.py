@@ -38,7 +38,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import PipelineConfig, config_record, parse_device, validate_config
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
-from pipeline.storage import JOURNAL, LOCK, MANIFEST, Location, code_version, folder_lock, manifest_fingerprint
+from pipeline.storage import (
+    JOURNAL,
+    LOCK,
+    MANIFEST,
+    Location,
+    code_version,
+    folder_lock,
+    manifest_fingerprint,
+    refuse_uri,
+)
 
 SUMMARY = ".summary.json"
 MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
@@ -104,10 +113,10 @@ class Stage:
     """A decorated stage function; call it like the function."""
 
     def __init__(self, func: Callable, name: str, inputs: type[StageInputs], summary: type[StageSummary],
-                 sections: tuple[str, ...], reuse: bool):
+                 sections: tuple[str, ...], reuse: bool, uri_out: bool = False):
         functools.update_wrapper(self, func)
         self.func, self.name, self.inputs_model, self.summary_model = func, name, inputs, summary
-        self.sections, self.reuse = sections, reuse
+        self.sections, self.reuse, self.uri_out = sections, reuse, uri_out
 
     def coerce(self, config, inputs) -> tuple[PipelineConfig, StageInputs]:
         if isinstance(config, dict):
@@ -133,6 +142,8 @@ class Stage:
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         location = preflight_output(out, list(inputs.input_paths().values()))
+        if not (location.is_local or self.uri_out):
+            refuse_uri(out, self.name)
         config = resolved_device(config)
         parts = self.identity_parts(config, inputs)
         identity = _digest(parts)
@@ -167,12 +178,15 @@ def resolved_device(config: PipelineConfig) -> PipelineConfig:
 
 
 def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sections: tuple[str, ...], *,
-          reuse: bool = True) -> Callable[[Callable], Stage]:
+          reuse: bool = True, uri_out: bool = False) -> Callable[[Callable], Stage]:
     """Make ``func(config, inputs, out: Location) -> summary`` a stage (module docstring).
     ``sections``: the config sections that shape its output (recorded, and part of its
     identity); ``reuse``: return a finished run's summary instead of running again (stages
-    that refuse to continue a run unasked, the trainers, reuse only with ``run.resume``)."""
-    return lambda func: Stage(func, name, inputs, summary, sections, reuse)
+    that refuse to continue a run unasked, the trainers, reuse only with ``run.resume``);
+    ``uri_out``: the stage writes every file through ``out`` (a :class:`Location`), so ``out``
+    may be a filesystem URI (``s3://...``). Other stages (the trainers, pictures, the registry)
+    write with local file APIs and refuse one before any work."""
+    return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out)
 
 
 CONTENT_BYTES = 8 << 30  # hashed per input at most; a larger folder (a raw dataset) is fingerprinted by its listing

@@ -17,11 +17,12 @@ import json
 import os
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from pipeline.errors import DatasetConflict, MissingResource
+from pipeline.errors import DatasetConflict, InputError, MissingResource
 
 REPORT_DIR = "__report__"
 LOCK = ".lock"
@@ -44,7 +45,10 @@ class Location:
             return where
         text = str(where)
         if "://" in text:
-            fs, path = pafs.FileSystem.from_uri(text)
+            try:
+                fs, path = pafs.FileSystem.from_uri(text)
+            except (OSError, ValueError) as exc:  # an unknown scheme, a store that does not answer (ArrowInvalid: ValueError)
+                raise MissingResource(f"cannot open the filesystem of this URI: {exc}", text) from None
         else:
             fs, path = pafs.LocalFileSystem(), os.path.abspath(text)
         return cls(fs, path.rstrip("/") or "/", text)
@@ -58,7 +62,16 @@ class Location:
 
     def child(self, name: str) -> Location:
         """The folder ``name`` inside this one."""
-        return Location(self.fs, self.join(name), f"{self.text.rstrip('/')}/{name}")
+        return Location(self.fs, self.join(name), self.address(name) if not self.is_local
+                        else f"{self.text.rstrip('/')}/{name}")
+
+    def address(self, name: str) -> str:
+        """Where ``name`` inside this folder is, as a user types it: an absolute path, or the URI
+        with ``name`` in its path, before any query (``?endpoint_override=...``) the URI carries."""
+        if self.is_local:
+            return self.join(name)
+        parts = urllib.parse.urlsplit(self.text)
+        return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 
     def join(self, name: str) -> str:
         return f"{self.path}/{name}"
@@ -115,6 +128,14 @@ class Location:
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+
+
+def refuse_uri(where, who: str) -> None:
+    """``who`` writes with local file APIs (a trainer, a picture, a flow's log): a filesystem URI
+    for its output ``where`` is refused before any work, rather than read as a local path."""
+    if "://" in str(where):
+        raise InputError(f"{who} writes its files with local file APIs: expected a local folder, not a filesystem "
+                         "URI (the stages that write datasets take one)", where)
 
 
 def is_temporary(name: str) -> bool:

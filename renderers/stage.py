@@ -107,13 +107,13 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
                          resumed_rows=start - first)
 
 
-@stage("conditions", RenderInputs, RenderSummary, SECTIONS)
+@stage("conditions", RenderInputs, RenderSummary, SECTIONS, uri_out=True)
 def conditions(config: PipelineConfig, inputs: RenderInputs, out: Location) -> RenderSummary:
     """Fill the normal, texture and mask columns of a dataset (writes new shards, resumable)."""
     return render_rows(config, inputs, out, "conditions")
 
 
-@stage("photos", RenderInputs, RenderSummary, SECTIONS)
+@stage("photos", RenderInputs, RenderSummary, SECTIONS, uri_out=True)
 def photos(config: PipelineConfig, inputs: RenderInputs, out: Location) -> RenderSummary:
     """Like 'conditions', and the image painted by the demo domain's photo renderer (seeded per
     sample): the boost experiment's oracle arm."""

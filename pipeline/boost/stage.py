@@ -92,7 +92,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
                                                  {arm: rows[arm] for arm in table}, informative).encode())
     out.write_atomic("pck.png", pck_png(folders, list(tests)))
     return ExperimentSummary(protocol=inputs.protocol, arms=list(synthetic), dropped=dropped, tests=list(tests),
-                             table=table, files={name: out.join(name) for name in ("boost_report.json",
+                             table=table, files={name: out.address(name) for name in ("boost_report.json",
                                                                                    "boost_report.md", "pck.png")})
 
 

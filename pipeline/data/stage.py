@@ -27,7 +27,7 @@ class MergeSummary(StageSummary):
     sources: int
 
 
-@stage("merge", MergeInputs, MergeSummary, ())
+@stage("merge", MergeInputs, MergeSummary, (), uri_out=True)
 def merge(config: PipelineConfig, inputs: MergeInputs, out: Location) -> MergeSummary:
     """Concatenate datasets of one kind, in order, into one dataset called NAME (resumable)."""
     from pipeline.data.manifest import read_manifest
@@ -74,7 +74,7 @@ class MigrateInputs(StageInputs):
     pass
 
 
-@stage("data_migrate", MigrateInputs, ReportSummary, (), reuse=False)
+@stage("data_migrate", MigrateInputs, ReportSummary, (), reuse=False, uri_out=True)
 def data_migrate(config: PipelineConfig, inputs: MigrateInputs, out: Location) -> ReportSummary:
     """Give the dataset OUT, written by handbooster 0.1, the layout pandas, pyarrow, DuckDB and datasets open."""
     from pipeline.data.registry import migrate_dataset

@@ -106,7 +106,7 @@ def _summary(metrics: dict, files: dict[str, str]) -> MetricsSummary:
 
 
 @stage("recon_eval", EvalInputs, MetricsSummary, ("reconstruction.procrustes", "reconstruction.eval_batch_size",
-                                                  "hand.model"))
+                                                  "hand.model"), uri_out=True)
 def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> MetricsSummary:
     """Official metrics, PCK curves, the worst predictions drawn, breakdowns by object and grasping."""
     from pipeline.camera import project
@@ -149,13 +149,13 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
         pred_2d.append(project(predictions["joints"][index], K))
     labels = [f"{ids[i]} {errors[i]:.1f} mm" for i in worst.tolist()]
     out.write_atomic("worst.png", png_bytes(worst_grid(images, np.asarray(true_2d), np.asarray(pred_2d), labels)))
-    files = {name: out.join(name) for name in ("metrics.json", "per_sample.csv", "pck.png", "predictions.npz",
+    files = {name: out.address(name) for name in ("metrics.json", "per_sample.csv", "pck.png", "predictions.npz",
                                                 "breakdown.json", "worst.png")}
     return _summary(result["summary"], files)
 
 
 @stage("recon_filter", FilterInputs, FilterSummary, ("filter", "reconstruction.procrustes",
-                                                     "reconstruction.eval_batch_size", "hand.model"))
+                                                     "reconstruction.eval_batch_size", "hand.model"), uri_out=True)
 def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) -> FilterSummary:
     """Judge generated images with a reconstructor trained on real data; keep those it reconstructs.
 
@@ -235,15 +235,15 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     for keep, label in labels.items():
         if chosen[keep]:
             out.write_atomic(f"{label}_grid.png", png_bytes(sample_grid(chosen[keep], size or 128)))
-    files = {name: out.join(name) for name in ("report.json", "histograms.png", "kept", "rejected")}
+    files = {name: out.address(name) for name in ("report.json", "histograms.png", "kept", "rejected")}
     return FilterSummary(**report, files=files)
 
 
-@stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"))
+@stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"), uri_out=True)
 def recon_score(config: PipelineConfig, inputs: ScoreInputs, out: Location) -> MetricsSummary:
     """Score any model's predictions with the official-parity metrics."""
     from pipeline.reconstruction.score import score_file
 
     metrics = score_file(inputs.pred, inputs.data, out, dataset_hand(config, inputs.data),
                          config.reconstruction.procrustes)
-    return _summary(metrics, {name: out.join(name) for name in ("metrics.json", "per_sample.csv", "pck.png")})
+    return _summary(metrics, {name: out.address(name) for name in ("metrics.json", "per_sample.csv", "pck.png")})

@@ -93,7 +93,7 @@ def _kept(vectors: np.ndarray, rows: np.ndarray, count: int, sampler: str, seed:
     return rows[farthest_pose_sampling(vectors[rows], count, seed=seed)]
 
 
-@stage("sample", SampleInputs, SampleSummary, SECTIONS)
+@stage("sample", SampleInputs, SampleSummary, SECTIONS, uri_out=True)
 def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> SampleSummary:
     """Pick diverse, novel poses: FPS on real and simulated grasps, cross-distribution sampling, novel views;
     writes the condition specs, with their report in the output's __report__/ folder.
@@ -170,8 +170,8 @@ def sample(config: PipelineConfig, inputs: SampleInputs, out: Location) -> Sampl
         writer.write_rows(rows[writer.resume_rows:])
     out.write_json(f"{REPORT_DIR}/sampling_report.json", report)
     out.write_atomic(f"{REPORT_DIR}/similarity.png", similarity_figure(figures))
-    return SampleSummary(**report, report=out.join(f"{REPORT_DIR}/sampling_report.json"),
-                         figure=out.join(f"{REPORT_DIR}/similarity.png"))
+    return SampleSummary(**report, report=out.address(f"{REPORT_DIR}/sampling_report.json"),
+                         figure=out.address(f"{REPORT_DIR}/similarity.png"))
 
 
 def _cross_choice(per_object: dict, shares: np.ndarray) -> str:

@@ -57,7 +57,7 @@ def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> T
 
 
 @stage("synth_generate", GenerateInputs, GenerateSummary,
-       ("synthesis.preset", "synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance"))
+       ("synthesis.preset", "synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance"), uri_out=True)
 def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location) -> GenerateSummary:
     """Paint an image for every condition row; writes synthetic shards with generator provenance.
 
@@ -95,7 +95,7 @@ class EvalSummary(StageSummary):
 
 @stage("synth_eval", EvalInputs, EvalSummary,
        ("synthesis.preset", "synthesis.sample_scheduler", "synthesis.sample_steps", "synthesis.guidance",
-        "reconstruction.procrustes"))
+        "reconstruction.procrustes"), uri_out=True)
 def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> EvalSummary:
     """Re-synthesise the real test images from their own conditions, then their Fréchet distance to
     the real images beside the plain renders' (the texture maps as images) and the real floor's
@@ -144,7 +144,7 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
     return EvalSummary(count=len(real), **distances, fidelity=fidelity,
                        feature_network="EfficientNet-Lite0 (ImageNet), last block pooled, 224 px; not comparable "
                                        "with published Inception FID",
-                       files={name: out.join(name) for name in ("real_vs_resynthesised.png", "synth_eval.json",
+                       files={name: out.address(name) for name in ("real_vs_resynthesised.png", "synth_eval.json",
                                                                  "resynthesised")})
 
 
@@ -157,7 +157,7 @@ class PlainInputs(StageInputs):
     dataset: str = input_path("rows with condition maps (rendered specs)")
 
 
-@stage("plain_renders", PlainInputs, PlainSummary, ())
+@stage("plain_renders", PlainInputs, PlainSummary, (), uri_out=True)
 def plain_renders(config: PipelineConfig, inputs: PlainInputs, out: Location) -> PlainSummary:
     """A copy of the dataset whose image is its texture map: the rendering-based baseline synthesizer
     (ObMan-style renders of the same conditions, without the DDPM)."""

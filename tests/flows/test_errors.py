@@ -131,6 +131,24 @@ def test_bad_outputs_fail_before_any_work(command, inputs, tmp_path, capsys, rea
     assert tree_digest(inputs) == before
 
 
+# A URI that parses without a network (its region and endpoint given): nothing is sent to it.
+S3_URI = "s3://bucket/out?region=us-east-1&endpoint_override=127.0.0.1:9&scheme=http"
+LOCAL_FILES = ("hand export", "hand convert-mano", "objects sheet", "data sheet", "data register", "grasp report",
+               "render preview", "synth train")  # trainers and pictures: written with local file APIs
+
+
+def test_commands_that_write_local_files_refuse_a_filesystem_uri(inputs, tmp_path, capsys, monkeypatch):
+    """An ``s3://`` output for a command that writes with local file APIs is refused in one line,
+    where it was taken for a relative path and made a local folder named after the bucket."""
+    monkeypatch.chdir(tmp_path)
+    for command in LOCAL_FILES:
+        expect_one_line_error(COMMANDS[command][0](inputs, S3_URI), capsys, S3_URI, "local file APIs")
+    expect_one_line_error(["data", "demo", "--size", "tiny", "--out", S3_URI], capsys, S3_URI)
+    expect_one_line_error(["run", "boost", "--out", S3_URI], capsys, S3_URI)
+    expect_one_line_error(["data", "validate", "s4://bucket/x"], capsys, "s4://bucket/x", "cannot open the filesystem")
+    assert not os.listdir(tmp_path)
+
+
 def test_option_values_are_checked_like_config_values(inputs, tmp_path, capsys):
     out = tmp_path / "out"
     for flag, value in (("--guidance", "nan"), ("--guidance", "inf"), ("--guidance", "-1"), ("--steps", "0")):

@@ -52,6 +52,37 @@ def test_a_finished_run_of_the_same_identity_is_reused_and_a_change_says_why(tmp
     assert (tmp_path / "out" / "words.txt").exists()
 
 
+@stage("echo_anywhere", EchoInputs, ReportSummary, (), uri_out=True)
+def echo_anywhere(config: PipelineConfig, inputs: EchoInputs, out) -> ReportSummary:
+    """Write one file through the output's filesystem, whatever it is."""
+    out.write_atomic("words.txt", b"word")
+    return ReportSummary(files={"words": out.address("words.txt")})
+
+
+def test_a_stage_writing_through_its_location_takes_any_filesystem(tmp_path):
+    """A filesystem other than the local one (an object store, here a sub-tree of this disk) gets
+    the files and the summary; the files are named as the user typed the folder, with a URI's
+    query (an S3 endpoint) kept at its end."""
+    import pyarrow.fs as pafs
+
+    from pipeline.storage import Location
+
+    (tmp_path / "store").mkdir()
+    elsewhere = Location(pafs.SubTreeFileSystem(str(tmp_path / "store"), pafs.LocalFileSystem()), "run", "tree://run")
+    assert not elsewhere.is_local
+    summary = echo_anywhere(make_config(), {}, elsewhere)
+    assert (tmp_path / "store" / "run" / "words.txt").read_bytes() == b"word"
+    assert json.loads((tmp_path / "store" / "run" / ".summary.json").read_text())["out"] == "tree://run"
+    assert summary.files == {"words": "tree://run/words.txt"}
+    s3 = Location.parse("s3://bucket/run?region=us-east-1&endpoint_override=127.0.0.1:9&scheme=http")  # no network
+    assert s3.child("kept").text == "s3://bucket/run/kept?region=us-east-1&endpoint_override=127.0.0.1:9&scheme=http"
+    assert s3.child("kept").path == "bucket/run/kept" and s3.address("a.png").startswith("s3://bucket/run/a.png?")
+    CALLS.clear()
+    with pytest.raises(InputError, match="echo writes its files with local file APIs"):  # not uri_out
+        echo(make_config(), {}, s3)
+    assert CALLS == []
+
+
 def test_inputs_from_json_are_validated_with_the_field_named(tmp_path):
     with pytest.raises(ConfigError, match="'words'"):
         echo(make_config(), {"words": 0}, tmp_path / "out")

@@ -90,7 +90,7 @@ def frame_to_row(frame: SourceFrame, dataset: str, split: str, size: int) -> dic
     }
 
 
-@stage("import_data", ImportInputs, ImportSummary, SECTIONS)
+@stage("import_data", ImportInputs, ImportSummary, SECTIONS, uri_out=True)
 def import_data(config: PipelineConfig, inputs: ImportInputs, out: Location) -> ImportSummary:
     """Import a real dataset in its official layout into canonical shards (resumable)."""
     root, data, mano = Path(inputs.root), config.data, config.hand.model
