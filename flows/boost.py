@@ -273,7 +273,7 @@ def boost(config: PipelineConfig, out: str, runner: str = "thread", echo: bool =
     keep_stopping_on_signals()
     if not isinstance(config, PipelineConfig):  # from the UI: validated as the CLI validates, with its messages
         config = validate_config(config, PipelineConfig, "config")
-    refuse_uri(out, "the boost flow")  # from the UI; the command line refused it already
+    refuse_uri(out, "the boost flow writes its files")  # from the UI; the command line refused it already
     started = time.perf_counter()
     out_path = Path(out)
     steps = Steps(config, out_path, echo, STEP_ESTIMATE + 2 * len(config.boost.grasp_objects or []))

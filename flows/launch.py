@@ -33,6 +33,7 @@ from flows.tasks import flow_threads, run_stage  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.paths import FLOW_LOG  # noqa: E402
+from pipeline.stage import URI_OUTPUT_HINT  # noqa: E402
 from pipeline.storage import refuse_uri  # noqa: E402
 
 
@@ -87,7 +88,7 @@ def run_flow(what: str, config: PipelineConfig, out: str, runner: str = "thread"
              inputs: dict | None = None, echo: bool = True) -> dict:
     """Run ``boost`` or the stage ``what`` into ``out`` on ``runner``; returns its result."""
     started = time.perf_counter()
-    refuse_uri(out, f"handbooster run {what}")  # its log and the boost flow's folder are local
+    refuse_uri(out, f"handbooster run {what} writes its log", URI_OUTPUT_HINT)  # and the boost flow its folder
     created = not Path(out).exists()
     log = quiet_logging(Path(out) / FLOW_LOG)
     try:

@@ -50,6 +50,7 @@ from pipeline.storage import (
 )
 
 SUMMARY = ".summary.json"
+URI_OUTPUT_HINT = " (the stages that write datasets take one)"
 MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
 
 
@@ -59,12 +60,13 @@ class StageInputs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    def input_paths(self) -> dict[str, str]:
-        """``field -> path`` of every input path given (a list field gives ``field[i]`` entries)."""
+    def input_paths(self, local_only: bool = False) -> dict[str, str]:
+        """``field -> path`` of every input path given (a list field gives ``field[i]`` entries);
+        ``local_only``: of those read with local file APIs only."""
         paths = {}
         for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if not (field.json_schema_extra or {}).get("input_path") or not value:
+            value, extra = getattr(self, name), field.json_schema_extra or {}
+            if not extra.get("input_path") or not value or (local_only and not extra.get("local")):
                 continue
             if isinstance(value, list):
                 paths.update({f"{name}[{i}]": item for i, item in enumerate(value) if item})
@@ -73,9 +75,10 @@ class StageInputs(BaseModel):
         return paths
 
 
-def input_path(description: str, default: Any = ...) -> Any:
-    """A field of :class:`StageInputs` holding a path or URI the stage reads."""
-    return Field(default, description=description, json_schema_extra={"input_path": True})
+def input_path(description: str, default: Any = ..., local: bool = False) -> Any:
+    """A field of :class:`StageInputs` holding a path or URI the stage reads; ``local``: read with
+    local file APIs (a checkpoint, a raw dataset, a MANO file), so a URI is refused before any work."""
+    return Field(default, description=description, json_schema_extra={"input_path": True, "local": local})
 
 
 class StageSummary(BaseModel):
@@ -141,9 +144,11 @@ class Stage:
 
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
+        for name, path in inputs.input_paths(local_only=True).items():
+            refuse_uri(path, f"{self.name} reads {name}")
         location = preflight_output(out, list(inputs.input_paths().values()))
         if not (location.is_local or self.uri_out):
-            refuse_uri(out, self.name)
+            refuse_uri(out, f"{self.name} writes its files", URI_OUTPUT_HINT)
         config = resolved_device(config)
         parts = self.identity_parts(config, inputs)
         identity = _digest(parts)

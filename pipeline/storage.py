@@ -44,7 +44,7 @@ class Location:
         if isinstance(where, Location):
             return where
         text = str(where)
-        if "://" in text:
+        if is_uri(text):
             try:
                 fs, path = pafs.FileSystem.from_uri(text)
             except (OSError, ValueError) as exc:  # an unknown scheme, a store that does not answer (ArrowInvalid: ValueError)
@@ -130,12 +130,17 @@ class Location:
         return digest.hexdigest(), size
 
 
-def refuse_uri(where, who: str) -> None:
-    """``who`` writes with local file APIs (a trainer, a picture, a flow's log): a filesystem URI
-    for its output ``where`` is refused before any work, rather than read as a local path."""
-    if "://" in str(where):
-        raise InputError(f"{who} writes its files with local file APIs: expected a local folder, not a filesystem "
-                         "URI (the stages that write datasets take one)", where)
+def is_uri(where) -> bool:
+    """Whether ``where`` names a filesystem by URI (``s3://``, ``file://``...) rather than a path."""
+    return "://" in str(where)
+
+
+def refuse_uri(where, what: str, hint: str = "") -> None:
+    """``what`` (a stage writing its output, a stage reading a checkpoint) works with local file
+    APIs: a filesystem URI for ``where`` is refused before any work, rather than read as the
+    local path ``s3:/bucket/...``."""
+    if is_uri(where):
+        raise InputError(f"{what} with local file APIs: expected a local path, not a filesystem URI{hint}", where)
 
 
 def is_temporary(name: str) -> bool:

@@ -23,6 +23,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.imaging import figure_png, pyplot
 from pipeline.paths import FLOW_LOG
+from pipeline.storage import is_uri
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
@@ -87,6 +88,9 @@ def save_model_folder(folder: Path, parts: list, record_name: str, record: dict)
 def model_folder(ckpt, needs: tuple[str, ...], written_by: str) -> Path:
     """The model folder of a checkpoint: ``CKPT/model`` (what a training run exports) or ``CKPT``
     itself, whichever holds every file of ``needs``; else bad data naming what was expected."""
+    if is_uri(ckpt):  # as a Path, s3://b/x would read as the local folder s3:/b/x
+        raise BadData(f"checkpoints are read from the local disk: expected a folder written by '{written_by}', "
+                      "not a filesystem URI (copy it to a local folder)", ckpt)
     ckpt = Path(ckpt)
     for folder in (ckpt / "model", ckpt):
         if all((folder / name).is_file() for name in needs):

@@ -18,7 +18,7 @@ from pathlib import Path
 from pipeline.data.manifest import read_manifest, validate_dataset
 from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.paths import atomic_write_bytes
-from pipeline.storage import Location
+from pipeline.storage import Location, is_uri
 
 DEFAULT_REGISTRY = "data_manifests"
 
@@ -39,7 +39,7 @@ def _relative_locations(record, registry: Path):
     if isinstance(record, dict):
         out = {key: _relative_locations(value, registry) for key, value in record.items()}
         location = record.get("location")
-        if isinstance(location, str) and "://" not in location:
+        if isinstance(location, str) and not is_uri(location):
             out["location"] = os.path.relpath(location, registry.resolve()).replace(os.sep, "/")
         return out
     return record
@@ -47,7 +47,7 @@ def _relative_locations(record, registry: Path):
 
 def resolve_location(text: str, registry: Path) -> str:
     """A record's location as a path or URI usable from here."""
-    return text if "://" in text else str((registry / text).resolve())
+    return text if is_uri(text) else str((registry / text).resolve())
 
 
 def _locations(record: dict, registry: Path) -> list[str]:

@@ -10,7 +10,7 @@ from pipeline.storage import Location
 
 
 class ConvertInputs(StageInputs):
-    mano: str = input_path("an official MANO_RIGHT.pkl or MANO_LEFT.pkl (no chumpy needed)")
+    mano: str = input_path("an official MANO_RIGHT.pkl or MANO_LEFT.pkl (no chumpy needed)", local=True)
 
 
 @stage("convert_mano", ConvertInputs, ReportSummary, ())

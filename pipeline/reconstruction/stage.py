@@ -42,17 +42,18 @@ class TrainSummary(StageSummary):
 
 
 class EvalInputs(StageInputs):
-    ckpt: str = input_path("a folder written by recon_train")
+    ckpt: str = input_path("a folder written by recon_train", local=True)
     data: str = input_path("the dataset to evaluate on")
 
 
 class ScoreInputs(StageInputs):
-    pred: str = input_path("predictions: JSON or npz, sample_id -> joints [21, 3] (and vertices [V, 3])")
+    pred: str = input_path("predictions: JSON or npz, sample_id -> joints [21, 3] (and vertices [V, 3])",
+                           local=True)
     data: str = input_path("the dataset the predictions are for")
 
 
 class FilterInputs(StageInputs):
-    ckpt: str = input_path("a reconstructor trained on the real training split (recon_train)")
+    ckpt: str = input_path("a reconstructor trained on the real training split (recon_train)", local=True)
     data: str = input_path("generated rows to judge (synth_generate)")
     val: str | None = input_path("real images whose errors set the auto thresholds (the reconstructor's own "
                                  "training data: its held-out rows are used)", None)

@@ -32,7 +32,7 @@ class TrainSummary(StageSummary):
 
 
 class GenerateInputs(StageInputs):
-    ckpt: str = input_path("a folder written by synth_train")
+    ckpt: str = input_path("a folder written by synth_train", local=True)
     specs: str = input_path("rows with condition maps: rendered specs or a real dataset")
     rows: tuple[int, int] | None = None  # only rows [start, stop): a batch of a flow's generation
 
@@ -76,9 +76,10 @@ def synth_generate(config: PipelineConfig, inputs: GenerateInputs, out: Location
 
 
 class EvalInputs(StageInputs):
-    ckpt: str = input_path("a folder written by synth_train")
+    ckpt: str = input_path("a folder written by synth_train", local=True)
     real: str = input_path("real test images with their condition maps")
-    recon: str | None = input_path("a reconstructor trained on real data (recon_train), for condition fidelity", None)
+    recon: str | None = input_path("a reconstructor trained on real data (recon_train), for condition fidelity",
+                                  None, local=True)
     train: str | None = input_path("a real training split, for the floor distance (real images of other "
                                    "sequences against the test)", None)
 

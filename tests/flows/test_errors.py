@@ -146,6 +146,13 @@ def test_commands_that_write_local_files_refuse_a_filesystem_uri(inputs, tmp_pat
     expect_one_line_error(["data", "demo", "--size", "tiny", "--out", S3_URI], capsys, S3_URI)
     expect_one_line_error(["run", "boost", "--out", S3_URI], capsys, S3_URI)
     expect_one_line_error(["data", "validate", "s4://bucket/x"], capsys, "s4://bucket/x", "cannot open the filesystem")
+    # Checkpoints, predictions and raw datasets are read with local file APIs: refused before any work (no attempt
+    # to reach the store), named as typed rather than as the local path s3:/bucket/...
+    for argv in (["recon", "eval", "--ckpt", S3_URI, "--data", str(inputs / "real")],
+                 ["synth", "generate", "--ckpt", S3_URI, "--specs", str(inputs / "maps")],
+                 ["recon", "score", "--pred", S3_URI, "--data", str(inputs / "real")],
+                 ["data", "import", "dexycb", S3_URI, "--split", "s0_train", "--mano", "builtin"]):
+        expect_one_line_error(argv + ["--out", "out"], capsys, S3_URI, "reads", "with local file APIs")
     assert not os.listdir(tmp_path)
 
 

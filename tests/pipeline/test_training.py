@@ -174,6 +174,9 @@ def test_broken_or_foreign_model_folders_are_bad_data(tmp_path):
         with pytest.raises(BadData) as caught:
             load_reconstructor(folder)
         assert str(folder) in str(caught.value) and "\n" not in str(caught.value), name
+    uri = "s3://bucket/recon?region=us-east-1"  # read as a path it would be the local folder s3:/bucket/recon
+    with pytest.raises(BadData, match="s3://bucket/recon.*not a filesystem URI"):
+        load_reconstructor(uri)
 
 
 def test_list_inputs_are_read_from_the_inputs_model():

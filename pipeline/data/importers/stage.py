@@ -38,11 +38,11 @@ SECTIONS = ("hand.model", "data", "sampling.grasp_rre_deg", "sampling.grasp_rte_
 
 class ImportInputs(StageInputs):
     format: Literal["dexycb", "ho3d", "handoccnet-json"] = Field(description="the dataset's official layout")
-    root: str = input_path("the dataset's root folder, in its official layout")
+    root: str = input_path("the dataset's root folder, in its official layout", local=True)
     split: str = Field(description="dexycb: s0_train, s1_test...; ho3d: train or evaluation; handoccnet-json: the "
                                    "split in the file name")
     annotations: str | None = input_path("handoccnet-json: the annotation JSON, if not "
-                                         "ROOT/annotations/*_SPLIT_data.json", None)
+                                         "ROOT/annotations/*_SPLIT_data.json", None, local=True)
     limit: int | None = Field(None, ge=1, description="import only the first N frames")
 
 
