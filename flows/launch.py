@@ -30,7 +30,7 @@ from prefect import flow, tags  # noqa: E402
 from flows.boost import STEP_LABEL_WIDTH, boost  # noqa: E402
 from flows.stages import STAGES, load_stage  # noqa: E402
 from flows.tasks import flow_threads, run_stage  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.config import PipelineConfig, absolute_path, absolute_paths  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.paths import FLOW_LOG  # noqa: E402
 from pipeline.stage import URI_OUTPUT_HINT  # noqa: E402
@@ -89,6 +89,7 @@ def run_flow(what: str, config: PipelineConfig, out: str, runner: str = "thread"
     """Run ``boost`` or the stage ``what`` into ``out`` on ``runner``; returns its result."""
     started = time.perf_counter()
     refuse_uri(out, f"handbooster run {what} writes its log", URI_OUTPUT_HINT)  # and the boost flow its folder
+    out, config = absolute_path(out), absolute_paths(config)  # the same files for a worker started elsewhere
     created = not Path(out).exists()
     log = quiet_logging(Path(out) / FLOW_LOG)
     try:
@@ -103,7 +104,8 @@ def run_flow(what: str, config: PipelineConfig, out: str, runner: str = "thread"
             else:
                 stage = load_stage(what)
                 chosen = stage_flow(stage.name).with_options(task_runner=task_runner(runner, workers, address))
-                result = chosen(config=config, inputs=stage.inputs_model.model_validate(inputs or {}), out=out)
+                result = chosen(config=config, inputs=stage.inputs_model.model_validate(inputs or {}).absolute(),
+                                out=out)
     except InputError:
         _drop_lone_log(Path(out), log, created)
         raise

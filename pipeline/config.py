@@ -7,6 +7,7 @@ and every error names the file, the dotted key and what was expected.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.boost.arms import ARM_NAMES, arms_help
 from pipeline.errors import ConfigError, MissingResource
+from pipeline.storage import is_uri
 
 
 class StrictModel(BaseModel):
@@ -475,6 +477,39 @@ def with_overrides(config: ModelT, overrides: dict[str, Any], source: str = "com
     return validate_config(data, type(config), source, names)
 
 
+def absolute_path(value: str | None, *keywords: str) -> str | None:
+    """A relative path made absolute from the current folder; keywords (``builtin``, ``demo``...),
+    URIs, ``~`` paths, absolute paths and ``None`` stay as they are."""
+    if value is None or value in keywords or is_uri(value) or value.startswith("~") or os.path.isabs(value):
+        return value
+    return os.path.abspath(value)
+
+
+def absolute_paths(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with every relative path it names (the hand model, the object library, a
+    thresholds file, the boost flow's datasets and registry) made absolute from the current
+    folder, for tasks that run on Dask or Ray workers started in another folder."""
+    boost = config.boost
+    changed = {
+        "hand.model": absolute_path(config.hand.model, "builtin"),
+        "objects.library": absolute_path(config.objects.library, "builtin"),
+        "filter.thresholds": absolute_path(config.filter.thresholds, "auto", "dexycb", "ho3d"),
+        "boost.real": absolute_path(boost.real, "demo"), "boost.registry": absolute_path(boost.registry),
+        "boost.tests": [absolute_path(test) for test in boost.tests],
+        "boost.protocols": [{**protocol.model_dump(), "train": absolute_path(protocol.train),
+                             "tests": [absolute_path(test) for test in protocol.tests]} for protocol in boost.protocols],
+    }
+    now = config.model_dump()
+    changed = {key: value for key, value in changed.items() if value != _dotted(now, key)}
+    return with_overrides(config, changed, "config") if changed else config
+
+
+def _dotted(data: dict, key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
 def config_record(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str, Any]:
     """The seed and the named sections (or single dotted keys such as ``sampling.grasp_rte_mm``),
     dumped in full, defaults included, as JSON values: what an output records about the
@@ -482,10 +517,7 @@ def config_record(config: PipelineConfig, sections: tuple[str, ...]) -> dict[str
     record: dict[str, Any] = {"seed": config.seed}
     dumped = config.model_dump(mode="json")
     for name in sections:
-        value: Any = dumped
-        for part in name.split("."):
-            value = value[part]
-        record[name] = value
+        record[name] = _dotted(dumped, name)
     return record
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.config import PipelineConfig, config_record, parse_device, validate_config
+from pipeline.config import PipelineConfig, absolute_path, config_record, parse_device, validate_config
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
 from pipeline.storage import (
     JOURNAL,
@@ -75,10 +75,21 @@ class StageInputs(BaseModel):
         return paths
 
 
+    def absolute(self) -> StageInputs:
+        """These inputs with their relative paths made absolute from the current folder, for a
+        task that runs on a worker started in another folder."""
+        update = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if (field.json_schema_extra or {}).get("input_path") and value:
+                update[name] = [absolute_path(v) for v in value] if isinstance(value, list) else absolute_path(value)
+        return self.model_copy(update=update)
+
+
 def input_path(description: str, default: Any = ..., local: bool = False) -> Any:
     """A field of :class:`StageInputs` holding a path or URI the stage reads; ``local``: read with
     local file APIs (a checkpoint, a raw dataset, a MANO file), so a URI is refused before any work."""
-    return Field(default, description=description, json_schema_extra={"input_path": True, "local": local})
+    return Field(default, description=description, json_schema_extra={"input_path": True} | ({"local": True} if local else {}))
 
 
 class StageSummary(BaseModel):

@@ -20,6 +20,23 @@ def test_config_defaults_and_yaml(tmp_path):
     assert load_config(None) == PipelineConfig()
 
 
+def test_relative_paths_in_a_config_are_made_absolute_and_keywords_kept(tmp_path, monkeypatch):
+    """What a run hands its tasks: the folder typed in, whatever folder a worker runs in."""
+    from pipeline.config import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text("hand: {model: mano}\nfilter: {thresholds: dexycb}\nboost:\n  real: demo\n  registry: reg\n"
+                    "  protocols: [{name: p, train: d/train, tests: [d/test, 's3://b/t?region=us-east-1']}]\n"
+                    "objects: {library: ~/ycb}\n")
+    config = absolute_paths(load_config(path))
+    assert config.hand.model == str(tmp_path / "mano") and config.boost.registry == str(tmp_path / "reg")
+    assert (config.filter.thresholds, config.boost.real, config.objects.library) == ("dexycb", "demo", "~/ycb")
+    assert config.boost.protocols[0].train == str(tmp_path / "d" / "train")
+    assert config.boost.protocols[0].tests == [str(tmp_path / "d" / "test"), "s3://b/t?region=us-east-1"]
+    assert absolute_paths(PipelineConfig()) == PipelineConfig()
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

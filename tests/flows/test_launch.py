@@ -402,6 +402,29 @@ def test_the_local_dask_cluster_listens_on_loopback_and_gives_its_workers_time_t
     assert listening and all(_loopback(ip) for _, ip in listening), listening
 
 
+def test_relative_paths_mean_the_same_files_to_workers_started_in_another_folder(prefect_api, tiny_demo, tmp_path,
+                                                                                monkeypatch):
+    """A Dask cluster at --address runs its tasks in the folder its workers were started in: the
+    run's relative output and input paths name the files of the folder the command was typed in."""
+    from distributed import LocalCluster
+
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig
+
+    root, _ = tiny_demo
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "data").symlink_to(root / "demo")
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the workers report to the test server
+    monkeypatch.chdir(tmp_path / "workers")
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        monkeypatch.chdir(tmp_path / "here")
+        summary = run_flow("merge", PipelineConfig(), "merged", "dask", address=cluster.scheduler_address,
+                           inputs={"datasets": ["data/s0_test"], "name": "tests"}, echo=False)
+    assert summary["out"] == str(tmp_path / "here" / "merged") and summary["rows"] > 0
+    assert (tmp_path / "here" / "merged" / ".manifest.json").exists() and not os.listdir(tmp_path / "workers")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the ray extra")
 def test_the_local_ray_instance_listens_on_loopback_only():
     """Ray's own servers (GCS, raylet, agents) listen on every interface unless started in its
