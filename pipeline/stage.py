@@ -30,6 +30,7 @@ import os
 import shutil
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from pipeline.storage import (
     Location,
     code_version,
     folder_lock,
+    is_uri,
     manifest_fingerprint,
     refuse_uri,
 )
@@ -335,8 +337,8 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _inside(child: str, parent: str) -> bool:
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+def _inside(child: str, parent: str, sep: str = os.sep) -> bool:
+    return child == parent or child.startswith(parent.rstrip(sep) + sep)
 
 
 def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYTES) -> Location:
@@ -344,7 +346,10 @@ def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYT
     creatable, writable, not equal to or inside an input, holding no input, with some free
     space. Local paths only (object stores answer when written). Returns its Location."""
     location = Location.parse(out)
-    if not location.is_local:
+    if not location.is_local:  # an object store: the input check only, on the URIs' text
+        for source in inputs:
+            if is_uri(source):
+                _refuse_overlap(_uri_folder(str(out)), _uri_folder(source), source, out, "/")
         return location
     path = Path(location.path)
     if path.exists() and not path.is_dir():
@@ -361,16 +366,27 @@ def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYT
         source_location = Location.parse(source)
         if not source_location.is_local:
             continue
-        real_in = os.path.realpath(source_location.path)
-        if _inside(real_out, real_in):
-            raise DatasetConflict(f"is the input {source} or inside it; choose an output folder elsewhere", out)
-        if _inside(real_in, real_out):
-            raise DatasetConflict(f"holds the input {source}; choose an output folder elsewhere", out)
+        _refuse_overlap(real_out, os.path.realpath(source_location.path), source, out)
     free = shutil.disk_usage(existing).free
     if free < free_bytes:
         raise MissingResource(f"only {free >> 10} KiB free on the disk of {existing}; at least "
                               f"{free_bytes >> 20} MiB are needed", out)
     return location
+
+
+def _refuse_overlap(real_out: str, real_in: str, source: str, out, sep: str = os.sep) -> None:
+    """The output may be neither an input (or inside one) nor hold one: a run with overwrite
+    would delete what it reads."""
+    if _inside(real_out, real_in, sep):
+        raise DatasetConflict(f"is the input {source} or inside it; choose an output folder elsewhere", out)
+    if _inside(real_in, real_out, sep):
+        raise DatasetConflict(f"holds the input {source}; choose an output folder elsewhere", out)
+
+
+def _uri_folder(text: str) -> str:
+    """A URI's folder without its query (``?endpoint_override=...``), to compare two URIs by."""
+    parts = urllib.parse.urlsplit(text)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def probe_writable(existing: Path, out) -> None:

@@ -81,6 +81,11 @@ def test_a_stage_writing_through_its_location_takes_any_filesystem(tmp_path):
     with pytest.raises(InputError, match="echo writes its files with local file APIs"):  # not uri_out
         echo(make_config(), {}, s3)
     assert CALLS == []
+    # An output that is an input, lies inside one or holds one is refused on object stores too (with
+    # overwrite, a dataset merged into itself lost its manifest), whatever the URIs' queries say.
+    for out in (s3.text, "s3://bucket/run/inner?region=us-east-1", "s3://bucket?region=us-east-1"):
+        with pytest.raises(DatasetConflict, match="input s3://bucket/run/[ ;]"):
+            echo_anywhere(make_config(), {"source": "s3://bucket/run/"}, out)
 
 
 def test_inputs_from_json_are_validated_with_the_field_named(tmp_path):
