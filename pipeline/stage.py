@@ -344,7 +344,8 @@ def _inside(child: str, parent: str, sep: str = os.sep) -> bool:
 def preflight_output(out, inputs: list[str] = (), free_bytes: int = MIN_FREE_BYTES) -> Location:
     """Check before any work that ``out`` can be written and is no input: a folder or
     creatable, writable, not equal to or inside an input, holding no input, with some free
-    space. Local paths only (object stores answer when written). Returns its Location."""
+    space. An object store's URI gets the input check only (it answers when written). Returns its
+    Location."""
     location = Location.parse(out)
     if not location.is_local:  # an object store: the input check only, on the URIs' text
         for source in inputs:
