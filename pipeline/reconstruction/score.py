@@ -25,16 +25,13 @@ from pipeline.data.manifest import column_arrays, read_columns, require_labels
 from pipeline.errors import BadData
 from pipeline.imaging import figure_png, pyplot
 from pipeline.reconstruction.metrics import evaluate
-from pipeline.storage import Location, is_uri
+from pipeline.storage import Location
 
 MAX_COORDINATE_M = 20.0  # camera-frame metres: anything farther is not a hand (millimetres, or garbage)
 
 
 def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
     """``sample_id -> {"joints", "vertices"?}`` from a JSON or npz file; structure errors name the field."""
-    if is_uri(path):
-        raise BadData("predictions are read from the local disk: expected a JSON or npz file, not a filesystem URI",
-                      path)
     path = Path(path)
     if not path.is_file():
         raise BadData("predictions file not found", path)
