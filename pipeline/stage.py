@@ -62,36 +62,39 @@ class StageInputs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    def input_paths(self, local_only: bool = False) -> dict[str, str]:
-        """``field -> path`` of every input path given (a list field gives ``field[i]`` entries);
-        ``local_only``: of those read with local file APIs only."""
-        paths = {}
+    def _path_fields(self, local_only: bool = False) -> dict[str, str | list[str]]:
+        """``field -> value`` of the input path fields given (``local_only``: of those read with
+        local file APIs only)."""
+        found = {}
         for name, field in type(self).model_fields.items():
             value, extra = getattr(self, name), field.json_schema_extra or {}
-            if not extra.get("input_path") or not value or (local_only and not extra.get("local")):
-                continue
+            if extra.get("input_path") and value and (extra.get("local") or not local_only):
+                found[name] = value
+        return found
+
+    def input_paths(self, local_only: bool = False) -> dict[str, str]:
+        """``field -> path`` of every input path given (a list field gives ``field[i]`` entries)."""
+        paths = {}
+        for name, value in self._path_fields(local_only).items():
             if isinstance(value, list):
                 paths.update({f"{name}[{i}]": item for i, item in enumerate(value) if item})
             else:
                 paths[name] = value
         return paths
 
-
     def absolute(self) -> StageInputs:
         """These inputs with their relative paths made absolute from the current folder, for a
         task that runs on a worker started in another folder."""
-        update = {}
-        for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if (field.json_schema_extra or {}).get("input_path") and value:
-                update[name] = [absolute_path(v) for v in value] if isinstance(value, list) else absolute_path(value)
-        return self.model_copy(update=update)
+        return self.model_copy(update={
+            name: [absolute_path(v) for v in value] if isinstance(value, list) else absolute_path(value)
+            for name, value in self._path_fields().items()})
 
 
 def input_path(description: str, default: Any = ..., local: bool = False) -> Any:
     """A field of :class:`StageInputs` holding a path or URI the stage reads; ``local``: read with
     local file APIs (a checkpoint, a raw dataset, a MANO file), so a URI is refused before any work."""
-    return Field(default, description=description, json_schema_extra={"input_path": True} | ({"local": True} if local else {}))
+    extra = {"input_path": True, "local": True} if local else {"input_path": True}
+    return Field(default, description=description, json_schema_extra=extra)
 
 
 class StageSummary(BaseModel):

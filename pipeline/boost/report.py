@@ -83,8 +83,9 @@ def paired_change(arm: dict[int, float], base: dict[int, float]) -> float | None
 def markdown(table: dict, tests: list[str], dropped: list[str], note: str, references: dict | None = None,
              rows: dict | None = None, informative: dict | None = None) -> str:
     """The protocol's table: errors, each arm's change against real only with its 95% interval
-    (* where the interval excludes 0 over two seeds or more), the synthetic rows each arm trained on, the reference rows,
-    and whether real only learned from the images (what the arms' differences are worth)."""
+    (* where the interval excludes 0 over two seeds or more), the synthetic rows each arm trained
+    on, the reference rows, and whether real only learned from the images (what the arms'
+    differences are worth)."""
     header = "| arm | " + " | ".join(f"{t} RR J-PE mm | RR vs real [95% CI] | {t} PA J-PE mm | PA vs real [95% CI]"
                                      for t in tests) + " | synthetic rows |"
     lines = [header, "|---|" + "---:|---:|---:|---:|" * len(tests) + "---:|"]

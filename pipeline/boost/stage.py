@@ -93,7 +93,7 @@ def experiment(config: PipelineConfig, inputs: ExperimentInputs, out: Location) 
     out.write_atomic("pck.png", pck_png(folders, list(tests)))
     return ExperimentSummary(protocol=inputs.protocol, arms=list(synthetic), dropped=dropped, tests=list(tests),
                              table=table, files={name: out.address(name) for name in ("boost_report.json",
-                                                                                   "boost_report.md", "pck.png")})
+                                                                                      "boost_report.md", "pck.png")})
 
 
 def _trained_on(trained: dict, real: str) -> bool:

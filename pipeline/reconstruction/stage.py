@@ -151,7 +151,7 @@ def recon_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Met
     labels = [f"{ids[i]} {errors[i]:.1f} mm" for i in worst.tolist()]
     out.write_atomic("worst.png", png_bytes(worst_grid(images, np.asarray(true_2d), np.asarray(pred_2d), labels)))
     files = {name: out.address(name) for name in ("metrics.json", "per_sample.csv", "pck.png", "predictions.npz",
-                                                "breakdown.json", "worst.png")}
+                                                   "breakdown.json", "worst.png")}
     return _summary(result["summary"], files)
 
 

@@ -146,7 +146,7 @@ def synth_eval(config: PipelineConfig, inputs: EvalInputs, out: Location) -> Eva
                        feature_network="EfficientNet-Lite0 (ImageNet), last block pooled, 224 px; not comparable "
                                        "with published Inception FID",
                        files={name: out.address(name) for name in ("real_vs_resynthesised.png", "synth_eval.json",
-                                                                 "resynthesised")})
+                                                                    "resynthesised")})
 
 
 class PlainSummary(StageSummary):
