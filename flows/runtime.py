@@ -23,6 +23,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 RUNNERS = ("thread", "dask", "ray")
@@ -62,8 +64,9 @@ def task_runner(kind: str, workers: int, address: str | None = None):
             reachable(address)
             return DaskTaskRunner(address=address)
         # Workers compute with this process's thread count: float sums, and so the bytes, match the thread runner.
+        # They are not daemons, so that a stage in one may start its worker processes and data loaders.
         threads = str(torch.get_num_threads())
-        dask.config.set({"distributed.nanny.pre-spawn-environ": {
+        dask.config.set({"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": {
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
             "MALLOC_TRIM_THRESHOLD_": 65536, "PREFECT_API_URL": flow_api_url()}})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
@@ -203,18 +206,9 @@ def end_children(grace_s: float = 3.0) -> None:
     server), then SIGKILL to those still there after ``grace_s``."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
+    from flows.watchdog import end_processes
+
+    end_processes(psutil.Process().children(recursive=True), grace_s)
 
 
 _COMMAND_STOP = None  # the handler stop_on_signals set in this process, if any
@@ -222,9 +216,10 @@ _COMMAND_STOP = None  # the handler stop_on_signals set in this process, if any
 
 def stop_on_signals() -> None:
     """One Ctrl-C (SIGINT) or SIGTERM ends this command within seconds, with every process it
-    started. What the stages finished stays (they write under temporary names and rename, and
-    the folder locks die with the process), so the same command run again resumes; the flow run
-    this one leaves RUNNING in the API is marked crashed by the next run."""
+    started; so does a SIGKILL, through :mod:`flows.watchdog`. What the stages finished stays
+    (they write under temporary names and rename, and the folder locks die with the process), so
+    the same command run again resumes; the flow run this one leaves RUNNING in the API is marked
+    crashed by the next run."""
 
     terminal = os.dup(2)  # the message must reach the terminal even while native output is silenced (fd 2 moved)
 
@@ -240,6 +235,14 @@ def stop_on_signals() -> None:
     _COMMAND_STOP = stop
     for name in (signal.SIGINT, signal.SIGTERM):
         signal.signal(name, stop)
+    start_watchdog()
+
+
+@functools.cache
+def start_watchdog() -> subprocess.Popen:
+    """:mod:`flows.watchdog` for this process, once: for a SIGKILL, which no handler sees."""
+    return subprocess.Popen([sys.executable, "-m", "flows.watchdog", str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def keep_stopping_on_signals() -> None:

@@ -22,6 +22,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.imaging import figure_png, pyplot
+from pipeline.parallel import can_start_processes
 from pipeline.paths import FLOW_LOG
 from pipeline.storage import is_uri
 
@@ -124,7 +125,10 @@ def seeded(seed: int):
 def data_loader(dataset, **kwargs) -> torch.utils.data.DataLoader:
     """A DataLoader with a generator of its own: without one, every iteration draws its workers'
     base seed from torch's global generator, which shifts the draws of a model being initialised
-    in another thread (see :func:`seeded`)."""
+    in another thread (see :func:`seeded`). Where this process may not start processes (a
+    daemonic Dask worker), the batches are loaded in it."""
+    if not can_start_processes("data loader", kwargs.get("num_workers", 0)):
+        kwargs["num_workers"] = 0
     return torch.utils.data.DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
 
 

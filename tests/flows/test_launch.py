@@ -299,6 +299,28 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, runner, tiny_de
     assert len(servers) == 1, servers
 
 
+def test_a_command_killed_outright_leaves_no_process_behind():
+    """SIGKILL runs no handler: the watchdog a command starts ends what the command had started
+    (here a stand-in for the Prefect API server), then itself."""
+    import psutil
+
+    script = ("import subprocess, sys, time\nfrom flows.runtime import start_watchdog\nstart_watchdog()\n"
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\ntime.sleep(120)\n")
+    command = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, children = time.time() + 60, []
+        while time.time() < deadline and len(children) < 2:
+            children = psutil.Process(command.pid).children()
+            time.sleep(0.2)
+        assert len(children) == 2, children  # the watchdog and the server
+        time.sleep(3)  # the watchdog has listed the server
+    finally:
+        command.kill()
+        command.wait()
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+
+
 def test_a_flow_run_puts_the_commands_signal_handler_back():
     """Prefect's flow engine swaps in a SIGTERM handler that waits for the running tasks (a
     training: minutes); the flow puts the command's back, so one SIGTERM ends it at once."""
@@ -387,7 +409,10 @@ def _loopback(ip: str) -> bool:
 def test_the_local_dask_cluster_listens_on_loopback_and_gives_its_workers_time_to_exit():
     """The Dask runner's nannies wait NANNY_CLOSE_TIMEOUT_S (not Dask's 5 s) for a worker process
     to go: on a loaded machine a finished run otherwise exited 1 while its cluster closed. Its
-    scheduler, nanny and worker listen on 127.0.0.1 only."""
+    scheduler, nanny and worker listen on 127.0.0.1 only. Its workers are not daemons, so that a
+    stage in one may start processes (render workers, data loaders)."""
+    import multiprocessing
+
     import psutil
 
     from flows.runtime import patient_nanny, task_runner
@@ -395,6 +420,7 @@ def test_the_local_dask_cluster_listens_on_loopback_and_gives_its_workers_time_t
     runner = task_runner("dask", 1)
     with runner:
         assert runner.client.submit(sum, [1, 2]).result() == 3  # the cluster starts on the first use
+        assert runner.client.submit(lambda: multiprocessing.current_process().daemon).result() is False
         nannies = list(runner._cluster.workers.values())
         assert nannies and all(isinstance(nanny, patient_nanny()) for nanny in nannies)
         listening = _listening([psutil.Process(), *_descendants(os.getpid())])
