@@ -329,8 +329,8 @@ class ReconstructionConfig(StrictModel):
     num_workers: int = Field(2, ge=0)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPU, none on CPU; bf16 on the CPU is torch's autocast, 5-10x slower than "
-                            "fp32 for these models on a CPU without AVX-512 BF16 (benchmarks/RESULTS.md; not measured "
-                            "on one with it); fp16 needs a GPU")
+                            "fp32 for these models on a CPU without AVX-512 BF16 and no faster on one with it "
+                            "(benchmarks/RESULTS.md); fp16 needs a GPU")
     procrustes: Literal["freihand", "handoccnet"] = Field(
         "freihand", description="freihand: align_w_scale (FreiHAND/HO3D/DexYCB toolkit); handoccnet: rigid_align")
     eval_batch_size: int = Field(64, ge=1)
