@@ -68,7 +68,8 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         threads = str(torch.get_num_threads())
         dask.config.set({"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": {
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "MALLOC_TRIM_THRESHOLD_": 65536, "PREFECT_API_URL": flow_api_url()}})
+            "MALLOC_TRIM_THRESHOLD_": 65536, "PREFECT_API_URL": flow_api_url(),
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}})  # the terminal is the command's, as with threads
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "worker_class": patient_nanny(), "dashboard_address": None})
     if kind == "ray":

@@ -36,7 +36,7 @@ def can_start_processes(what: str, count: int) -> bool:
     if count <= 0 or not multiprocessing.current_process().daemon:
         return count > 0
     logging.getLogger(__name__).warning(
-        "%s: this process is a daemon (a Dask worker started as one), which may not start processes; the work "
+        "%s: this process is a daemon (as Dask starts its workers), which may not start processes; the work "
         "runs in this process instead of %d (start Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False)",
         what, count)
     return False
