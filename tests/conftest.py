@@ -82,6 +82,28 @@ def expect_one_line_error(argv, capsys, *needles, within_s: float | None = NO_WO
     return err
 
 
+def assert_kill_leaves_no_process(command, children: int, settle_s: float, select=None) -> None:
+    """Once ``command`` (a Popen) has ``children`` child processes (those ``select`` picks) and
+    ``settle_s`` more seconds have passed, SIGKILL it, which runs no handler; each of those
+    children must be gone within 15 s."""
+    import time
+
+    import psutil
+
+    try:
+        deadline, found = time.time() + 60, []
+        while time.time() < deadline and len(found) < children:
+            found = [p for p in psutil.Process(command.pid).children() if select is None or select(p)]
+            time.sleep(0.2)
+        assert len(found) == children, found
+        time.sleep(settle_s)
+    finally:
+        command.kill()
+        command.wait()
+    _, alive = psutil.wait_procs(found, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+
+
 def make_config(overrides: dict | None = None, base=None):
     """A PipelineConfig with dotted keys set (``{"data.image_size": 64}``), quiet and in-process
     unless the test says otherwise."""

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import assert_kill_leaves_no_process
+
 pytestmark = pytest.mark.xdist_group("prefect")
 
 
@@ -303,23 +305,10 @@ def test_a_signal_ends_the_run_and_every_process_it_started(how, runner, tiny_de
 def test_a_command_killed_outright_leaves_no_process_behind():
     """SIGKILL runs no handler: the watchdog a command starts ends what the command had started
     (here a stand-in for the Prefect API server), then itself."""
-    import psutil
-
     script = ("import subprocess, sys, time\nfrom flows.runtime import start_watchdog\nstart_watchdog()\n"
               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\ntime.sleep(120)\n")
     command = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline, children = time.time() + 60, []
-        while time.time() < deadline and len(children) < 2:
-            children = psutil.Process(command.pid).children()
-            time.sleep(0.2)
-        assert len(children) == 2, children  # the watchdog and the server
-        time.sleep(3)  # the watchdog has listed the server
-    finally:
-        command.kill()
-        command.wait()
-    _, alive = psutil.wait_procs(children, timeout=15)
-    assert not alive, [p.cmdline() for p in alive]
+    assert_kill_leaves_no_process(command, 2, settle_s=3)  # the watchdog and the server; it has listed the server
 
 
 def test_a_flow_run_puts_the_commands_signal_handler_back():

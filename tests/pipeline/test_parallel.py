@@ -5,12 +5,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
-import psutil
 import pytest
 
 from pipeline.parallel import PARENT_CHECK_S, parallel_map
+
+from conftest import assert_kill_leaves_no_process
 
 
 class TaggingWorker:
@@ -70,18 +70,8 @@ def test_workers_end_when_their_caller_is_killed_outright():
         from pipeline.parallel import parallel_map
         list(parallel_map(time.sleep, [120, 120], workers=2, progress=False, chunksize=1))
     """, output=subprocess.DEVNULL)  # workers left behind would hold a pipe open
-    try:
-        deadline, workers = time.time() + 60, []
-        while time.time() < deadline and len(workers) < 2:
-            workers = [p for p in psutil.Process(caller.pid).children() if "spawn_main" in " ".join(p.cmdline())]
-            time.sleep(0.2)
-        assert len(workers) == 2, "the workers never started"
-        time.sleep(2 * PARENT_CHECK_S)  # their initialisers have run
-    finally:
-        caller.kill()
-        caller.wait()
-    _, alive = psutil.wait_procs(workers, timeout=15)
-    assert not alive, [p.cmdline() for p in alive]
+    assert_kill_leaves_no_process(caller, 2, settle_s=2 * PARENT_CHECK_S,  # their initialisers have run
+                                  select=lambda process: "spawn_main" in " ".join(process.cmdline()))
 
 
 def test_a_daemonic_process_maps_and_loads_batches_in_itself():
