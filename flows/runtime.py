@@ -241,9 +241,13 @@ def stop_on_signals() -> None:
 
 @functools.cache
 def start_watchdog() -> subprocess.Popen:
-    """:mod:`flows.watchdog` for this process, once: for a SIGKILL, which no handler sees."""
-    return subprocess.Popen([sys.executable, "-m", "flows.watchdog", str(os.getpid())], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """:mod:`flows.watchdog` for this process, once: for a SIGKILL, which no handler sees. Returns
+    once it watches (or has failed), so that every process started after this call is seen."""
+    watchdog = subprocess.Popen([sys.executable, "-m", "flows.watchdog", str(os.getpid())], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog.stdout.readline()
+    watchdog.stdout.close()
+    return watchdog
 
 
 def keep_stopping_on_signals() -> None:

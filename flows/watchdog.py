@@ -25,6 +25,7 @@ def watch(command_pid: int) -> None:
         command = psutil.Process(command_pid)
     except psutil.NoSuchProcess:
         return
+    print("watching", flush=True)  # the command waits for this line before it starts anything
     seen: list = []
     while os.getppid() == command_pid:
         try:
