@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flows.watchdog import GRACE_S, end_processes
+
 RUNNERS = ("thread", "dask", "ray")
 # Ray reads this when it is imported: 0 puts a local instance's servers on the loopback address.
 RAY_LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -202,12 +204,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def end_children(grace_s: float = 3.0) -> None:
+def end_children(grace_s: float = GRACE_S) -> None:
     """SIGTERM to every process this one started (the Prefect API server, Dask workers, the UI's
     server), then SIGKILL to those still there after ``grace_s``."""
     import psutil
-
-    from flows.watchdog import end_processes
 
     end_processes(psutil.Process().children(recursive=True), grace_s)
 
