@@ -59,19 +59,14 @@ def task_runner(kind: str, workers: int, address: str | None = None):
         return ThreadPoolTaskRunner(max_workers=workers)
     if kind == "dask":
         import dask
-        import torch
         from prefect_dask import DaskTaskRunner
 
         if address:
             reachable(address)
             return DaskTaskRunner(address=address)
-        # Workers compute with this process's thread count: float sums, and so the bytes, match the thread runner.
-        # They are not daemons, so that a stage in one may start its worker processes and data loaders.
-        threads = str(torch.get_num_threads())
-        dask.config.set({"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": {
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "MALLOC_TRIM_THRESHOLD_": 65536, "PREFECT_API_URL": flow_api_url(),
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}})  # the terminal is the command's, as with threads
+        # The workers are not daemons, so that a stage in one may start its worker processes and data loaders.
+        dask.config.set({"distributed.worker.daemon": False,
+                         "distributed.nanny.pre-spawn-environ": {**worker_environment(), "MALLOC_TRIM_THRESHOLD_": "65536"}})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "worker_class": patient_nanny(), "dashboard_address": None})
     if kind == "ray":
@@ -84,9 +79,21 @@ def task_runner(kind: str, workers: int, address: str | None = None):
 
             raise MissingResource("the ray runner needs prefect-ray: pip install 'handbooster[ray]'") from None
         return RayTaskRunner(address=address) if address else RayTaskRunner(init_kwargs={
-            "num_cpus": workers, "include_dashboard": False,
-            "runtime_env": {"env_vars": {"PREFECT_API_URL": flow_api_url()}}})
+            "num_cpus": workers, "include_dashboard": False, "logging_level": logging.WARNING,
+            "runtime_env": {"env_vars": worker_environment()}})
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
+
+
+def worker_environment() -> dict[str, str]:
+    """What the workers of a local Dask or Ray cluster start with: this process's thread count (float
+    sums, and so the bytes, match the thread runner's), the API this process reports to, and
+    Prefect's console lines off (the terminal is the command's, as with threads: before, a bad input
+    under Dask or Ray printed every worker's Prefect lines and the task's traceback there)."""
+    import torch
+
+    threads = str(torch.get_num_threads())
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "PREFECT_API_URL": flow_api_url(), "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
 
 def flow_api_url() -> str:

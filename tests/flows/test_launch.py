@@ -467,18 +467,19 @@ def test_the_local_ray_instance_listens_on_loopback_only():
     assert listening and all(_loopback(ip) for _, ip in listening), listening
 
 
-def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(monkeypatch):
-    """Without the extra installed: prefect_ray stood in by a module that records the setting
-    as the runner imports it (Ray reads it at its own import)."""
+@pytest.fixture
+def fake_prefect_ray(monkeypatch):
+    """prefect_ray stood in by a module that records what the runner is given and the loopback
+    setting as the runner imports it (Ray reads it at its own import): for the suite without the extra."""
     import types
 
-    from flows.runtime import RAY_LOOPBACK, task_runner
+    from flows.runtime import RAY_LOOPBACK
 
     seen = {}
 
     class RayTaskRunner:
         def __init__(self, address=None, init_kwargs=None):
-            seen["address"] = address
+            seen["address"], seen["init_kwargs"] = address, init_kwargs
 
     def module_attribute(name):
         seen["at import"] = os.environ.get(RAY_LOOPBACK[0])
@@ -491,7 +492,41 @@ def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(monkeypatch):
     monkeypatch.setitem(sys.modules, "prefect_ray", fake)
     monkeypatch.setenv(RAY_LOOPBACK[0], "")  # put back as it was after the test
     monkeypatch.delenv(RAY_LOOPBACK[0])
+    return seen
+
+
+def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(fake_prefect_ray):
+    from flows.runtime import RAY_LOOPBACK, task_runner
+
+    seen = fake_prefect_ray
     task_runner("ray", 1, address="ray://head:10001")
-    assert seen == {"address": "ray://head:10001", "at import": None}  # a remote cluster is left as it is
-    task_runner("ray", 1)
+    assert {k: seen[k] for k in ("address", "at import")} == {"address": "ray://head:10001", "at import": None}
+    task_runner("ray", 1)  # a remote cluster is left as it is; a local one listens on loopback
     assert seen["at import"] == RAY_LOOPBACK[1]
+
+
+def test_local_ray_workers_compute_and_log_as_the_command_does(fake_prefect_ray, prefect_api):
+    """A local Ray instance's workers start with this process's thread count (the thread runner's
+    float sums), its API, and Prefect's console lines off: before, a bad input under Ray printed
+    every worker's Prefect lines and the task's traceback on the terminal, as Dask's did."""
+    import torch
+
+    from flows.runtime import task_runner
+
+    task_runner("ray", 2)
+    threads = str(torch.get_num_threads())
+    assert fake_prefect_ray["init_kwargs"]["num_cpus"] == 2
+    assert fake_prefect_ray["init_kwargs"]["runtime_env"]["env_vars"] == {
+        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+        "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the ray extra")
+def test_a_bad_input_under_ray_is_one_line_on_the_terminal(prefect_api, tmp_path):
+    (tmp_path / "not_a_dataset").mkdir()
+    done = subprocess.run([str(Path(sys.executable).with_name("handbooster")), "run", "conditions", "--runner", "ray",
+                           "--input", "dataset=not_a_dataset", "--out", "maps"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PREFECT_API_URL": prefect_api})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no .manifest.json" in done.stderr
+    assert "Task run" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
