@@ -14,7 +14,8 @@ identity is reused, so a run killed at any moment and started again redoes nothi
 finished and ends with the same bytes.
 
 The run folder: ``real/`` (the demo), ``grasps/<object>/`` and ``grasps/all/``, and per
-protocol ``<protocol>/`` with ``specs/``, ``conditions/``, ``synth/``, ``synthetic/``,
+protocol ``<protocol>/`` with ``real_maps/`` and ``test_maps/`` (where imported data has no
+condition maps), ``specs/``, ``conditions/``, ``synth/``, ``synthetic/``,
 ``plain_renders/``, ``oracle/``, ``filter/round-N/`` and ``filter/kept/``, ``synth_eval/``,
 ``experiment/`` (arms, boost_report.md/json, pck.png); ``boost_report.md/json`` (every
 protocol's), ``flow.log``, ``index.html`` (links to every artefact) and ``boost_summary.json``.
@@ -153,6 +154,16 @@ def generate(steps: Steps, ckpt: str, specs: str, rows: int, out: Path, label: s
                          steps.config.boost.generate_chunk_rows, out, f"{dataset_name(specs)}_synthetic")
 
 
+def with_maps(steps: Steps, dataset: str, out: Path, label: str, render_workers: int) -> str:
+    """``dataset``, or its rows with their condition maps rendered into ``out`` where it has none
+    (an imported dataset: the demo's splits come with theirs)."""
+    if _has_maps(dataset):
+        return dataset
+    from pipeline.data.manifest import read_manifest
+
+    return conditions(steps, dataset, read_manifest(dataset)[1]["rows"], out, label, render_workers)
+
+
 def protocol_data(steps: Steps, config: PipelineConfig, protocol: ProtocolConfig, grasps: str, runner: str) -> dict:
     """The synthetic data of every arm (``pipeline.boost.arms``) under one protocol, in
     ``OUT/<protocol>/``: everything learns from and samples the protocol's training split."""
@@ -162,12 +173,9 @@ def protocol_data(steps: Steps, config: PipelineConfig, protocol: ProtocolConfig
 
     render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads
     root, name, real = steps.out / protocol.name, protocol.name, protocol.train
-    train_maps = real
-    if not _has_maps(real):
-        from pipeline.data.manifest import read_manifest
-
-        rows = read_manifest(real)[1]["rows"]
-        train_maps = conditions(steps, real, rows, root / "real_maps", f"{name}: real condition maps", render_workers)
+    train_maps = with_maps(steps, real, root / "real_maps", f"{name}: real condition maps", render_workers)
+    # the synthesizer's evaluation paints the test rows again from their maps (an imported test has none)
+    test_maps = with_maps(steps, protocol.tests[0], root / "test_maps", f"{name}: test condition maps", render_workers)
     demo = made_by_demo(real)
     arms = [arm for arm in config.boost.arms if demo or arm not in ONLY_FOR_DEMO]
     variants = variants_of(arms)
@@ -200,7 +208,7 @@ def protocol_data(steps: Steps, config: PipelineConfig, protocol: ProtocolConfig
                                                specs[arm.variant]["specs"], config.boost.render_chunk_rows,
                                                root / arm_name, f"{dataset_name(source)}_photos",
                                                {"run.workers": render_workers})
-    return {"protocol": protocol.model_dump(), "train_maps": train_maps, "synthetic": synthetic,
+    return {"protocol": protocol.model_dump(), "train_maps": train_maps, "test_maps": test_maps, "synthetic": synthetic,
             "arm_data": arm_data, "filtered": filtered, "synth": str(root / "synth")}
 
 
@@ -247,7 +255,7 @@ def protocol_experiment(steps: Steps, config: PipelineConfig, paths: dict, note:
     steps.run(trainings(later))
     steps.run([(f"{name}: eval {job.label} {folder.name[5:]}", "recon_eval", inputs, folder, job.overrides)
                for job in jobs for inputs, folder in job.evals])
-    evaluated = steps.one(f"{name}: synth eval", "synth_eval", {"ckpt": paths["synth"], "real": protocol.tests[0],
+    evaluated = steps.one(f"{name}: synth eval", "synth_eval", {"ckpt": paths["synth"], "real": paths["test_maps"],
                                                                 "recon": filter_model, "train": protocol.train},
                           root / "synth_eval")
     ordered = list(paths["arm_data"])

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import assert_kill_leaves_no_process
+from conftest import assert_kill_leaves_no_process, make_config
 
 pytestmark = pytest.mark.xdist_group("prefect")
 
@@ -166,6 +166,35 @@ def test_a_single_stage_runs_as_its_own_flow(prefect_api, tiny_demo, tmp_path):
     summary = run_flow("merge", PipelineConfig(), str(tmp_path / "merged"), "thread", inputs=inputs, echo=False)
     assert summary["rows"] == sum(json.loads((root / "demo" / s / ".manifest.json").read_text())["rows"]
                                   for s in ("s0_test", "s1_test"))
+
+
+def test_an_imported_test_set_without_condition_maps_gets_them_for_the_synthesizers_evaluation(prefect_api, tiny_demo,
+                                                                                             tmp_path):
+    """An imported test split has images and labels but no condition maps, which the synthesizer's
+    evaluation paints the test rows again from: before, such a run failed at its end ("rows
+    without 'normal'"), after every training."""
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig, validate_config
+    from pipeline.data.importers import ImportInputs, import_data
+    from pipeline.data.manifest import read_columns
+
+    import dataset_fixtures as fx
+
+    (tmp_path / "ho3d").mkdir()
+    info = fx.make_ho3d(tmp_path / "ho3d")
+    test = tmp_path / "ho3d_test"
+    import_data(make_config({"data.image_size": 64}), ImportInputs(format="ho3d", root=str(tmp_path / "ho3d"),
+                                                                   split=info["split"]), test)
+    settings = boost_config(tiny_demo, ("real_only",))
+    settings["boost"].update(tests=[str(test)], grasp_objects=["tennis_ball"])
+    settings["grasp"].update(per_object=4, batch_size=4, iterations=20)
+    out = tmp_path / "run"
+    result = run_flow("boost", validate_config(settings, PipelineConfig, "test"), str(out), "thread", echo=False)
+    evaluation = result["protocols"]["main"]["synth_eval"]
+    assert evaluation["count"] == info["frames"] - info["unlabelled"] and evaluation["fidelity"]
+    assert read_columns(result["paths"]["main"]["test_maps"], ["normal"])[1].column("normal").null_count == 0
+    assert read_columns(test, ["normal"])[1].column("normal").null_count > 0  # the test set itself is as imported
+    assert "main: test condition maps merge" in [row["step"] for row in result["steps"]]
 
 
 def test_served_deployments_run_with_parameters_and_refuse_bad_ones(prefect_api, tiny_demo, tmp_path):

@@ -118,6 +118,11 @@ def import_data(config: PipelineConfig, inputs: ImportInputs, out: Location) -> 
               "skipped": dict(sorted(Counter(f.skip for f in frames if f.skip is not None).items())),
               "mirrored_left_hands": sum(f.side == "left" for f in kept),
               "grasping": sum(bool(f.extra.get("is_grasping")) for f in kept), **checks}
+    if not kept:  # before anything is written: a dataset of no rows only fails later, at training
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in report["skipped"].items())
+        found = f"none of its {len(frames)} frames can be imported ({reasons})" if frames else "it has no frames here"
+        raise InputError(f"split {inputs.split!r}: {found}; a split without hand labels (HO3D's evaluation split "
+                         "keeps them on its challenge server) has nothing to train or score on", root)
     conventions = Counter(f.extra["pose_convention"] for f in kept if "pose_convention" in f.extra)
     if conventions:
         report["pose_convention"] = dict(conventions)

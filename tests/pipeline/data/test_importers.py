@@ -141,3 +141,18 @@ def test_unknown_split_and_root(tmp_path):
         import_dataset("dexycb", root, "s9_train", tmp_path / "out")
     with pytest.raises(InputError, match="dataset root not found"):
         import_dataset("ho3d", tmp_path / "nowhere", "train", tmp_path / "out")
+
+
+def test_a_split_without_hand_labels_is_refused_and_writes_nothing(tmp_path, capsys):
+    """HO3D's evaluation split keeps its hand poses on the challenge server: before, its import
+    wrote a dataset of 0 rows and exited 0, which only failed later, at training."""
+    import pickle
+
+    root, _ = make("ho3d", tmp_path)
+    for meta in (root / "train").glob("*/meta/*.pkl"):
+        labels = pickle.loads(meta.read_bytes())
+        meta.write_bytes(pickle.dumps({**labels, "handPose": None}, protocol=2))
+    code = main(["data", "import", "ho3d", str(root), "--split", "train", "--mano", "builtin",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "none of its 6 frames can be imported (no_hand_label: 6)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
