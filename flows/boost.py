@@ -118,11 +118,17 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
     boost = config.boost
     if boost.protocols or boost.real != "demo":
         from pipeline.data.manifest import require_labels
+        from pipeline.objects import load_object_library
 
         chosen = boost.protocols or [ProtocolConfig(name="main", train=boost.real, tests=boost.tests)]
+        library = load_object_library(config.objects.library)
         for protocol in chosen:  # before any grasp is simulated
             for dataset in (protocol.train, *protocol.tests):
                 require_labels(dataset)
+            # grasps and condition maps are made of their objects (before, a YCB-named dataset with the
+            # builtin library got no grasps and stopped at "merge needs at least one dataset")
+            for dataset in [protocol.train, *([] if _has_maps(protocol.tests[0]) else protocol.tests[:1])]:
+                library.require(_object_ids(dataset), dataset)
         return chosen
     registry = {"registry": boost.registry} if boost.registry else {}
     steps.one("real: demo dataset", "demo", registry, steps.out / "real")
@@ -132,10 +138,7 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
 
 def novel_grasps(steps: Steps, config: PipelineConfig, trains: list[str]) -> str:
     """Grasps of every object the training splits hold (simulated: nothing here learns from real data)."""
-    from pipeline.objects import load_object_library
-
-    library = load_object_library(config.objects.library)
-    objects = config.boost.grasp_objects or sorted({o for real in trains for o in _object_ids(real) if o in library})
+    objects = config.boost.grasp_objects or sorted({o for real in trains for o in _object_ids(real)})
     folders = [steps.out / "grasps" / name for name in objects]
     steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, {"run.workers": 0})  # objects side by side
                for name, folder in zip(objects, folders)])

@@ -79,11 +79,7 @@ def render_rows(config: PipelineConfig, inputs: RenderInputs, out: Location, wha
     _, table = read_columns(inputs.dataset, ["sample_id", *LABEL_COLUMNS])
     labels = table.to_pylist()
     wanted = {row["object_id"] for row in labels if row["object_id"] is not None and row["object_pose"] is not None}
-    missing = sorted(wanted - set(library.names))
-    if missing:
-        raise BadData(f"object(s) {', '.join(missing)} not in the object library '{config.objects.library}' "
-                      "(set objects.library to a library holding the dataset's objects, e.g. a YCB folder)",
-                      inputs.dataset)
+    library.require(wanted, inputs.dataset)
     hand_spec = hand_model_spec(config, manifest)
     first, stop = inputs.rows or (0, len(labels))
     stop = min(stop, len(labels))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError
+from pipeline.errors import BadData, InputError
 from pipeline.objects.asset import ObjectAsset
 from pipeline.paths import atomic_write_npz, cache_dir
 
@@ -121,6 +121,13 @@ class ObjectLibrary:
             raise InputError(f"unknown object(s) {', '.join(unknown)}; the library has: {', '.join(self.names)}",
                              self.source)
         return list(names)
+
+    def require(self, names, dataset) -> None:
+        """A clear error naming ``dataset`` when it holds objects this library lacks; builds nothing."""
+        missing = sorted(set(names) - set(self.names))
+        if missing:
+            raise BadData(f"object(s) {', '.join(missing)} not in the object library '{self.source}' (set "
+                          "objects.library to a library holding the dataset's objects, e.g. a YCB folder)", dataset)
 
     def select(self, names: list[str] | None) -> list[ObjectAsset]:
         """The named assets (all when ``names`` is empty)."""

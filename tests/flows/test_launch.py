@@ -168,6 +168,35 @@ def test_a_single_stage_runs_as_its_own_flow(prefect_api, tiny_demo, tmp_path):
                                   for s in ("s0_test", "s1_test"))
 
 
+def imported(fmt: str, tmp_path: Path) -> tuple[Path, dict]:
+    """The tests' tiny dataset of ``fmt`` in its official layout, imported at 64 px; and what it holds."""
+    from pipeline.data.importers import ImportInputs, import_data
+
+    import dataset_fixtures as fx
+
+    root, out = tmp_path / fmt, tmp_path / f"{fmt}_imported"
+    root.mkdir()
+    info = {"ho3d": fx.make_ho3d, "dexycb": fx.make_dexycb}[fmt](root)
+    import_data(make_config({"data.image_size": 64}), ImportInputs(format=fmt, root=str(root), split=info["split"]), out)
+    return out, info
+
+
+def test_a_dataset_of_objects_the_library_lacks_is_refused_before_any_grasp(prefect_api, tiny_demo, tmp_path):
+    """DexYCB names its objects as YCB does (025_mug); with the builtin library (the default) the
+    flow had no object to grasp and stopped at "merge needs at least one dataset"."""
+    from flows.launch import run_flow
+    from pipeline.config import PipelineConfig, validate_config
+    from pipeline.errors import BadData
+
+    real, _ = imported("dexycb", tmp_path)
+    settings = boost_config(tiny_demo)
+    settings["boost"]["real"] = str(real)
+    with pytest.raises(BadData, match="025_mug not in the object library 'builtin'"):
+        run_flow("boost", validate_config(settings, PipelineConfig, "test"), str(tmp_path / "run"), "thread",
+                 echo=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_imported_test_set_without_condition_maps_gets_them_for_the_synthesizers_evaluation(prefect_api, tiny_demo,
                                                                                              tmp_path):
     """An imported test split has images and labels but no condition maps, which the synthesizer's
@@ -175,16 +204,9 @@ def test_an_imported_test_set_without_condition_maps_gets_them_for_the_synthesiz
     without 'normal'"), after every training."""
     from flows.launch import run_flow
     from pipeline.config import PipelineConfig, validate_config
-    from pipeline.data.importers import ImportInputs, import_data
     from pipeline.data.manifest import read_columns
 
-    import dataset_fixtures as fx
-
-    (tmp_path / "ho3d").mkdir()
-    info = fx.make_ho3d(tmp_path / "ho3d")
-    test = tmp_path / "ho3d_test"
-    import_data(make_config({"data.image_size": 64}), ImportInputs(format="ho3d", root=str(tmp_path / "ho3d"),
-                                                                   split=info["split"]), test)
+    test, info = imported("ho3d", tmp_path)
     settings = boost_config(tiny_demo, ("real_only",))
     settings["boost"].update(tests=[str(test)], grasp_objects=["tennis_ball"])
     settings["grasp"].update(per_object=4, batch_size=4, iterations=20)
