@@ -42,6 +42,7 @@ from flows.runtime import keep_stopping_on_signals
 from flows.tasks import flow_threads, run_stage
 from pipeline.config import PipelineConfig, ProtocolConfig, with_overrides
 from pipeline.data.manifest import dataset_name
+from pipeline.errors import InputError
 from pipeline.storage import refuse_uri
 
 SUMMARY_FILE = "boost_summary.json"
@@ -138,7 +139,15 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
 
 def novel_grasps(steps: Steps, config: PipelineConfig, trains: list[str]) -> str:
     """Grasps of every object the training splits hold (simulated: nothing here learns from real data)."""
-    objects = config.boost.grasp_objects or sorted({o for real in trains for o in _object_ids(real)})
+    held = sorted({o for real in trains for o in _object_ids(real)})
+    if not held:  # before, the run stopped at "merge needs at least one dataset"
+        raise InputError("no row names an object (object_id): the flow grasps the real frames' objects and samples "
+                         "poses per object; import a dataset with object labels (DexYCB, HO3D: HandOccNet's JSON "
+                         "has none)", trains[0])
+    objects = config.boost.grasp_objects or held
+    if not set(objects) & set(held):  # before, found by the sampling, after every grasp
+        raise InputError(f"boost.grasp_objects: none of {', '.join(objects)} is an object of the training split "
+                         f"({', '.join(held)}), and poses are sampled per object", trains[0])
     folders = [steps.out / "grasps" / name for name in objects]
     steps.run([(f"grasps: {name}", "grasps", {"objects": [name]}, folder, {"run.workers": 0})  # objects side by side
                for name, folder in zip(objects, folders)])

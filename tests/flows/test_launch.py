@@ -176,22 +176,29 @@ def imported(fmt: str, tmp_path: Path) -> tuple[Path, dict]:
 
     root, out = tmp_path / fmt, tmp_path / f"{fmt}_imported"
     root.mkdir()
-    info = {"ho3d": fx.make_ho3d, "dexycb": fx.make_dexycb}[fmt](root)
+    info = {"ho3d": fx.make_ho3d, "dexycb": fx.make_dexycb, "handoccnet-json": fx.make_handoccnet}[fmt](root)
     import_data(make_config({"data.image_size": 64}), ImportInputs(format=fmt, root=str(root), split=info["split"]), out)
     return out, info
 
 
-def test_a_dataset_of_objects_the_library_lacks_is_refused_before_any_grasp(prefect_api, tiny_demo, tmp_path):
-    """DexYCB names its objects as YCB does (025_mug); with the builtin library (the default) the
-    flow had no object to grasp and stopped at "merge needs at least one dataset"."""
+@pytest.mark.parametrize("fmt, grasp_objects, message", [
+    ("dexycb", None, "025_mug not in the object library 'builtin'"),
+    ("handoccnet-json", None, "no row names an object"),
+    ("ho3d", ["mug"], "none of mug is an object of the training split \\(mustard_bottle\\)")])
+def test_a_dataset_without_objects_to_grasp_is_refused_before_any_grasp(fmt, grasp_objects, message, prefect_api,
+                                                                        tiny_demo, tmp_path):
+    """DexYCB names its objects as YCB does (025_mug), which the builtin library (the default)
+    lacks; HandOccNet's JSON names none: the flow had no object to grasp and stopped at "merge
+    needs at least one dataset". Grasps of objects the real frames do not hold (HO3D's mustard
+    bottle) failed at the sampling, which samples poses per object, after every grasp."""
     from flows.launch import run_flow
     from pipeline.config import PipelineConfig, validate_config
-    from pipeline.errors import BadData
+    from pipeline.errors import InputError
 
-    real, _ = imported("dexycb", tmp_path)
+    real, _ = imported(fmt, tmp_path)
     settings = boost_config(tiny_demo)
-    settings["boost"]["real"] = str(real)
-    with pytest.raises(BadData, match="025_mug not in the object library 'builtin'"):
+    settings["boost"].update(real=str(real), grasp_objects=grasp_objects)
+    with pytest.raises(InputError, match=message):
         run_flow("boost", validate_config(settings, PipelineConfig, "test"), str(tmp_path / "run"), "thread",
                  echo=False)
     assert not (tmp_path / "run").exists()
