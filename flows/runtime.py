@@ -78,22 +78,30 @@ def task_runner(kind: str, workers: int, address: str | None = None):
             from pipeline.errors import MissingResource
 
             raise MissingResource("the ray runner needs prefect-ray: pip install 'handbooster[ray]'") from None
-        return RayTaskRunner(address=address) if address else RayTaskRunner(init_kwargs={
-            "num_cpus": workers, "include_dashboard": False, "logging_level": logging.WARNING,
-            "runtime_env": {"env_vars": worker_environment()}})
+        quiet = {"logging_level": logging.WARNING, "runtime_env": {"env_vars": worker_environment(local=not address)}}
+        if address:  # a cluster's workers stream their lines to this terminal too
+            return RayTaskRunner(address=address, init_kwargs=quiet)
+        return RayTaskRunner(init_kwargs={"num_cpus": workers, "include_dashboard": False, **quiet})
     raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(local: bool = True) -> dict[str, str]:
     """What the workers of a local Dask or Ray cluster start with: this process's thread count (float
     sums, and so the bytes, match the thread runner's), the API this process reports to, and
     Prefect's console lines off (the terminal is the command's, as with threads: before, a bad input
-    under Dask or Ray printed every worker's Prefect lines and the task's traceback there)."""
+    under Dask or Ray printed every worker's Prefect lines and the task's traceback there). A Ray
+    cluster's (``local=False``), on other machines: the console setting, and the API only where
+    one is set (the temporary server of this process is not theirs to reach)."""
+    quiet = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+    if not local:
+        from prefect.settings import PREFECT_API_URL
+
+        return {**quiet, "PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else quiet
     import torch
 
     threads = str(torch.get_num_threads())
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "PREFECT_API_URL": flow_api_url(), "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+            "PREFECT_API_URL": flow_api_url(), **quiet}
 
 
 def flow_api_url() -> str:

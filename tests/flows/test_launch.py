@@ -563,20 +563,26 @@ def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(fake_prefect_ra
     assert seen["at import"] == RAY_LOOPBACK[1]
 
 
-def test_local_ray_workers_compute_and_log_as_the_command_does(fake_prefect_ray, prefect_api):
+def test_ray_workers_compute_and_log_as_the_command_does(fake_prefect_ray, prefect_api):
     """A local Ray instance's workers start with this process's thread count (the thread runner's
     float sums), its API, and Prefect's console lines off: before, a bad input under Ray printed
-    every worker's Prefect lines and the task's traceback on the terminal, as Dask's did."""
+    every worker's Prefect lines and the task's traceback on the terminal, as Dask's did. A
+    cluster's workers (at --address) stream their lines to the terminal too: theirs are off as
+    well, and they get the API only where one is set (checked by hand on a `ray start` head)."""
     import torch
 
     from flows.runtime import task_runner
 
+    quiet = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
     task_runner("ray", 2)
     threads = str(torch.get_num_threads())
     assert fake_prefect_ray["init_kwargs"]["num_cpus"] == 2
     assert fake_prefect_ray["init_kwargs"]["runtime_env"]["env_vars"] == {
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+        "PREFECT_API_URL": prefect_api, **quiet}
+    task_runner("ray", 2, address="ray://head:10001")
+    assert fake_prefect_ray["address"] == "ray://head:10001" and "num_cpus" not in fake_prefect_ray["init_kwargs"]
+    assert fake_prefect_ray["init_kwargs"]["runtime_env"]["env_vars"] == {"PREFECT_API_URL": prefect_api, **quiet}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the ray extra")
