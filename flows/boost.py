@@ -107,10 +107,10 @@ def _object_ids(dataset: str) -> list[str]:
 
 
 def _has_maps(dataset: str) -> bool:
-    from pipeline.data.manifest import read_columns
+    from pipeline.data.manifest import column_nulls
 
-    _, table = read_columns(dataset, ["normal"])
-    return table.num_rows > 0 and table.column("normal").null_count == 0
+    nulls, rows = column_nulls(dataset, "normal")
+    return rows > 0 and nulls == 0
 
 
 def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:

@@ -87,27 +87,56 @@ def dataset_fingerprint(where) -> str:
     return manifest_fingerprint(read_manifest(where)[1])
 
 
-def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Table]:
-    """The manifest and the named columns of every shard it lists, as one table (labels, not images)."""
+def over_shards(where, read) -> tuple[dict, list]:
+    """The manifest, and ``read(location, manifest, shard, parquet_file)`` of every shard it lists;
+    a shard that does not open or read is an error that names it."""
     location, manifest = read_manifest(where)
-    tables = []
+    results = []
     for shard in manifest["shards"]:
         try:
             with location.fs.open_input_file(location.join(shard["path"])) as handle:
-                shard_file = pq.ParquetFile(handle)
-                missing = [c for c in columns or [] if c not in shard_file.schema_arrow.names]
-                if missing:
-                    raise InputError(f"{shard['path']}: no column '{missing[0]}' (a {manifest['kind']} dataset "
-                                     f"has {', '.join(KINDS[manifest['kind']].schema.names)})", location)
-                tables.append(shard_file.read(columns=columns))
+                results.append(read(location, manifest, shard, pq.ParquetFile(handle)))
         except (OSError, pa.ArrowInvalid) as exc:
             raise InputError(f"{shard['path']}: not a readable Parquet shard ({exc}); run 'handbooster data "
                              "validate'", location) from None
+    return manifest, results
+
+
+def _require_columns(location, manifest: dict, shard: dict, shard_file: pq.ParquetFile, columns) -> None:
+    missing = [c for c in columns or [] if c not in shard_file.schema_arrow.names]
+    if missing:
+        raise InputError(f"{shard['path']}: no column '{missing[0]}' (a {manifest['kind']} dataset "
+                         f"has {', '.join(KINDS[manifest['kind']].schema.names)})", location)
+
+
+def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Table]:
+    """The manifest and the named columns of every shard it lists, as one table (labels, not images)."""
+    def read(location, manifest, shard, shard_file):
+        _require_columns(location, manifest, shard, shard_file, columns)
+        return shard_file.read(columns=columns)
+
+    manifest, tables = over_shards(where, read)
     schema = KINDS[manifest["kind"]].schema
     if not tables:
         wanted = columns or schema.names
         return manifest, pa.table({c: pa.array([], schema.field(c).type) for c in wanted})
     return manifest, pa.concat_tables(tables)
+
+
+def column_nulls(where, column: str) -> tuple[int, int]:
+    """``(nulls, rows)`` of one column over every shard, from the Parquet footers' statistics: a
+    dataset's condition maps are gigabytes, and whether every row has them needs none of them
+    (a shard written without statistics is read)."""
+    def count(location, manifest, shard, shard_file):
+        _require_columns(location, manifest, shard, shard_file, [column])
+        metadata, index = shard_file.metadata, shard_file.schema_arrow.get_field_index(column)
+        stats = [metadata.row_group(g).column(index).statistics for g in range(metadata.num_row_groups)]
+        if all(stat is not None and stat.has_null_count for stat in stats):
+            return sum(stat.null_count for stat in stats), metadata.num_rows
+        return shard_file.read(columns=[column]).column(column).null_count, metadata.num_rows
+
+    _, counts = over_shards(where, count)
+    return sum(n for n, _ in counts), sum(r for _, r in counts)
 
 
 def require_labels(where, table: pa.Table | None = None, columns=("joints_3d", "hand_pose")) -> pa.Table:

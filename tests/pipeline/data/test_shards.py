@@ -158,3 +158,21 @@ def test_bad_input_rolls_back_what_the_run_wrote(tmp_path):
         with ShardWriter(tmp_path / "ok", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0}) as writer:
             writer.write_rows([make_row(i) for i in range(20, 25)] + [bad])
     assert {p.name: p.read_bytes() for p in (tmp_path / "ok").iterdir()} == before
+
+
+def test_null_counts_come_from_the_footers_and_match_the_values(tmp_path):
+    """Whether every row has its condition maps is read from the shards' statistics (the maps
+    themselves are gigabytes); a shard without statistics is read."""
+    from pipeline.data.manifest import column_nulls
+
+    rows = [{**row, "normal": png(np.full((SIZE, SIZE, 3), 128, np.uint8))} if i % 3 else row
+            for i, row in enumerate(ROWS)]
+    write(tmp_path / "ds", rows)
+    assert column_nulls(tmp_path / "ds", "normal") == (4, 10) and column_nulls(tmp_path / "ds", "image") == (0, 10)
+    shard = tmp_path / "ds" / "part-00000.parquet"
+    table = pq.read_table(shard)
+    pq.write_table(table, shard, write_statistics=False)
+    assert pq.ParquetFile(shard).metadata.row_group(0).column(0).statistics is None
+    assert column_nulls(tmp_path / "ds", "normal") == (4, 10)
+    with pytest.raises(InputError, match="no column 'normals'"):
+        column_nulls(tmp_path / "ds", "normals")
