@@ -87,7 +87,7 @@ def dataset_fingerprint(where) -> str:
     return manifest_fingerprint(read_manifest(where)[1])
 
 
-def over_shards(where, read) -> tuple[dict, list]:
+def _over_shards(where, read) -> tuple[dict, list]:
     """The manifest, and ``read(location, manifest, shard, parquet_file)`` of every shard it lists;
     a shard that does not open or read is an error that names it."""
     location, manifest = read_manifest(where)
@@ -115,7 +115,7 @@ def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Tabl
         _require_columns(location, manifest, shard, shard_file, columns)
         return shard_file.read(columns=columns)
 
-    manifest, tables = over_shards(where, read)
+    manifest, tables = _over_shards(where, read)
     schema = KINDS[manifest["kind"]].schema
     if not tables:
         wanted = columns or schema.names
@@ -135,7 +135,7 @@ def column_nulls(where, column: str) -> tuple[int, int]:
             return sum(stat.null_count for stat in stats), metadata.num_rows
         return shard_file.read(columns=[column]).column(column).null_count, metadata.num_rows
 
-    _, counts = over_shards(where, count)
+    _, counts = _over_shards(where, count)
     return sum(n for n, _ in counts), sum(r for _, r in counts)
 
 
