@@ -120,6 +120,7 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
     if boost.protocols or boost.real != "demo":
         from pipeline.data.manifest import require_labels
         from pipeline.objects import load_object_library
+        from pipeline.reconstruction.train import require_one_batch
 
         chosen = boost.protocols or [ProtocolConfig(name="main", train=boost.real, tests=boost.tests)]
         library = load_object_library(config.objects.library)
@@ -130,6 +131,8 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
             # builtin library got no grasps and stopped at "merge needs at least one dataset")
             for dataset in [protocol.train, *([] if _has_maps(protocol.tests[0]) else protocol.tests[:1])]:
                 library.require(_object_ids(dataset), dataset)
+            # every arm's reconstructor trains on the split (real only on it alone), after the grasps and the DDPM
+            require_one_batch(protocol.train, config.reconstruction, boost.seeds_of("real_only"))
         return chosen
     registry = {"registry": boost.registry} if boost.registry else {}
     steps.one("real: demo dataset", "demo", registry, steps.out / "real")

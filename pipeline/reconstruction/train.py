@@ -53,16 +53,17 @@ from pipeline.training import (
 STATE_KEYS = {"optimizer", "lr_schedule", "step", "losses", "validation", "best"}
 
 
-def held_out_rows(dataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Training and validation row indices: whole sequences go to validation, about ``fraction``
-    of them, chosen by a hash of (seed, sequence) so that the split does not depend on order."""
+def held_out_rows(where, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Training and validation row indices of the dataset at ``where``: whole sequences go to
+    validation, about ``fraction`` of them, chosen by a hash of (seed, sequence) so that the split
+    does not depend on order."""
     import hashlib
 
-    if fraction <= 0:
-        return list(range(len(dataset))), []
-    from pipeline.data.manifest import read_columns
+    from pipeline.data.manifest import read_columns, read_manifest
 
-    _, table = read_columns(dataset.location, ["sequence_id", "sample_id"])
+    if fraction <= 0:
+        return list(range(read_manifest(where)[1]["rows"])), []
+    _, table = read_columns(where, ["sequence_id", "sample_id"])
     keys = [s if s is not None else i for s, i in zip(table.column("sequence_id").to_pylist(),
                                                       table.column("sample_id").to_pylist())]
     scale = 1 << 32
@@ -71,10 +72,24 @@ def held_out_rows(dataset, fraction: float, seed: int) -> tuple[list[int], list[
     train = [i for i, h in enumerate(held) if not h]
     val = [i for i, h in enumerate(held) if h]
     if not val or not train:  # too few sequences to hold whole ones out: every tenth row instead
-        val = list(range(0, len(dataset), max(2, round(1 / fraction))))
+        val = list(range(0, table.num_rows, max(2, round(1 / fraction))))
         held_rows = set(val)
-        train = [i for i in range(len(dataset)) if i not in held_rows]
+        train = [i for i in range(table.num_rows) if i not in held_rows]
     return train, val
+
+
+def fewer_than_a_batch(rows: int, batch_size: int, data) -> BadData:
+    return BadData(f"has {rows} training rows, fewer than one batch of {batch_size} (reconstruction.batch_size)",
+                   data)
+
+
+def require_one_batch(data, config: ReconstructionConfig, seeds) -> None:
+    """``data`` alone fills one batch for each of ``seeds`` once its validation sequences are held
+    out: a flow checks it before the hours of work that come before its trainings."""
+    for seed in seeds:
+        rows = len(held_out_rows(data, config.val_fraction, seed)[0])
+        if rows < config.batch_size:
+            raise fewer_than_a_batch(rows, config.batch_size, data)
 
 
 MODEL_OPTIONS = ("image_size", "backbone", "width", "pretrained", "kernels")  # config keys a model may take
@@ -123,7 +138,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
     if val is not None:
         val_set, val_rows, train_rows = recon_dataset(val, config.image_size), None, list(range(len(real)))
     else:
-        train_rows, val_rows = held_out_rows(real, config.val_fraction, seed)
+        train_rows, val_rows = held_out_rows(data, config.val_fraction, seed)
         val_set = real if val_rows else None
     train_set = torch.utils.data.Subset(real, train_rows)
     seen = {"real": {"name": real.manifest["name"], "fingerprint": dataset_fingerprint(data), "rows": len(train_rows),
@@ -142,7 +157,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
         seen["validation"] = {"name": val_set.manifest["name"], "fingerprint": dataset_fingerprint(val)}
     batches_per_epoch = len(train_set) // config.batch_size
     if batches_per_epoch == 0:
-        raise BadData(f"has {len(train_set)} training rows, fewer than one batch of {config.batch_size}", data)
+        raise fewer_than_a_batch(len(train_set), config.batch_size, data)
 
     accelerator = accelerator_on(device, config.mixed_precision)
     checkpoint = latest_checkpoint(out) if resume else None

@@ -181,25 +181,31 @@ def imported(fmt: str, tmp_path: Path) -> tuple[Path, dict]:
     return out, info
 
 
-@pytest.mark.parametrize("fmt, grasp_objects, message", [
-    ("dexycb", None, "025_mug not in the object library 'builtin'"),
-    ("handoccnet-json", None, "no row names an object"),
-    ("ho3d", ["mug"], "none of mug is an object of the training split \\(mustard_bottle\\)")])
-def test_a_dataset_without_objects_to_grasp_is_refused_before_any_grasp(fmt, grasp_objects, message, prefect_api,
-                                                                        tiny_demo, tmp_path):
+@pytest.mark.parametrize("fmt, settings, message", [
+    ("dexycb", {}, "025_mug not in the object library 'builtin'"),
+    ("handoccnet-json", {"reconstruction": {"batch_size": 2}}, "no row names an object"),
+    ("ho3d", {"reconstruction": {"batch_size": 2}, "boost": {"grasp_objects": ["mug"]}},
+     "none of mug is an object of the training split \\(mustard_bottle\\)"),
+    ("ho3d", {}, "training rows, fewer than one batch of 8 \\(reconstruction.batch_size\\)")])
+def test_what_the_flow_cannot_use_is_refused_before_any_grasp(fmt, settings, message, prefect_api, tiny_demo,
+                                                              tmp_path):
     """DexYCB names its objects as YCB does (025_mug), which the builtin library (the default)
     lacks; HandOccNet's JSON names none: the flow had no object to grasp and stopped at "merge
     needs at least one dataset". Grasps of objects the real frames do not hold (HO3D's mustard
-    bottle) failed at the sampling, which samples poses per object, after every grasp."""
+    bottle) failed at the sampling, which samples poses per object, and a training split smaller
+    than a batch (5 HO3D frames, one of them held out) at the first reconstructor: both after
+    every grasp and the DDPM."""
     from flows.launch import run_flow
     from pipeline.config import PipelineConfig, validate_config
     from pipeline.errors import InputError
 
     real, _ = imported(fmt, tmp_path)
-    settings = boost_config(tiny_demo)
-    settings["boost"].update(real=str(real), grasp_objects=grasp_objects)
+    config = boost_config(tiny_demo)
+    config["boost"]["real"] = str(real)
+    for section, values in settings.items():
+        config[section].update(values)
     with pytest.raises(InputError, match=message):
-        run_flow("boost", validate_config(settings, PipelineConfig, "test"), str(tmp_path / "run"), "thread",
+        run_flow("boost", validate_config(config, PipelineConfig, "test"), str(tmp_path / "run"), "thread",
                  echo=False)
     assert not (tmp_path / "run").exists()
 
