@@ -78,6 +78,8 @@ def task_runner(kind: str, workers: int, address: str | None = None):
             from pipeline.errors import MissingResource
 
             raise MissingResource("the ray runner needs prefect-ray: pip install 'handbooster[ray]'") from None
+        if address and address != "auto":  # auto: the cluster `ray start` left on this machine
+            reachable(address, "Ray head", "HOST:PORT, ray://HOST:PORT or auto")
         quiet = {"logging_level": logging.WARNING, "runtime_env": {"env_vars": worker_environment(local=not address)}}
         if address:  # a cluster's workers stream their lines to this terminal too
             return RayTaskRunner(address=address, init_kwargs=quiet)
@@ -137,9 +139,9 @@ def patient_nanny():
     return PatientNanny
 
 
-def reachable(address: str, timeout_s: float = 5.0) -> None:
-    """A scheduler's ``[tcp://]HOST:PORT`` answers a TCP connection, or a one-line error (before
-    the runner's own 30 s timeout and traceback)."""
+def reachable(address: str, what: str = "scheduler", form: str = "[tcp://]HOST:PORT", timeout_s: float = 5.0) -> None:
+    """A cluster's ``address`` answers a TCP connection, or a one-line error (before Dask's own
+    30 s timeout and traceback, or Ray's retrying for minutes)."""
     from urllib.parse import urlsplit
 
     from pipeline.errors import MissingResource
@@ -150,11 +152,11 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
     except ValueError:
         port = None
     if not parts.hostname or port is None:
-        raise MissingResource(f"--address {address!r}: expected [tcp://]HOST:PORT of a scheduler")
+        raise MissingResource(f"--address {address!r}: expected {form} of a {what}")
     try:
         socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
     except OSError as exc:
-        raise MissingResource(f"--address {address}: no scheduler answers there ({exc.strerror or exc})") from None
+        raise MissingResource(f"--address {address}: no {what} answers there ({exc.strerror or exc})") from None
 
 
 def in_worker_processes(kind: str) -> bool:

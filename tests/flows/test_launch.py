@@ -563,8 +563,8 @@ def test_the_ray_runner_asks_for_loopback_before_ray_is_imported(fake_prefect_ra
     from flows.runtime import RAY_LOOPBACK, task_runner
 
     seen = fake_prefect_ray
-    task_runner("ray", 1, address="ray://head:10001")
-    assert {k: seen[k] for k in ("address", "at import")} == {"address": "ray://head:10001", "at import": None}
+    task_runner("ray", 1, address="auto")
+    assert {k: seen[k] for k in ("address", "at import")} == {"address": "auto", "at import": None}
     task_runner("ray", 1)  # a remote cluster is left as it is; a local one listens on loopback
     assert seen["at import"] == RAY_LOOPBACK[1]
 
@@ -586,9 +586,24 @@ def test_ray_workers_compute_and_log_as_the_command_does(fake_prefect_ray, prefe
     assert fake_prefect_ray["init_kwargs"]["runtime_env"]["env_vars"] == {
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         "PREFECT_API_URL": prefect_api, **quiet}
-    task_runner("ray", 2, address="ray://head:10001")
-    assert fake_prefect_ray["address"] == "ray://head:10001" and "num_cpus" not in fake_prefect_ray["init_kwargs"]
+    task_runner("ray", 2, address="auto")
+    assert fake_prefect_ray["address"] == "auto" and "num_cpus" not in fake_prefect_ray["init_kwargs"]
     assert fake_prefect_ray["init_kwargs"]["runtime_env"]["env_vars"] == {"PREFECT_API_URL": prefect_api, **quiet}
+
+
+def test_an_unreachable_ray_head_is_one_line_at_once(fake_prefect_ray):
+    """Ray retried an address where nothing listens for minutes, printing a warning every few
+    seconds; the runner now tries it first, as it does a Dask scheduler's."""
+    from flows.runtime import task_runner
+    from pipeline.errors import MissingResource
+
+    started = time.perf_counter()
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(MissingResource, match=f"--address {address}: no Ray head answers there"):
+            task_runner("ray", 1, address=address)
+    with pytest.raises(MissingResource, match="expected HOST:PORT, ray://HOST:PORT or auto of a Ray head"):
+        task_runner("ray", 1, address="head")
+    assert time.perf_counter() - started < 5 and "address" not in fake_prefect_ray
 
 
 @pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None, reason="needs the ray extra")
