@@ -57,24 +57,36 @@ def held_out_rows(where, fraction: float, seed: int) -> tuple[list[int], list[in
     """Training and validation row indices of the dataset at ``where``: whole sequences go to
     validation, about ``fraction`` of them, chosen by a hash of (seed, sequence) so that the split
     does not depend on order."""
+    if fraction <= 0:
+        from pipeline.data.manifest import read_manifest
+
+        return list(range(read_manifest(where)[1]["rows"])), []
+    return _split_rows(_sequence_keys(where), fraction, seed)
+
+
+def _sequence_keys(where) -> list:
+    """Each row's sequence, or its sample id where it has none (a sequence of its own)."""
+    from pipeline.data.manifest import read_columns
+
+    _, table = read_columns(where, ["sequence_id", "sample_id"])
+    return [s if s is not None else i for s, i in zip(table.column("sequence_id").to_pylist(),
+                                                      table.column("sample_id").to_pylist())]
+
+
+def _split_rows(keys: list, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     import hashlib
 
-    from pipeline.data.manifest import read_columns, read_manifest
-
     if fraction <= 0:
-        return list(range(read_manifest(where)[1]["rows"])), []
-    _, table = read_columns(where, ["sequence_id", "sample_id"])
-    keys = [s if s is not None else i for s, i in zip(table.column("sequence_id").to_pylist(),
-                                                      table.column("sample_id").to_pylist())]
+        return list(range(len(keys))), []
     scale = 1 << 32
     held = [int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:4], "little") / scale < fraction
             for key in keys]
     train = [i for i, h in enumerate(held) if not h]
     val = [i for i, h in enumerate(held) if h]
     if not val or not train:  # too few sequences to hold whole ones out: every tenth row instead
-        val = list(range(0, table.num_rows, max(2, round(1 / fraction))))
+        val = list(range(0, len(keys), max(2, round(1 / fraction))))
         held_rows = set(val)
-        train = [i for i in range(table.num_rows) if i not in held_rows]
+        train = [i for i in range(len(keys)) if i not in held_rows]
     return train, val
 
 
@@ -86,8 +98,9 @@ def fewer_than_a_batch(rows: int, batch_size: int, data) -> BadData:
 def require_one_batch(data, config: ReconstructionConfig, seeds) -> None:
     """``data`` alone fills one batch for each of ``seeds`` once its validation sequences are held
     out: a flow checks it before the hours of work that come before its trainings."""
+    keys = _sequence_keys(data)  # read once for every seed
     for seed in seeds:
-        rows = len(held_out_rows(data, config.val_fraction, seed)[0])
+        rows = len(_split_rows(keys, config.val_fraction, seed)[0])
         if rows < config.batch_size:
             raise fewer_than_a_batch(rows, config.batch_size, data)
 
