@@ -52,6 +52,7 @@ from pipeline.storage import (
 )
 
 SUMMARY = ".summary.json"
+TRAINING_RECORD = ".training.json"  # a trainer's inputs and settings (but its step budget), for resuming
 URI_OUTPUT_HINT = " (the stages that write datasets take one)"
 MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
 
@@ -132,10 +133,11 @@ class Stage:
     """A decorated stage function; call it like the function."""
 
     def __init__(self, func: Callable, name: str, inputs: type[StageInputs], summary: type[StageSummary],
-                 sections: tuple[str, ...], reuse: bool, uri_out: bool = False):
+                 sections: tuple[str, ...], reuse: bool, uri_out: bool = False,
+                 budget: tuple[str, ...] | None = None):
         functools.update_wrapper(self, func)
         self.func, self.name, self.inputs_model, self.summary_model = func, name, inputs, summary
-        self.sections, self.reuse, self.uri_out = sections, reuse, uri_out
+        self.sections, self.reuse, self.uri_out, self.budget = sections, reuse, uri_out, budget
 
     def coerce(self, config, inputs) -> tuple[PipelineConfig, StageInputs]:
         if isinstance(config, dict):
@@ -158,6 +160,31 @@ class Stage:
         return {"settings": _digest(settings), "code": code_version(),
                 "inputs": {name: fingerprint(path) for name, path in inputs.input_paths().items()}}
 
+    def start_or_continue_training(self, location: Location, config: PipelineConfig, inputs: StageInputs,
+                                   parts: dict[str, Any]) -> None:
+        """A trainer's folder: emptied when ``overwrite`` is asked; otherwise a run that continues
+        the one in the folder must train on the same inputs with the same settings (its step
+        budget aside). A model trained on one dataset and resumed on another would record only
+        the second, and a test set the first held would be scored by a model that saw it."""
+        path = Path(location.path)
+        if config.run.overwrite:
+            _remove_contents(location)
+        settings = config_record(config, self.sections)
+        for key in self.budget:
+            _pop_dotted(settings, key)
+        record = {"inputs": parts["inputs"], "settings": settings}
+        if (path / TRAINING_RECORD).exists():
+            try:
+                before = json.loads((path / TRAINING_RECORD).read_text())
+            except (ValueError, UnicodeDecodeError):
+                before = {}
+            changed = training_changes(before, record)
+            if changed:
+                raise DatasetConflict(f"holds a training run of other {changed}; continuing it would mix the two: "
+                                      "pass overwrite=True to start again, or choose a new folder", location)
+        elif _holds_nothing(location):
+            location.write_json(TRAINING_RECORD, record)
+
     def __call__(self, config, inputs, out) -> StageSummary:
         config, inputs = self.coerce(config, inputs)
         for name, path in inputs.input_paths(local_only=True).items():
@@ -175,7 +202,9 @@ class Stage:
             if previous is not None:
                 return previous.as_reused().model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
             because = rerun_reason(location, parts, reuse)
-            fresh = _holds_nothing(location)
+            if self.budget is not None:
+                self.start_or_continue_training(location, config, inputs, parts)
+            fresh = _holds_nothing(location, also=(TRAINING_RECORD,))
             try:
                 summary = self.func(config, inputs, location)
             except InputError as exc:  # bad input found mid-way: what this run began is no use
@@ -199,15 +228,18 @@ def resolved_device(config: PipelineConfig) -> PipelineConfig:
 
 
 def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sections: tuple[str, ...], *,
-          reuse: bool = True, uri_out: bool = False) -> Callable[[Callable], Stage]:
+          reuse: bool = True, uri_out: bool = False, budget: tuple[str, ...] | None = None
+          ) -> Callable[[Callable], Stage]:
     """Make ``func(config, inputs, out: Location) -> summary`` a stage (module docstring).
     ``sections``: the config sections that shape its output (recorded, and part of its
     identity); ``reuse``: return a finished run's summary instead of running again (stages
     that refuse to continue a run unasked, the trainers, reuse only with ``run.resume``);
     ``uri_out``: the stage writes every file through ``out`` (a :class:`Location`), so ``out``
     may be a filesystem URI (``s3://...``). Other stages (the trainers, pictures, the registry)
-    write with local file APIs and refuse one before any work."""
-    return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out)
+    write with local file APIs and refuse one before any work. ``budget``: the stage is a
+    trainer, and these config keys (its steps) are the only settings a resumed run may change
+    (:meth:`Stage.start_or_continue_training`)."""
+    return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out, budget)
 
 
 CONTENT_BYTES = 8 << 30  # hashed per input at most; a larger folder (a raw dataset) is fingerprinted by its listing
@@ -257,12 +289,38 @@ def content_fingerprint(location: Location) -> str:
     return ("listing:" if by_listing else "content:") + digest.hexdigest()[:20]
 
 
-def _holds_nothing(location: Location) -> bool:
-    """A local output folder that is not there yet, or holds only a lock and the launcher's log."""
+def _holds_nothing(location: Location, also: tuple[str, ...] = ()) -> bool:
+    """A local output folder that is not there yet, or holds only a lock and the launcher's log
+    (and the files named in ``also``)."""
     from pipeline.paths import FLOW_LOG
 
     path = Path(location.path)
-    return location.is_local and (not path.exists() or set(os.listdir(path)) <= {LOCK, FLOW_LOG})
+    return location.is_local and (not path.exists() or set(os.listdir(path)) <= {LOCK, FLOW_LOG, *also})
+
+
+def training_changes(before: dict, now: dict) -> str | None:
+    """What differs between two trainers' records, in words (``inputs (data); settings
+    (reconstruction.learning_rate)``), or None."""
+    inputs = sorted(name for name in {*before.get("inputs", {}), *now["inputs"]}
+                    if before.get("inputs", {}).get(name) != now["inputs"].get(name))
+    settings = sorted(_flat_differences(before.get("settings", {}), now["settings"]))
+    parts = [f"{what} ({', '.join(names)})" for what, names in (("inputs", inputs), ("settings", settings)) if names]
+    return "; ".join(parts) or None
+
+
+def _flat_differences(before, now, prefix: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [difference for key in {*before, *now}
+                for difference in _flat_differences(before.get(key), now.get(key), f"{prefix}{key}.")]
+    return [prefix.rstrip(".")] if before != now else []
+
+
+def _pop_dotted(record: dict, key: str) -> None:
+    head, _, rest = key.partition(".")
+    if rest and isinstance(record.get(head), dict):
+        _pop_dotted(record[head], rest)
+    else:
+        record.pop(head, None)
 
 
 def _remove_contents(location: Location) -> None:

@@ -198,7 +198,8 @@ def check_output(out: Path, resume: bool) -> None:
     held = [p for p in out.iterdir() if not p.name.startswith(".") and p.name != FLOW_LOG] \
         if out.exists() else []
     if held and not resume:
-        raise DatasetConflict("is not empty: pass resume=True to continue its training, or choose a new folder", out)
+        raise DatasetConflict("is not empty: pass resume=True to continue its training, overwrite=True to start again, "
+                              "or choose a new folder", out)
 
 
 def latest_checkpoint(out: Path) -> Path | None:

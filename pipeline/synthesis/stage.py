@@ -45,7 +45,8 @@ class GenerateSummary(StageSummary):
     guidance: float
 
 
-@stage("synth_train", TrainInputs, TrainSummary, ("synthesis",), reuse=False)
+@stage("synth_train", TrainInputs, TrainSummary, ("synthesis",), reuse=False,
+       budget=("synthesis.max_steps", "synthesis.max_steps_bf16"))
 def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
     """Train the DDPM (accelerate: CPU, a GPU, or several with 'accelerate launch')."""
     from pipeline.synthesis.presets import resolve

@@ -419,6 +419,47 @@ def test_two_trainings_at_once_give_the_bytes_of_two_in_turn(tiny_demo, tmp_path
     assert weights(tmp_path / "turn-1") != weights(tmp_path / "turn-2")
 
 
+def test_a_resumed_training_must_continue_the_same_one_and_overwrite_starts_again(tiny_demo, tmp_path, capsys):
+    """Resumed on other data, a model would record only the new data, so a test split the first
+    held could be scored by a model that saw it: refused, and the folder left as it was."""
+    root, _ = tiny_demo
+    s0, s1 = root / "demo" / "s0_train", root / "demo" / "s1_train"
+    flags = ["--preset", "tiny", "--max-steps", "2"]
+    config = tmp_path / "small.yaml"
+    config.write_text("reconstruction: {image_size: 32, batch_size: 8, checkpoint_every: 2, num_workers: 0}\n")
+
+    def train(data, out, *extra):
+        return main(["recon", "train", "--data", str(data), "--out", str(out), "--config", str(config),
+                     *flags, *extra])
+
+    def files(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != ".lock"}
+
+    assert train(s0, tmp_path / "ckpt") == 0
+    before = files(tmp_path / "ckpt")
+    capsys.readouterr()
+    for data, extra, named in ((s1, ["--resume"], "inputs (data)"),
+                               (s0, ["--resume", "--model", "handoccnet"], "settings (reconstruction.model)"),
+                               (s0, ["--resume", "--seed", "3"], "settings (seed)"),
+                               (s1, [], "--overwrite")):
+        assert train(data, tmp_path / "ckpt", *extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and named in err and "--overwrite" in err, err
+        assert files(tmp_path / "ckpt") == before
+    assert train(s0, tmp_path / "ckpt", "--resume", "--max-steps", "3") == 0  # more steps: the same training
+    assert json.loads((tmp_path / "ckpt" / ".summary.json").read_text())["steps"] == 3
+
+    assert train(s1, tmp_path / "ckpt", "--overwrite") == 0
+    assert train(s1, tmp_path / "fresh") == 0
+    record = json.loads((tmp_path / "ckpt" / "model" / "reconstruction.json").read_text())
+    assert record["datasets"]["real"]["name"] == "demo_s1_train"
+    anew, fresh = files(tmp_path / "ckpt"), files(tmp_path / "fresh")
+    assert sorted(anew) == sorted(fresh)
+    weights = [name for name in anew if name.endswith(".safetensors")]
+    assert weights and all(anew[name] == fresh[name] for name in weights)
+
+
 def recon_train_at(out, data, overrides):
     from pipeline.reconstruction.stage import TrainInputs, recon_train
 
