@@ -27,7 +27,12 @@ _json_stream = None  # where --json output goes: the real stdout, while the comm
 
 
 def emit(result, as_json: bool, text=None) -> None:
-    """A result as JSON (to the saved real stdout) or as lines of text."""
+    """A result as JSON (to the saved real stdout) or as lines of text, once for a command that
+    a launcher started in several processes (from the first)."""
+    from pipeline.stage import launched_processes
+
+    if launched_processes()[0] != 0:
+        return
     if hasattr(result, "model_dump"):
         result = result.model_dump(mode="json")
     if as_json:

@@ -23,6 +23,7 @@ are a few lines over them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -52,7 +53,7 @@ from pipeline.storage import (
 )
 
 SUMMARY = ".summary.json"
-TRAINING_RECORD = ".training.json"  # a trainer's inputs and settings (but its step budget), for resuming
+TRAINING_RECORD = ".training.json"  # a trainer's inputs and settings, which a resumed run must match
 URI_OUTPUT_HINT = " (the stages that write datasets take one)"
 MIN_FREE_BYTES = 1 << 20  # a first shard, a checkpoint's config: refuse a disk with less before any work
 
@@ -134,10 +135,10 @@ class Stage:
 
     def __init__(self, func: Callable, name: str, inputs: type[StageInputs], summary: type[StageSummary],
                  sections: tuple[str, ...], reuse: bool, uri_out: bool = False,
-                 budget: tuple[str, ...] | None = None):
+                 resume_may_change: tuple[str, ...] | None = None):
         functools.update_wrapper(self, func)
         self.func, self.name, self.inputs_model, self.summary_model = func, name, inputs, summary
-        self.sections, self.reuse, self.uri_out, self.budget = sections, reuse, uri_out, budget
+        self.sections, self.reuse, self.uri_out, self.resume_may_change = sections, reuse, uri_out, resume_may_change
 
     def coerce(self, config, inputs) -> tuple[PipelineConfig, StageInputs]:
         if isinstance(config, dict):
@@ -163,14 +164,14 @@ class Stage:
     def start_or_continue_training(self, location: Location, config: PipelineConfig, inputs: StageInputs,
                                    parts: dict[str, Any]) -> None:
         """A trainer's folder: emptied when ``overwrite`` is asked; otherwise a run that continues
-        the one in the folder must train on the same inputs with the same settings (its step
-        budget aside). A model trained on one dataset and resumed on another would record only
+        the one in the folder must train on the same inputs with the same settings (but those
+        in ``resume_may_change``: its steps, its loader processes). A model trained on one dataset and resumed on another would record only
         the second, and a test set the first held would be scored by a model that saw it."""
         path = Path(location.path)
         if config.run.overwrite:
             _remove_contents(location)
         settings = config_record(config, self.sections)
-        for key in self.budget:
+        for key in self.resume_may_change:
             _pop_dotted(settings, key)
         record = {"inputs": parts["inputs"], "settings": settings}
         if (path / TRAINING_RECORD).exists():
@@ -193,29 +194,77 @@ class Stage:
         if not (location.is_local or self.uri_out):
             refuse_uri(out, f"{self.name} writes its files", URI_OUTPUT_HINT)
         config = resolved_device(config)
+        team = Team(self, config.run.device)
         parts = self.identity_parts(config, inputs)
         identity = _digest(parts)
         started = time.perf_counter()
-        with folder_lock(location):
+        with folder_lock(location) if team.main else contextlib.nullcontext():
             reuse = (self.reuse or config.run.resume) and not config.run.overwrite  # resuming a finished run: reuse
             previous = finished_summary(location, identity, self.summary_model) if reuse else None
+            team.wait()  # every process has read the folder before the main one changes it
             if previous is not None:
                 return previous.as_reused().model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
             because = rerun_reason(location, parts, reuse)
-            if self.budget is not None:
-                self.start_or_continue_training(location, config, inputs, parts)
+            if self.resume_may_change is not None:
+                team.on_main(lambda: self.start_or_continue_training(location, config, inputs, parts))
             fresh = _holds_nothing(location, also=(TRAINING_RECORD,))
             try:
                 summary = self.func(config, inputs, location)
             except InputError as exc:  # bad input found mid-way: what this run began is no use
-                if fresh and not isinstance(exc, MissingResource | DatasetConflict):  # a full disk keeps its shards
-                    _remove_contents(location)
+                if team.main and fresh and not isinstance(exc, MissingResource | DatasetConflict):
+                    _remove_contents(location)  # a full disk keeps its shards
                 raise
             summary = summary.model_copy(update={"stage": self.name, "out": str(out), "identity": identity,
                                                  "identity_parts": parts, "rerun_because": because,
                                                  "seconds": round(time.perf_counter() - started, 2)})
-            location.write_json(SUMMARY, summary.model_dump(mode="json"))
+            if team.main:
+                location.write_json(SUMMARY, summary.model_dump(mode="json"))
         return summary
+
+
+def launched_processes() -> tuple[int, int]:
+    """This process's rank and the number of processes a launcher (``accelerate launch``,
+    ``torchrun``) started for the command: ``(0, 1)`` when none did."""
+    processes = int(os.environ.get("WORLD_SIZE") or 1)
+    return (int(os.environ.get("RANK") or 0) if processes > 1 else 0), processes
+
+
+class Team:
+    """The processes a stage runs in: this one, or the ones ``accelerate launch`` (torchrun)
+    started for a trainer, which split its batches. Only the first, the main process, locks the
+    output folder and writes its bookkeeping; the trainers write their files from it too."""
+
+    def __init__(self, stage: Stage, device: str):
+        self.state = None
+        processes = launched_processes()[1]
+        if processes > 1:
+            if stage.resume_may_change is None:
+                raise ConfigError(f"{stage.name} runs in one process; of the stages only the trainers (synth train, "
+                                  f"recon train) run under accelerate launch, and this one was started in {processes}")
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=device == "cpu")  # joins the launch's process group
+        self.main = self.state is None or self.state.is_main_process
+
+    def wait(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def on_main(self, work: Callable[[], None]) -> None:
+        """``work()`` on the main process; an ``InputError`` it raises is raised on every process,
+        so that none goes on to train alone."""
+        failure = None
+        if self.main:
+            try:
+                work()
+            except InputError as exc:
+                failure = exc
+        if self.state is not None:
+            from accelerate.utils import broadcast_object_list
+
+            failure = broadcast_object_list([failure])[0]
+        if failure is not None:
+            raise failure
 
 
 def resolved_device(config: PipelineConfig) -> PipelineConfig:
@@ -228,7 +277,7 @@ def resolved_device(config: PipelineConfig) -> PipelineConfig:
 
 
 def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sections: tuple[str, ...], *,
-          reuse: bool = True, uri_out: bool = False, budget: tuple[str, ...] | None = None
+          reuse: bool = True, uri_out: bool = False, resume_may_change: tuple[str, ...] | None = None
           ) -> Callable[[Callable], Stage]:
     """Make ``func(config, inputs, out: Location) -> summary`` a stage (module docstring).
     ``sections``: the config sections that shape its output (recorded, and part of its
@@ -236,10 +285,10 @@ def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sec
     that refuse to continue a run unasked, the trainers, reuse only with ``run.resume``);
     ``uri_out``: the stage writes every file through ``out`` (a :class:`Location`), so ``out``
     may be a filesystem URI (``s3://...``). Other stages (the trainers, pictures, the registry)
-    write with local file APIs and refuse one before any work. ``budget``: the stage is a
-    trainer, and these config keys (its steps) are the only settings a resumed run may change
-    (:meth:`Stage.start_or_continue_training`)."""
-    return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out, budget)
+    write with local file APIs and refuse one before any work. ``resume_may_change``: the stage
+    is a trainer, and these config keys (its steps) are the only settings a resumed run may
+    change (:meth:`Stage.start_or_continue_training`)."""
+    return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out, resume_may_change)
 
 
 CONTENT_BYTES = 8 << 30  # hashed per input at most; a larger folder (a raw dataset) is fingerprinted by its listing

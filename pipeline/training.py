@@ -132,8 +132,9 @@ def data_loader(dataset, **kwargs) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(dataset, generator=torch.Generator().manual_seed(0), **kwargs)
 
 
-def step_generator(seed: int, micro_step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(micro_step))
+def step_generator(seed: int, micro_step: int, process: int = 0) -> torch.Generator:
+    """The randomness of one training step, on one process of a launch (each draws its own)."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(micro_step) + (int(process) << 48))
 
 
 class FixedOrder(torch.utils.data.Sampler):

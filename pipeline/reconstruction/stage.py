@@ -90,7 +90,8 @@ def dataset_hand(config: PipelineConfig, where) -> str:
     return hand_model_spec(config, read_manifest(where)[1])
 
 
-@stage("recon_train", TrainInputs, TrainSummary, SECTIONS, reuse=False, budget=("reconstruction.max_steps",))
+@stage("recon_train", TrainInputs, TrainSummary, SECTIONS, reuse=False,
+       resume_may_change=("reconstruction.max_steps", "reconstruction.num_workers"))
 def recon_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
     """Train a reconstructor on real data (+ synthetic) (accelerate: CPU, a GPU, or several)."""
     from pipeline.reconstruction.train import train_reconstructor

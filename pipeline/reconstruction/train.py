@@ -168,11 +168,12 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
                              "rows": used, "fraction": config.synthetic_fraction}
     if val is not None:
         seen["validation"] = {"name": val_set.manifest["name"], "fingerprint": dataset_fingerprint(val)}
-    batches_per_epoch = len(train_set) // config.batch_size
-    if batches_per_epoch == 0:
-        raise fewer_than_a_batch(len(train_set), config.batch_size, data)
-
     accelerator = accelerator_on(device, config.mixed_precision)
+    processes, process = accelerator.num_processes, accelerator.process_index
+    batches_per_epoch = len(train_set) // (config.batch_size * processes)  # each process takes its own batch
+    if batches_per_epoch == 0:
+        raise fewer_than_a_batch(len(train_set), config.batch_size * processes, data)
+    main = accelerator.is_main_process
     checkpoint = latest_checkpoint(out) if resume else None
     with seeded(seed):
         model = build_model(config, hand_model)
@@ -208,18 +209,19 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
         save_checkpoint(out, step, write, config.keep_checkpoints)
 
     bar = tqdm(total=config.max_steps, initial=step, desc=f"recon train ({config.model})", unit="step",
-               disable=not progress)
+               disable=not (progress and main))
     while step < config.max_steps:
         epoch, position = divmod(step, batches_per_epoch)
         if isinstance(train_set, MixedDataset):
             train_set.set_epoch(epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(len(train_set))[:batches_per_epoch * config.batch_size]
+        order = np.random.default_rng([seed, epoch]).permutation(len(train_set))
+        order = order[:batches_per_epoch * config.batch_size * processes][process::processes]
         loader = data_loader(train_set, batch_size=config.batch_size, collate_fn=collate_samples,
                              sampler=FixedOrder(order.tolist(), position * config.batch_size),
                              num_workers=config.num_workers, drop_last=True)
         model.train()
         for batch in loader:
-            generator = step_generator(seed, step)
+            generator = step_generator(seed, step, process)
             targets = make_targets(batch, hand, device, draw_augmentation(len(batch["sample_id"]), config, generator))
             with autocast(accelerator, device, config.mixed_precision):
                 outputs = model(targets["images"], targets, generator) if trains_on_targets else \
@@ -231,34 +233,40 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
             lr_schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            losses.append({name: float(value.detach()) for name, value in terms.items()})
+            losses.append(dict(zip(terms, accelerator.reduce(torch.stack([value.detach().float() for value in
+                                                                          terms.values()]), "mean").tolist())))
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]['total']:.4f}")
             last = step >= config.max_steps
-            if val_set is not None and (step % config.eval_every == 0 or last):
+            if main and val_set is not None and (step % config.eval_every == 0 or last):
                 result = validate(accelerator.unwrap_model(model), val_set, val_rows, config)
                 validation.append({"step": step, **result})
                 if best is None or result["score"] < best["score"]:
                     best = {"step": step, "score": result["score"]}
                     export(out / "best", accelerator.unwrap_model(model), config, hand_model, seen)
                 model.train()
-            if step % config.checkpoint_every == 0 or last:
+            if main and (step % config.checkpoint_every == 0 or last):
                 checkpoint_now()
                 write_curves(out, losses, validation)
             if last:
                 break
     bar.close()
-    final = out / "best" if (out / "best").exists() else None
-    if final is None:
-        export(out / "model", accelerator.unwrap_model(model), config, hand_model, seen)
-    else:
-        replace_folder(out / "model", lambda tmp: _copy_tree(final, tmp))
+    accelerator.wait_for_everyone()
+    if processes > 1:  # validation ran on the main process
+        from accelerate.utils import broadcast_object_list
+
+        best, validation = broadcast_object_list([best, validation])
     summary = {"steps": step, "best_step": best["step"] if best else step,
                "best_score_mm": round(best["score"], 3) if best else None,
                "loss_first": losses[0]["total"] if losses else None, "loss_last": losses[-1]["total"] if losses else None,
                "validation": validation[-1] if validation else None, "datasets": seen,
                "model": str(out / "model"), "loss_curve": str(out / "loss_curve.png")}
-    atomic_write_bytes(out / "training.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    if main:
+        if (out / "best").exists():
+            replace_folder(out / "model", lambda tmp: _copy_tree(out / "best", tmp))
+        else:
+            export(out / "model", accelerator.unwrap_model(model), config, hand_model, seen)
+        atomic_write_bytes(out / "training.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return summary
 
 

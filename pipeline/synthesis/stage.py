@@ -46,7 +46,7 @@ class GenerateSummary(StageSummary):
 
 
 @stage("synth_train", TrainInputs, TrainSummary, ("synthesis",), reuse=False,
-       budget=("synthesis.max_steps", "synthesis.max_steps_bf16"))
+       resume_may_change=("synthesis.max_steps", "synthesis.max_steps_bf16", "synthesis.num_workers"))
 def synth_train(config: PipelineConfig, inputs: TrainInputs, out: Location) -> TrainSummary:
     """Train the DDPM (accelerate: CPU, a GPU, or several with 'accelerate launch')."""
     from pipeline.synthesis.presets import resolve

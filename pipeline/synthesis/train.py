@@ -114,7 +114,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
     alphas_cumprod = scheduler.alphas_cumprod.to(accelerator.device)
     grid_batch = collate_samples([dataset[i] for i in range(min(GRID_SAMPLES, len(dataset)))])
 
-    bar = tqdm(total=max_steps, initial=step, desc="synth train", unit="step", disable=not progress)
+    bar = tqdm(total=max_steps, initial=step, desc="synth train", unit="step",
+               disable=not (progress and accelerator.is_main_process))
     micro_step = step * config.gradient_accumulation
     window = []
     while step < max_steps:
@@ -128,7 +129,7 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
             with accelerator.accumulate(model):
                 with autocast(accelerator, accelerator.device, precision):
                     loss = _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step,
-                                       accelerator.device)
+                                       accelerator.device, accelerator.process_index)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -136,7 +137,7 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
                 lr_schedule.step()
                 optimizer.zero_grad(set_to_none=True)
             micro_step += 1
-            window.append(float(loss.detach()))
+            window.append(float(accelerator.reduce(loss.detach().float(), "mean")))  # over the processes
             if not accelerator.sync_gradients:
                 continue
             ema.step(accelerator.unwrap_model(model).parameters())
@@ -167,8 +168,8 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
             "loss_curve": str(out / "loss_curve.png")}
 
 
-def _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, device):
-    generator = step_generator(seed, micro_step)
+def _micro_step(model, scheduler, alphas_cumprod, batch, config, seed, micro_step, device, process=0):
+    generator = step_generator(seed, micro_step, process)
     shape = batch["image"].shape
     timesteps = torch.randint(0, config.num_train_timesteps, (shape[0],), generator=generator)
     noise = torch.randn(shape, generator=generator)

@@ -324,8 +324,10 @@ def test_a_refused_checkpoint_is_an_error_not_a_traceback(inputs, tmp_path, caps
             return (os.system, ("echo owned > /dev/null",))
 
     state.write_bytes(pickle.dumps({"x": Payload()}))
+    config = tmp_path / "same.yaml"  # the checkpoint's own settings: a resume may change only its steps
+    config.write_text("synthesis: {batch_size: 4, num_workers: 0}\n")
     expect_one_line_error(["synth", "train", "--data", str(inputs / "maps"), "--out", str(ckpt), "--resume",
-                           "--max-steps", "2"], capsys, "training_state.pt", "refused")
+                           "--max-steps", "2", "--config", str(config)], capsys, "training_state.pt", "refused")
 
 
 def test_a_camera_matrix_without_numbers_is_bad_data_naming_file_and_field(tmp_path, capsys):

@@ -8,6 +8,7 @@ a silent exit 0 is a one-line error naming the file and field.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -199,3 +200,50 @@ def test_an_unreachable_dask_scheduler_is_one_line_at_once():
     with pytest.raises(MissingResource, match="HOST:PORT"):
         reachable("nonsense")
     assert time.perf_counter() - started < 5
+
+
+def test_the_trainers_split_their_batches_over_launched_processes(tiny_demo, tmp_path):
+    """`accelerate launch` starts a trainer once per GPU (here two CPU processes over gloo): only
+    the first locks and writes the folder, and the result is printed once; a refusal reaches
+    every process (none is left waiting for the others), and a stage that is not a trainer is
+    refused."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, _ = tiny_demo
+    s0, s1 = root / "demo" / "s0_train", root / "demo" / "s1_train"
+    config = tmp_path / "small.yaml"
+    config.write_text("reconstruction: {image_size: 32, batch_size: 8, checkpoint_every: 2, num_workers: 0}\n")
+    scripts = Path(sys.executable).parent
+
+    def launched(*argv):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [str(scripts / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+                   "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
+                   str(scripts / "handbooster"), *argv, "--config", str(config)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    trained = launched("recon", "train", "--data", str(s0), "--out", str(tmp_path / "recon"), "--preset", "tiny",
+                       "--max-steps", "2", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert trained.stdout.count("stage: recon_train") == 1
+    assert json.loads((tmp_path / "recon" / ".summary.json").read_text())["steps"] == 2
+    assert len(json.loads((tmp_path / "recon" / "loss.json").read_text())["loss"]) == 2
+    assert (tmp_path / "recon" / "model" / "reconstruction.json").exists()
+
+    painted = launched("synth", "train", "--data", str(s0), "--out", str(tmp_path / "ddpm"), "--preset", "tiny",
+                       "--max-steps", "2", "--device", "cpu")
+    assert painted.returncode == 0, painted.stderr[-2000:]
+    assert painted.stdout.count("stage: synth_train") == 1 and (tmp_path / "ddpm" / "model").is_dir()
+
+    other = launched("recon", "train", "--data", str(s1), "--out", str(tmp_path / "recon"), "--preset", "tiny",
+                     "--max-steps", "4", "--resume", "--device", "cpu")
+    assert other.returncode != 0 and "holds a training run of other inputs (data)" in other.stderr
+    one = launched("data", "sheet", str(s0), "--out", str(tmp_path / "sheet"))
+    assert one.returncode != 0 and "data_sheet runs in one process" in one.stderr
+    assert not (tmp_path / "sheet").exists()
