@@ -40,7 +40,9 @@ def merge(config: PipelineConfig, inputs: MergeInputs, out: Location) -> MergeSu
     manifests = [read_manifest(where)[1] for where in inputs.datasets]
     kinds, sizes = {m["kind"] for m in manifests}, {m.get("image_size") for m in manifests}
     if len(kinds) > 1 or len(sizes) > 1:
-        raise BadData(f"cannot merge datasets of different kinds or image sizes ({sorted(kinds)}, {sorted(sizes, key=str)})")
+        each = ", ".join(f"{where}: {m['kind']}, {m.get('image_size')} px" for where, m in zip(inputs.datasets, manifests))
+        raise BadData(f"cannot merge datasets of different kinds or image sizes ({each}); import or render them at "
+                      "one data.image_size")
     first = manifests[0]
     info = {key: first[key] for key in ("hand_model",) if key in first}
     with ShardWriter(out, KINDS[first["kind"]], name=inputs.name,

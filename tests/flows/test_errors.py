@@ -311,6 +311,13 @@ def test_validate_finds_what_a_checksum_misses(inputs, tmp_path, capsys):
     expect_one_line_error(["data", "validate", str(folder)], capsys, ".tmp-123-4", "temporary")
 
 
+def test_datasets_of_other_image_sizes_are_not_merged_and_each_is_named(inputs, tmp_path, capsys):
+    expect_one_line_error(["data", "merge", "--datasets", f"{inputs / 'maps'},{inputs / 'real'}", "--name", "mix",
+                           "--out", str(tmp_path / "mix")], capsys, "maps: sample, 32 px", "real: sample, 64 px",
+                          "data.image_size")
+    assert not (tmp_path / "mix").exists()
+
+
 def test_a_refused_checkpoint_is_an_error_not_a_traceback(inputs, tmp_path, capsys):
     import pickle
     import shutil
