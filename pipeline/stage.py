@@ -164,22 +164,20 @@ class Stage:
     def start_or_continue_training(self, location: Location, config: PipelineConfig, inputs: StageInputs,
                                    parts: dict[str, Any]) -> None:
         """A trainer's folder: emptied when ``overwrite`` is asked; otherwise a run that continues
-        the one in the folder must train on the same inputs with the same settings (but those
-        in ``resume_may_change``: its steps, its loader processes). A model trained on one dataset and resumed on another would record only
-        the second, and a test set the first held would be scored by a model that saw it."""
+        the one in the folder must train on the same inputs with the same settings, but those in
+        ``resume_may_change`` (its steps, its loader processes). A model trained on one dataset
+        and resumed on another would record only the second, and a test set the first held would
+        be scored by a model that saw it."""
         path = Path(location.path)
         if config.run.overwrite:
             _remove_contents(location)
-        settings = config_record(config, self.sections)
-        for key in self.resume_may_change:
-            _pop_dotted(settings, key)
-        record = {"inputs": parts["inputs"], "settings": settings}
+        record = {"inputs": parts["inputs"], "settings": config_record(config, self.sections)}
         if (path / TRAINING_RECORD).exists():
             try:
                 before = json.loads((path / TRAINING_RECORD).read_text())
             except (ValueError, UnicodeDecodeError):
                 before = {}
-            changed = training_changes(before, record)
+            changed = training_changes(before, record, self.resume_may_change)
             if changed:
                 raise DatasetConflict(f"holds a training run of other {changed}; continuing it would mix the two: "
                                       "pass overwrite=True to start again, or choose a new folder", location)
@@ -347,12 +345,13 @@ def _holds_nothing(location: Location, also: tuple[str, ...] = ()) -> bool:
     return location.is_local and (not path.exists() or set(os.listdir(path)) <= {LOCK, FLOW_LOG, *also})
 
 
-def training_changes(before: dict, now: dict) -> str | None:
+def training_changes(before: dict, now: dict, may_change: tuple[str, ...] = ()) -> str | None:
     """What differs between two trainers' records, in words (``inputs (data); settings
-    (reconstruction.learning_rate)``), or None."""
+    (reconstruction.learning_rate)``), the dotted settings in ``may_change`` aside; or None."""
     inputs = sorted(name for name in {*before.get("inputs", {}), *now["inputs"]}
                     if before.get("inputs", {}).get(name) != now["inputs"].get(name))
-    settings = sorted(_flat_differences(before.get("settings", {}), now["settings"]))
+    settings = sorted(key for key in _flat_differences(before.get("settings", {}), now["settings"])
+                      if not any(key == free or key.startswith(free + ".") for free in may_change))
     parts = [f"{what} ({', '.join(names)})" for what, names in (("inputs", inputs), ("settings", settings)) if names]
     return "; ".join(parts) or None
 
@@ -362,14 +361,6 @@ def _flat_differences(before, now, prefix: str = "") -> list[str]:
         return [difference for key in {*before, *now}
                 for difference in _flat_differences(before.get(key), now.get(key), f"{prefix}{key}.")]
     return [prefix.rstrip(".")] if before != now else []
-
-
-def _pop_dotted(record: dict, key: str) -> None:
-    head, _, rest = key.partition(".")
-    if rest and isinstance(record.get(head), dict):
-        _pop_dotted(record[head], rest)
-    else:
-        record.pop(head, None)
 
 
 def _remove_contents(location: Location) -> None:
