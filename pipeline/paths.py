@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 FLOW_LOG = "flow.log"  # ``handbooster run``'s log, written in the output folder before the stage starts
+CHECKPOINT_PREFIX = "checkpoint-"  # a trainer's checkpoints: checkpoint-NNNNNN/
 
 
 def cache_dir(*parts: str) -> Path:

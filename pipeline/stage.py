@@ -169,7 +169,10 @@ class Stage:
         and resumed on another would record only the second, and a test set the first held would
         be scored by a model that saw it."""
         path = Path(location.path)
-        if config.run.overwrite:
+        if config.run.overwrite and not _holds_nothing(location):
+            if not _holds_a_training(location, self.name):
+                raise DatasetConflict(f"holds files that are not a {self.name} run, and overwrite replaces only a "
+                                      "training run: choose a new folder", location)
             _remove_contents(location)
         record = {"inputs": parts["inputs"], "settings": config_record(config, self.sections)}
         if (path / TRAINING_RECORD).exists():
@@ -343,6 +346,19 @@ def _holds_nothing(location: Location, also: tuple[str, ...] = ()) -> bool:
 
     path = Path(location.path)
     return location.is_local and (not path.exists() or set(os.listdir(path)) <= {LOCK, FLOW_LOG, *also})
+
+
+def _holds_a_training(location: Location, stage: str) -> bool:
+    """The folder holds a run of this trainer: its record, its summary or a checkpoint."""
+    from pipeline.paths import CHECKPOINT_PREFIX
+
+    path = Path(location.path)
+    try:
+        summary = json.loads((path / SUMMARY).read_text()) if (path / SUMMARY).exists() else {}
+    except (ValueError, UnicodeDecodeError):
+        summary = {}
+    return (path / TRAINING_RECORD).exists() or (isinstance(summary, dict) and summary.get("stage") == stage) or \
+        any(entry.is_dir() and entry.name.startswith(CHECKPOINT_PREFIX) for entry in path.iterdir())
 
 
 def training_changes(before: dict, now: dict, may_change: tuple[str, ...] = ()) -> str | None:

@@ -23,10 +23,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from pipeline.errors import BadData, DatasetConflict, InputError
 from pipeline.imaging import figure_png, pyplot
 from pipeline.parallel import can_start_processes
-from pipeline.paths import FLOW_LOG
+from pipeline.paths import CHECKPOINT_PREFIX, FLOW_LOG
 from pipeline.storage import is_uri
 
-CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
 
 

@@ -459,6 +459,12 @@ def test_a_resumed_training_must_continue_the_same_one_and_overwrite_starts_agai
     weights = [name for name in anew if name.endswith(".safetensors")]
     assert weights and all(anew[name] == fresh[name] for name in weights)
 
+    (tmp_path / "notes").mkdir()  # overwrite replaces a training run, never a folder of other files
+    (tmp_path / "notes" / "plan.txt").write_text("mine")
+    assert train(s1, tmp_path / "notes", "--overwrite") == 2
+    assert "not a recon_train run" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["plan.txt"]
+
 
 def recon_train_at(out, data, overrides):
     from pipeline.reconstruction.stage import TrainInputs, recon_train
