@@ -14,6 +14,8 @@ what every stage needs, the same way for all of them:
 - computes the run's identity (the stage, the config sections it reads, the fingerprints of
   its inputs, the code version) and, when the folder already holds a finished run of that
   identity, returns its summary marked ``reused`` without redoing anything;
+- for a trainer, continues only the same training (``.training.json``: its inputs and
+  settings) and runs in every process an ``accelerate launch`` started (:class:`Team`);
 - times the run and writes the summary.
 
 Stage functions live in a module called ``stage.py`` of their package and are named after
@@ -161,8 +163,7 @@ class Stage:
         return {"settings": _digest(settings), "code": code_version(),
                 "inputs": {name: fingerprint(path) for name, path in inputs.input_paths().items()}}
 
-    def start_or_continue_training(self, location: Location, config: PipelineConfig, inputs: StageInputs,
-                                   parts: dict[str, Any]) -> None:
+    def start_or_continue_training(self, location: Location, config: PipelineConfig, parts: dict[str, Any]) -> None:
         """A trainer's folder: emptied when ``overwrite`` is asked; otherwise a run that continues
         the one in the folder must train on the same inputs with the same settings, but those in
         ``resume_may_change`` (its steps, its loader processes). A model trained on one dataset
@@ -207,7 +208,7 @@ class Stage:
                 return previous.as_reused().model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
             because = rerun_reason(location, parts, reuse)
             if self.resume_may_change is not None:
-                team.on_main(lambda: self.start_or_continue_training(location, config, inputs, parts))
+                team.on_main(lambda: self.start_or_continue_training(location, config, parts))
             fresh = _holds_nothing(location, also=(TRAINING_RECORD,))
             try:
                 summary = self.func(config, inputs, location)
@@ -287,8 +288,8 @@ def stage(name: str, inputs: type[StageInputs], summary: type[StageSummary], sec
     ``uri_out``: the stage writes every file through ``out`` (a :class:`Location`), so ``out``
     may be a filesystem URI (``s3://...``). Other stages (the trainers, pictures, the registry)
     write with local file APIs and refuse one before any work. ``resume_may_change``: the stage
-    is a trainer, and these config keys (its steps) are the only settings a resumed run may
-    change (:meth:`Stage.start_or_continue_training`)."""
+    is a trainer, and these config keys (its steps, its loader processes) are the only settings
+    a resumed run may change (:meth:`Stage.start_or_continue_training`)."""
     return lambda func: Stage(func, name, inputs, summary, sections, reuse, uri_out, resume_may_change)
 
 
