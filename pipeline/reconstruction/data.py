@@ -60,7 +60,13 @@ def recon_dataset(where, size: int) -> ShardDataset:
         raise BadData("has no rows", where)
     if dataset.manifest["kind"] != "sample":
         raise BadData(f"expected a dataset of samples, this one holds {dataset.manifest['kind']} records", where)
-    dataset[0]  # a dataset without images or labels fails here, naming the sample, before any work
+    from pipeline.data.manifest import column_nulls
+
+    for column in ("image", "joints_3d", *LABELS):  # from the Parquet footers: no image is read
+        nulls, rows = column_nulls(where, column)
+        if nulls:
+            raise BadData(f"'{column}' is null in {nulls} of {rows} rows: a reconstructor needs images with MANO "
+                          "labels and K (condition specs get images from 'handbooster synth generate')", where)
     return dataset
 
 

@@ -318,6 +318,15 @@ def test_datasets_of_other_image_sizes_are_not_merged_and_each_is_named(inputs, 
     assert not (tmp_path / "mix").exists()
 
 
+def test_rows_without_images_are_refused_before_a_reconstructor_trains(tmp_path, capsys):
+    """Found from the footers, whichever rows they are (a check of the first row missed these)."""
+    with ShardWriter(tmp_path / "part", name="part", image_size=fx.SIZE) as writer:
+        writer.write_rows([{**fx.make_row(i), **({"image": None} if i in (3, 5) else {})} for i in range(8)])
+    expect_one_line_error(["recon", "train", "--data", str(tmp_path / "part"), "--out", str(tmp_path / "recon"),
+                           "--preset", "tiny"], capsys, str(tmp_path / "part"), "'image' is null in 2 of 8 rows")
+    assert not (tmp_path / "recon").exists()
+
+
 def test_a_refused_checkpoint_is_an_error_not_a_traceback(inputs, tmp_path, capsys):
     import pickle
     import shutil
