@@ -250,7 +250,9 @@ class RunConfig(StrictModel):
     device: str = Field("auto", pattern=DEVICE_PATTERN,
                         description="auto (a GPU when there is one), cpu, cuda or cuda:N")
     workers: int = Field(2, ge=0, le=256, description="processes for parallel work (0: all in this process)")
-    overwrite: bool = Field(False, description="replace an output folder that holds a different dataset, or start a trainer's run again")
+    overwrite: bool = Field(False, description="replace an output folder that holds another run: a different dataset, "
+                                               "or a trainer's run to start again (a finished run of the same "
+                                               "inputs and settings is reused)")
     resume: bool = Field(False, description="continue a training run from the newest checkpoint in its folder")
     progress: bool = Field(True, description="show progress bars")
 

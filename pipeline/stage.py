@@ -164,28 +164,32 @@ class Stage:
                 "inputs": {name: fingerprint(path) for name, path in inputs.input_paths().items()}}
 
     def start_or_continue_training(self, location: Location, config: PipelineConfig, parts: dict[str, Any]) -> None:
-        """A trainer's folder: emptied when ``overwrite`` is asked; otherwise a run that continues
-        the one in the folder must train on the same inputs with the same settings, but those in
-        ``resume_may_change`` (its steps, its loader processes). A model trained on one dataset
-        and resumed on another would record only the second, and a test set the first held would
-        be scored by a model that saw it."""
+        """A trainer's folder: a run that continues the one in the folder must train on the same
+        inputs with the same settings, but those in ``resume_may_change`` (its steps, its loader
+        processes). A model trained on one dataset and resumed on another would record only the
+        second, and a test set the first held would be scored by a model that saw it. With
+        ``overwrite`` a training of other inputs or settings, or one not asked to resume, is
+        started again."""
         path = Path(location.path)
-        if config.run.overwrite and not _holds_nothing(location):
-            if not _holds_a_training(location, self.name):
-                raise DatasetConflict(f"holds files that are not a {self.name} run, and overwrite replaces only a "
-                                      "training run: choose a new folder", location)
-            _remove_contents(location)
         record = {"inputs": parts["inputs"], "settings": config_record(config, self.sections)}
+        before = None
         if (path / TRAINING_RECORD).exists():
             try:
                 before = json.loads((path / TRAINING_RECORD).read_text())
             except (ValueError, UnicodeDecodeError):
                 before = {}
-            changed = training_changes(before, record, self.resume_may_change)
-            if changed:
-                raise DatasetConflict(f"holds a training run of other {changed}; continuing it would mix the two: "
-                                      "pass overwrite=True to start again, or choose a new folder", location)
-        elif _holds_nothing(location):
+        changed = training_changes(before, record, self.resume_may_change) if before is not None else None
+        if config.run.overwrite and not _holds_nothing(location) and \
+                (changed or before is None or not config.run.resume):
+            if not _holds_a_training(location, self.name):
+                raise DatasetConflict(f"holds files that are not a {self.name} run, and overwrite replaces only a "
+                                      "training run: choose a new folder", location)
+            _remove_contents(location)
+            before, changed = None, None
+        if changed:
+            raise DatasetConflict(f"holds a training run of other {changed}; continuing it would mix the two: "
+                                  "pass overwrite=True to start again, or choose a new folder", location)
+        if before is None and _holds_nothing(location):
             location.write_json(TRAINING_RECORD, record)
 
     def __call__(self, config, inputs, out) -> StageSummary:
@@ -201,7 +205,7 @@ class Stage:
         identity = _digest(parts)
         started = time.perf_counter()
         with folder_lock(location) if team.main else contextlib.nullcontext():
-            reuse = (self.reuse or config.run.resume) and not config.run.overwrite  # resuming a finished run: reuse
+            reuse = self.reuse or config.run.resume or config.run.overwrite  # overwrite replaces only another run
             previous = finished_summary(location, identity, self.summary_model) if reuse else None
             team.wait()  # every process has read the folder before the main one changes it
             if previous is not None:
@@ -405,7 +409,7 @@ def rerun_reason(location: Location, parts: dict[str, Any], reuse: bool) -> str 
     except (ValueError, UnicodeDecodeError, OSError, AttributeError):
         return "the previous summary is unreadable"
     if not reuse:
-        return "overwrite asked (or a trainer not asked to resume)"
+        return "a trainer asked neither to resume nor to overwrite"
     changed = [f"input {name} changed" for name, value in parts["inputs"].items()
                if (before.get("inputs") or {}).get(name) != value]
     changed += [what for key, what in (("settings", "settings changed"), ("code", "code changed"))

@@ -83,6 +83,34 @@ def test_a_stage_failing_on_bad_input_removes_what_it_began(tmp_path):
         assert (out / "half.json").exists() == kept, failure
 
 
+def test_overwrite_replaces_what_changed_and_reuses_what_did_not(tiny_demo, tmp_path):
+    """What ``handbooster run boost --overwrite`` after a changed setting relies on: every step
+    whose finished output is the same run is reused, and only the changed ones are replaced
+    (a dataset written anew, a trainer started again)."""
+    from pipeline.data.stage import MergeInputs, merge
+    from pipeline.reconstruction.stage import TrainInputs, recon_train
+
+    root, _ = tiny_demo
+    s0, s1 = str(root / "demo" / "s0_train"), str(root / "demo" / "s1_train")
+    overwrite = {"run.overwrite": True}
+    merge(make_config(), MergeInputs(datasets=[s0], name="m"), tmp_path / "merged")
+    assert merge(make_config(overwrite), MergeInputs(datasets=[s0], name="m"), tmp_path / "merged").reused
+    replaced = merge(make_config(overwrite), MergeInputs(datasets=[s1], name="m"), tmp_path / "merged")
+    assert not replaced.reused and replaced.rows == json.loads((root / "demo" / "s1_train" / ".manifest.json")
+                                                                 .read_text())["rows"]
+
+    small = {"reconstruction.image_size": 32, "reconstruction.batch_size": 8, "reconstruction.max_steps": 2,
+             "reconstruction.checkpoint_every": 2, "reconstruction.num_workers": 0, "run.resume": True}
+    first = recon_train(make_config(small), TrainInputs(data=s0), tmp_path / "recon")
+    again = recon_train(make_config({**small, **overwrite}), TrainInputs(data=s0), tmp_path / "recon")
+    assert again.reused and again.identity == first.identity
+    changed = recon_train(make_config({**small, **overwrite, "reconstruction.learning_rate": 5e-4}),
+                          TrainInputs(data=s0), tmp_path / "recon")
+    assert not changed.reused and changed.steps == 2 and changed.loss_last != first.loss_last
+    record = json.loads((tmp_path / "recon" / ".training.json").read_text())
+    assert record["settings"]["reconstruction"]["learning_rate"] == 5e-4
+
+
 def _json(text: str):
     return lambda path: path.write_text(text)
 
