@@ -48,10 +48,12 @@ from pipeline.storage import (
     MANIFEST,
     Location,
     code_version,
+    differing_keys,
     folder_lock,
     is_uri,
     manifest_fingerprint,
     refuse_uri,
+    writing_for,
 )
 
 SUMMARY = ".summary.json"
@@ -215,7 +217,8 @@ class Stage:
                 team.on_main(lambda: self.start_or_continue_training(location, config, parts))
             fresh = _holds_nothing(location, also=(TRAINING_RECORD,))
             try:
-                summary = self.func(config, inputs, location)
+                with writing_for(parts["inputs"]):
+                    summary = self.func(config, inputs, location)
             except InputError as exc:  # bad input found mid-way: what this run began is no use
                 if team.main and fresh and not isinstance(exc, MissingResource | DatasetConflict):
                     _remove_contents(location)  # a full disk keeps its shards
@@ -371,17 +374,10 @@ def training_changes(before: dict, now: dict, may_change: tuple[str, ...] = ()) 
     (reconstruction.learning_rate)``), the dotted settings in ``may_change`` aside; or None."""
     inputs = sorted(name for name in {*before.get("inputs", {}), *now["inputs"]}
                     if before.get("inputs", {}).get(name) != now["inputs"].get(name))
-    settings = sorted(key for key in _flat_differences(before.get("settings", {}), now["settings"])
+    settings = sorted(key for key in differing_keys(before.get("settings", {}), now["settings"])
                       if not any(key == free or key.startswith(free + ".") for free in may_change))
     parts = [f"{what} ({', '.join(names)})" for what, names in (("inputs", inputs), ("settings", settings)) if names]
     return "; ".join(parts) or None
-
-
-def _flat_differences(before, now, prefix: str = "") -> list[str]:
-    if isinstance(before, dict) and isinstance(now, dict):
-        return [difference for key in {*before, *now}
-                for difference in _flat_differences(before.get(key), now.get(key), f"{prefix}{key}.")]
-    return [prefix.rstrip(".")] if before != now else []
 
 
 def _remove_contents(location: Location) -> None:

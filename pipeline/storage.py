@@ -11,6 +11,7 @@ folders starting with ``__``): ``.manifest.json``, ``.progress.json``, ``.summar
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -231,6 +232,35 @@ def code_version() -> str:
         return metadata.version("handbooster")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def differing_keys(before, now, prefix: str = "") -> list[str]:
+    """The dotted keys at which two nested records differ (``config.grasp.iterations``), sorted."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [key for name in sorted(set(before) | set(now), key=str)
+                for key in differing_keys(before.get(name), now.get(name), f"{prefix}.{name}" if prefix else str(name))]
+    return [prefix] if before != now else []
+
+
+_WRITING_FOR: contextvars.ContextVar[dict | None] = contextvars.ContextVar("writing_for", default=None)
+
+
+@contextlib.contextmanager
+def writing_for(inputs: dict):
+    """Datasets written in the block record ``inputs`` (the running stage's input fingerprints)
+    in their identity, so a folder holding a dataset made from other inputs is never resumed as
+    this run's (``ShardWriter``): a merge of ``s1_train`` into a folder holding the merge of
+    ``s0_train`` kept the old rows and reported them as new."""
+    token = _WRITING_FOR.set(inputs)
+    try:
+        yield
+    finally:
+        _WRITING_FOR.reset(token)
+
+
+def written_for() -> dict | None:
+    """The input fingerprints of the stage running in this context (:func:`writing_for`), if any."""
+    return _WRITING_FOR.get()
 
 
 def manifest_fingerprint(manifest: dict) -> str:

@@ -28,7 +28,17 @@ import pyarrow.parquet as pq
 
 from pipeline.data.schema import SAMPLE, RecordKind, RowError, to_table
 from pipeline.errors import DatasetConflict, InputError, MissingResource
-from pipeline.storage import JOURNAL, LEGACY_MANIFEST, MANIFEST, Location, code_version, folder_lock, is_temporary
+from pipeline.storage import (
+    JOURNAL,
+    LEGACY_MANIFEST,
+    MANIFEST,
+    Location,
+    code_version,
+    differing_keys,
+    folder_lock,
+    is_temporary,
+    written_for,
+)
 
 ROW_GROUP_SIZE = 256
 
@@ -70,20 +80,30 @@ class ShardWriter:
         self.rows_per_shard = rows_per_shard
         self.context = {"image_size": image_size}
         identity = {"name": name, "kind": kind.name, "schema_version": kind.version,
-                    "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {}}
+                    "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {},
+                    **({"inputs": written_for()} if written_for() is not None else {})}
         self.identity = json.loads(json.dumps(identity))  # as the journal will read it back (tuples -> lists)
         self.info = info or {}
         self._buffer: list[dict] = []
         self._ids: set[str] = set()
         self.shards: list[dict] = []
         self.manifest: dict | None = None
-        if overwrite:
+        if overwrite and not self._holds(self.identity):
             self._clear()
         self._resume()
         self._journal_before = self.location.read_bytes(JOURNAL) if self.location.exists(JOURNAL) else None
         self._shards_before = len(self.shards)
 
     # ------------------------------------------------------------------ resume
+
+    def _holds(self, identity: dict) -> bool:
+        """The folder holds (part of) this very dataset, which ``overwrite`` keeps, to resume."""
+        files = self.location.list_files()
+        source = JOURNAL if JOURNAL in files else MANIFEST if MANIFEST in files else None
+        try:
+            return source is not None and json.loads(self.location.read_bytes(source)).get("identity") == identity
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            return False
 
     def _clear(self) -> None:
         for name in self.location.list_files():
@@ -221,16 +241,7 @@ def _difference(before: dict | None, now: dict) -> str:
     """Which identity keys differ, for the error message (``config.grasp.iterations``)."""
     if not isinstance(before, dict):
         return "no identity recorded"
-    changed = []
-
-    def walk(a, b, prefix):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-        elif a != b:
-            changed.append(prefix)
-
-    walk(before, now, "")
+    changed = differing_keys(before, now)
     return "differs in " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "") if changed else "same"
 
 

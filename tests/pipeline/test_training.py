@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.errors import BadData, ConfigError, MissingResource
+from pipeline.errors import BadData, ConfigError, DatasetConflict, MissingResource
 
 from conftest import expect_one_line_error, make_config
 
@@ -95,6 +95,8 @@ def test_overwrite_replaces_what_changed_and_reuses_what_did_not(tiny_demo, tmp_
     overwrite = {"run.overwrite": True}
     merge(make_config(), MergeInputs(datasets=[s0], name="m"), tmp_path / "merged")
     assert merge(make_config(overwrite), MergeInputs(datasets=[s0], name="m"), tmp_path / "merged").reused
+    with pytest.raises(DatasetConflict, match=r"differs in inputs.datasets\[0\].*overwrite"):  # once kept s0's rows
+        merge(make_config(), MergeInputs(datasets=[s1], name="m"), tmp_path / "merged")
     replaced = merge(make_config(overwrite), MergeInputs(datasets=[s1], name="m"), tmp_path / "merged")
     assert not replaced.reused and replaced.rows == json.loads((root / "demo" / "s1_train" / ".manifest.json")
                                                                  .read_text())["rows"]

@@ -58,7 +58,8 @@ def test_interrupted_run_resumes_to_the_same_manifest(tmp_path, monkeypatch):
         write(tmp_path / "ds")
     assert not (tmp_path / "ds" / ".manifest.json").exists()
     monkeypatch.setattr(shards_module, "parquet_bytes", real_bytes)
-    writer = ShardWriter(tmp_path / "ds", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0})
+    writer = ShardWriter(tmp_path / "ds", name="demo", rows_per_shard=4, image_size=SIZE, config={"seed": 0},
+                         overwrite=True)  # overwrite replaces another dataset; this one's finished shards stay
     assert writer.resume_rows == 4
     writer.write_rows(ROWS[writer.resume_rows:])
     assert writer.close() == reference
