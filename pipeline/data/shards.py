@@ -79,9 +79,10 @@ class ShardWriter:
         self.kind = kind
         self.rows_per_shard = rows_per_shard
         self.context = {"image_size": image_size}
+        inputs = written_for()
         identity = {"name": name, "kind": kind.name, "schema_version": kind.version,
                     "rows_per_shard": rows_per_shard, "image_size": image_size, "config": config or {},
-                    **({"inputs": written_for()} if written_for() is not None else {})}
+                    **({"inputs": inputs} if inputs is not None else {})}
         self.identity = json.loads(json.dumps(identity))  # as the journal will read it back (tuples -> lists)
         self.info = info or {}
         self._buffer: list[dict] = []

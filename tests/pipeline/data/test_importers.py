@@ -11,7 +11,7 @@ from flows.cli import main
 from pipeline.data import validate_dataset
 from pipeline.data.importers import ImportInputs, import_data
 from pipeline.data.reader import ShardDataset
-from pipeline.errors import InputError
+from pipeline.errors import DatasetConflict, InputError
 from pipeline.hand import load_hand_model
 
 import dataset_fixtures as fx
@@ -116,11 +116,9 @@ def test_missing_annotation_or_broken_image_leaves_the_output_as_it_was(tmp_path
     with pytest.raises(InputError, match="0001.jpg"):
         run("ho3d", root, info, tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
-    again = run("ho3d", root, info, tmp_path / "ho3d_out")  # the input's content changed: a new run, which resumes
-    assert again["resumed_rows"] == info["frames"] - 1 and again["rerun_because"] == "input root changed"
-    summary = ".summary.json"  # the rows are kept as they were (nothing redone); the summary records the new run
-    assert {k: v for k, v in folder_state(tmp_path / "ho3d_out").items() if k != summary} == \
-        {k: v for k, v in before.items() if k != summary}
+    with pytest.raises(DatasetConflict, match=r"differs in inputs\.root"):  # its rows came from the old root
+        run("ho3d", root, info, tmp_path / "ho3d_out")
+    assert folder_state(tmp_path / "ho3d_out") == before
 
 
 def test_wrong_hand_model_is_caught_before_writing(tmp_path):
