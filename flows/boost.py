@@ -109,8 +109,8 @@ def _object_ids(dataset: str) -> list[str]:
 def _has_maps(dataset: str) -> bool:
     from pipeline.data.manifest import column_nulls
 
-    nulls, rows = column_nulls(dataset, "normal")
-    return rows > 0 and nulls == 0
+    nulls, rows = column_nulls(dataset, ["normal"])
+    return rows > 0 and nulls["normal"] == 0
 
 
 def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:

@@ -123,20 +123,23 @@ def read_columns(where, columns: list[str] | None = None) -> tuple[dict, pa.Tabl
     return manifest, pa.concat_tables(tables)
 
 
-def column_nulls(where, column: str) -> tuple[int, int]:
-    """``(nulls, rows)`` of one column over every shard, from the Parquet footers' statistics: a
-    dataset's condition maps are gigabytes, and whether every row has them needs none of them
-    (a shard written without statistics is read)."""
+def column_nulls(where, columns: list[str]) -> tuple[dict[str, int], int]:
+    """The null count of each of ``columns`` over every shard, and the rows, from the Parquet
+    footers' statistics in one pass: a dataset's images and condition maps are gigabytes, and
+    whether every row has them needs none of them (a shard written without statistics is read)."""
     def count(location, manifest, shard, shard_file):
-        _require_columns(location, manifest, shard, shard_file, [column])
-        metadata, index = shard_file.metadata, shard_file.schema_arrow.get_field_index(column)
-        stats = [metadata.row_group(g).column(index).statistics for g in range(metadata.num_row_groups)]
-        if all(stat is not None and stat.has_null_count for stat in stats):
-            return sum(stat.null_count for stat in stats), metadata.num_rows
-        return shard_file.read(columns=[column]).column(column).null_count, metadata.num_rows
+        _require_columns(location, manifest, shard, shard_file, columns)
+        metadata, nulls = shard_file.metadata, {}
+        for column in columns:
+            index = shard_file.schema_arrow.get_field_index(column)
+            stats = [metadata.row_group(g).column(index).statistics for g in range(metadata.num_row_groups)]
+            nulls[column] = sum(stat.null_count for stat in stats) if all(
+                stat is not None and stat.has_null_count for stat in stats) else \
+                shard_file.read(columns=[column]).column(column).null_count
+        return nulls, metadata.num_rows
 
     _, counts = _over_shards(where, count)
-    return sum(n for n, _ in counts), sum(r for _, r in counts)
+    return {column: sum(nulls[column] for nulls, _ in counts) for column in columns}, sum(r for _, r in counts)
 
 
 def require_labels(where, table: pa.Table | None = None, columns=("joints_3d", "hand_pose")) -> pa.Table:

@@ -62,10 +62,10 @@ def recon_dataset(where, size: int) -> ShardDataset:
         raise BadData(f"expected a dataset of samples, this one holds {dataset.manifest['kind']} records", where)
     from pipeline.data.manifest import column_nulls
 
-    for column in ("image", "joints_3d", *LABELS):  # from the Parquet footers: no image is read
-        nulls, rows = column_nulls(where, column)
-        if nulls:
-            raise BadData(f"'{column}' is null in {nulls} of {rows} rows: a reconstructor needs images with MANO "
+    nulls, rows = column_nulls(where, ["image", "joints_3d", *LABELS])  # from the Parquet footers: no image is read
+    for column, count in nulls.items():
+        if count:
+            raise BadData(f"'{column}' is null in {count} of {rows} rows: a reconstructor needs images with MANO "
                           "labels and K (condition specs get images from 'handbooster synth generate')", where)
     return dataset
 

@@ -169,11 +169,11 @@ def test_null_counts_come_from_the_footers_and_match_the_values(tmp_path):
     rows = [{**row, "normal": png(np.full((SIZE, SIZE, 3), 128, np.uint8))} if i % 3 else row
             for i, row in enumerate(ROWS)]
     write(tmp_path / "ds", rows)
-    assert column_nulls(tmp_path / "ds", "normal") == (4, 10) and column_nulls(tmp_path / "ds", "image") == (0, 10)
+    assert column_nulls(tmp_path / "ds", ["normal", "image"]) == ({"normal": 4, "image": 0}, 10)
     shard = tmp_path / "ds" / "part-00000.parquet"
     table = pq.read_table(shard)
     pq.write_table(table, shard, write_statistics=False)
     assert pq.ParquetFile(shard).metadata.row_group(0).column(0).statistics is None
-    assert column_nulls(tmp_path / "ds", "normal") == (4, 10)
+    assert column_nulls(tmp_path / "ds", ["normal"]) == ({"normal": 4}, 10)
     with pytest.raises(InputError, match="no column 'normals'"):
-        column_nulls(tmp_path / "ds", "normals")
+        column_nulls(tmp_path / "ds", ["normals"])
