@@ -76,7 +76,7 @@ def takes_list(model, key: str) -> bool:
 @click.option("--registry", default=None, help="boost with the demo: register it in this folder (demo-FOLDER.json).")
 @click.option("--workers", type=int, default=None, help="Parallel tasks and processes (default: config run.workers).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default: config run.device).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace a different dataset in --out, or start a training run there again.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace what holds another run in --out (a finished run of the same inputs and settings is reused).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML config file.")
 @click.option("--seed", type=int, default=None, help="Random seed (overrides the config's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
