@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import PipelineConfig
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import dataset_fingerprint, read_manifest
 from pipeline.errors import BadData, ConfigError
 from pipeline.paths import npz_bytes
 from pipeline.stage import StageInputs, StageSummary, input_path, stage
@@ -56,7 +56,7 @@ class FilterInputs(StageInputs):
     ckpt: str = input_path("a reconstructor trained on the real training split (recon_train)", local=True)
     data: str = input_path("generated rows to judge (synth_generate)")
     val: str | None = input_path("real images whose errors set the auto thresholds (the reconstructor's own "
-                                 "training data: its held-out rows are used)", None)
+                                 "training data: its held-out rows are used; or real images it never saw)", None)
 
 
 class FilterSummary(StageSummary):
@@ -165,7 +165,6 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     report and its pictures."""
     import contextlib
 
-    from pipeline.data.manifest import dataset_fingerprint
     from pipeline.data.overview import sample_grid
     from pipeline.data.reader import ShardDataset
     from pipeline.data.shards import ShardWriter
@@ -180,8 +179,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
         pass_rates,
         row_errors,
     )
-    from pipeline.reconstruction.models import RECORD, load_reconstructor
-    from pipeline.training import read_record
+    from pipeline.reconstruction.models import load_reconstructor
 
     recon = resolved(config)
     thresholds = fixed_thresholds(config.filter.thresholds, inputs.val is not None)  # before any model runs
@@ -196,14 +194,11 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     real = recon_dataset(inputs.val, model.config.image_size) if inputs.val is not None else None  # checked first
     if real is not None and len(real) == 0:
         raise BadData("has no rows to set thresholds from", inputs.val)
+    held_out = None if real is None else held_out_rows(inputs.ckpt, inputs.val)
     errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
     real_errors = None
     if real is not None:
-        record = read_record(inputs.ckpt, RECORD, "recon train")
-        trained_on = record.get("datasets", {}).get("real", {})
-        rows = trained_on.get("validation_rows") if trained_on.get("fingerprint") == dataset_fingerprint(inputs.val) \
-            else None
-        real_errors = row_errors(model, real, rows or None, recon.eval_batch_size, recon.procrustes)
+        real_errors = row_errors(model, real, held_out, recon.eval_batch_size, recon.procrustes)
     if thresholds is None:
         thresholds = auto_thresholds(real_errors, config.filter.auto_percentile)
     kept = kept_mask(errors, thresholds, spread)
@@ -239,6 +234,25 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
             out.write_atomic(f"{label}_grid.png", png_bytes(sample_grid(chosen[keep], size or 128)))
     files = {name: out.address(name) for name in ("report.json", "histograms.png", "kept", "rejected")}
     return FilterSummary(**report, files=files)
+
+
+def held_out_rows(ckpt: str, val: str) -> list[int] | None:
+    """The rows of ``val`` that set auto thresholds: all of another dataset, or the rows the
+    reconstructor held out of ``val`` when ``val`` is its training data. Its errors on frames it
+    trained on are smaller than on new ones, and thresholds from them would reject good images."""
+    from pipeline.reconstruction.models import RECORD
+    from pipeline.training import read_record
+
+    datasets = read_record(ckpt, RECORD, "recon train").get("datasets", {})
+    trained_on = datasets.get("real", {})
+    if trained_on.get("fingerprint") != dataset_fingerprint(val):
+        return None
+    if not trained_on.get("validation_rows"):
+        chose_on = datasets.get("validation", {}).get("name", "another dataset")
+        raise ConfigError(f"val: is the training data of the reconstructor {ckpt}, which held out none of its rows "
+                          f"(it was validated on {chose_on}); its errors on frames it trained on would set the "
+                          "auto thresholds too tight: pass real images it never saw as --val", val)
+    return trained_on["validation_rows"]
 
 
 @stage("recon_score", ScoreInputs, MetricsSummary, ("reconstruction.procrustes", "hand.model"), uri_out=True)

@@ -113,6 +113,26 @@ def test_auto_thresholds_follow_the_real_error_percentile(reconstructor, tiny_de
     assert recon_filter(make_config({"filter.thresholds": str(fixed)}), inputs, tmp_path / "fixed").kept == 0
 
 
+def test_auto_thresholds_refuse_the_frames_the_reconstructor_trained_on(tiny_demo, tmp_path, capsys):
+    """A reconstructor validated on another dataset held none of its training data out: its own
+    training frames would set thresholds from errors smaller than any new image's."""
+    from flows.cli import main
+    from pipeline.reconstruction.stage import TrainInputs, recon_train
+
+    root, _ = tiny_demo
+    train, other = root / "demo" / "s0_train", root / "demo" / "s1_test"
+    recon_train(make_config({"reconstruction.max_steps": 2, "reconstruction.image_size": 32,
+                             "reconstruction.num_workers": 0}),
+                TrainInputs(data=str(train), val=str(other)), tmp_path / "recon")
+    command = ["recon", "filter", "--ckpt", str(tmp_path / "recon"), "--data", str(other), "--thresholds", "auto"]
+    capsys.readouterr()
+    assert main([*command, "--val", str(train), "--out", str(tmp_path / "refused")]) == 2
+    message = capsys.readouterr().err
+    assert f"{train}: val: is the training data" in message and "demo_s1_test" in message
+    assert not (tmp_path / "refused").exists()
+    assert main([*command, "--val", str(other), "--out", str(tmp_path / "kept")]) == 0
+
+
 def test_frechet_distance_is_zero_against_itself_and_grows_with_a_shift(tiny_demo):
     from pipeline.data.reader import ShardDataset
     from pipeline.synthesis.evaluate import frechet_distance, image_features
