@@ -63,6 +63,8 @@ def field_type(annotation) -> tuple[typing.Any, bool]:
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     options = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
     base = options[0] if len(options) == 1 else str
+    if typing.get_origin(base) is typing.Annotated:  # a constrained type: its base decides
+        base = typing.get_args(base)[0]
     if typing.get_origin(base) is typing.Literal:
         return click.Choice([str(v) for v in typing.get_args(base)]), False
     if typing.get_origin(base) in (list, tuple):

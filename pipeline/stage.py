@@ -36,9 +36,9 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt
 
 from pipeline.config import PipelineConfig, absolute_path, config_record, parse_device, validate_config
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
@@ -101,6 +101,21 @@ def input_path(description: str, default: Any = ..., local: bool = False) -> Any
     local file APIs (a checkpoint, a raw dataset, a MANO file), so a URI is refused before any work."""
     extra = {"input_path": True, "local": True} if local else {"input_path": True}
     return Field(default, description=description, json_schema_extra=extra)
+
+
+def _ordered(rows: tuple[int, int]) -> tuple[int, int]:
+    if rows[0] > rows[1]:
+        raise ValueError(f"expected START,STOP with START <= STOP, got {rows[0]},{rows[1]}")
+    return rows
+
+
+RowRange = Annotated[tuple[NonNegativeInt, NonNegativeInt], AfterValidator(_ordered)]
+
+
+def row_range(what: str) -> Any:
+    """The optional ``rows`` input of a stage that can do part of a dataset: rows [START, STOP),
+    so that a flow splits one dataset's work into tasks (a STOP past the end stops there)."""
+    return Field(None, description=f"START,STOP: only rows [START, STOP) (a batch of a flow's {what})")
 
 
 class StageSummary(BaseModel):

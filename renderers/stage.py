@@ -16,7 +16,7 @@ from pydantic import Field
 from pipeline.config import PipelineConfig, config_record
 from pipeline.errors import BadData
 from pipeline.parallel import parallel_map
-from pipeline.stage import ReportSummary, StageInputs, StageSummary, input_path, stage
+from pipeline.stage import ReportSummary, RowRange, StageInputs, StageSummary, input_path, row_range, stage
 from pipeline.storage import Location
 from renderers.sample import LABEL_COLUMNS, SampleRenderer, scene_of
 
@@ -25,7 +25,7 @@ SECTIONS = ("objects.library", "hand.model")
 
 class RenderInputs(StageInputs):
     dataset: str = input_path("imported samples, demo samples or condition specs")
-    rows: tuple[int, int] | None = Field(None, description="only rows [start, stop) (a batch of a flow's rendering)")
+    rows: RowRange | None = row_range("rendering")
 
 
 class RenderSummary(StageSummary):

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import BadData
-from pipeline.stage import StageInputs, StageSummary, input_path, stage
+from pipeline.stage import RowRange, StageInputs, StageSummary, input_path, row_range, stage
 from pipeline.storage import Location
 
 
@@ -34,7 +34,7 @@ class TrainSummary(StageSummary):
 class GenerateInputs(StageInputs):
     ckpt: str = input_path("a folder written by synth_train", local=True)
     specs: str = input_path("rows with condition maps: rendered specs or a real dataset")
-    rows: tuple[int, int] | None = None  # only rows [start, stop): a batch of a flow's generation
+    rows: RowRange | None = row_range("generation")
 
 
 class GenerateSummary(StageSummary):
