@@ -138,8 +138,12 @@ def _model_values(parameters, values: dict) -> dict:
     found = {}
     for _, name, is_list in parameters:
         value = values.pop(f"in_{name}")
-        if value is not None:
-            found[name] = [v.strip() for v in value.split(",") if v.strip()] if is_list else value
+        if value is not None and is_list:
+            found[name] = [v.strip() for v in value.split(",") if v.strip()]
+            if not found[name]:  # an empty variable in a script must not mean "the default: all of them"
+                raise InputError(f"--{name.replace('_', '-')}: expected comma-separated values, got {value!r}")
+        elif value is not None:
+            found[name] = value
     return found
 
 

@@ -10,14 +10,24 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.boost.arms import ARM_NAMES, arms_help
 from pipeline.errors import ConfigError, MissingResource
 from pipeline.storage import is_uri
+
+
+def _no_repeats(values: list) -> list:
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ValueError(f"expected each value once, got {', '.join(map(str, dict.fromkeys(repeated)))} more than once")
+    return values
+
+
+Distinct = AfterValidator(_no_repeats)  # a list of names or seeds where a repeat would run the same work twice
 
 
 class StrictModel(BaseModel):
@@ -267,7 +277,7 @@ class DemoConfig(StrictModel):
         "small", description="tiny: tests; small: a laptop CPU in minutes; bench: the boost benchmark on a CPU "
                              "(32 test sequences per protocol, each with its own grasp); medium, large: GPU "
                              "machines")
-    objects: list[str] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
+    objects: Annotated[list[str], Distinct] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
     subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
     sequences: int | None = Field(None, ge=1, description="sequences per object and subject")
     approach_frames: int | None = Field(None, ge=1, description="frames of the hand approaching, before the grasp")
@@ -359,7 +369,7 @@ class ProtocolConfig(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="its folder in the run and its rows in the report")
     train: str = Field(description="the real training dataset (imported DexYCB s0_train, HO3D train...)")
-    tests: list[str] = Field(min_length=1, description="its test datasets (DexYCB s0_test...)")
+    tests: Annotated[list[str], Distinct] = Field(min_length=1, description="its test datasets (DexYCB s0_test...)")
 
 
 class BoostConfig(StrictModel):
@@ -373,20 +383,20 @@ class BoostConfig(StrictModel):
                                           "demo_protocols; else the folder of a real training dataset scored on "
                                           "'tests' (one protocol, 'main'); or set 'protocols' instead")
     registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (as demo-FOLDER.json)")
-    tests: list[str] = Field(default_factory=list, description="with real a folder: its test datasets")
+    tests: Annotated[list[str], Distinct] = Field(default_factory=list, description="with real a folder: its test datasets")
     protocols: list[ProtocolConfig] = Field(default_factory=list, description="imported data under several "
                                                                               "protocols (instead of real and tests)")
-    demo_protocols: list[Literal["s0", "s1"]] = Field(
+    demo_protocols: Annotated[list[Literal["s0", "s1"]], Distinct] = Field(
         default_factory=lambda: ["s0", "s1"], min_length=1,
         description="with the demo: s0 (s0_train -> s0_test, seen subjects) and s1 (s1_train -> s1_test, the "
                     "unseen subject)")
     filter_rounds: int = Field(3, ge=1, le=10, description="the filtered arm: generation rounds (each repaints the "
                                                              "rows the filter rejected) until it keeps synthetic_count")
-    grasp_objects: list[str] | None = Field(None, description="objects of the novel grasps (default: the real "
+    grasp_objects: Annotated[list[str], Distinct] | None = Field(None, description="objects of the novel grasps (default: the real "
                                                               "data's objects that the object library holds)")
-    arms: list[Literal[ARM_NAMES]] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
-    arm_seeds: dict[Literal[ARM_NAMES], list[int]] = Field(
+    arms: Annotated[list[Literal[ARM_NAMES]], Distinct] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
+    seeds: Annotated[list[int], Distinct] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
+    arm_seeds: dict[Literal[ARM_NAMES], Annotated[list[int], Distinct]] = Field(
         default_factory=dict, description="arms trained on fewer seeds: arm -> some of 'seeds' (the sampler-ablation "
                                           "arms, say); real only, every arm's baseline, trains on all of them")
     synthetic_count: int = Field(512, ge=1, description="K: synthetic rows each arm adds (fewer if an arm has fewer)")
@@ -399,6 +409,9 @@ class BoostConfig(StrictModel):
             raise ValueError("set either real (and tests) or protocols, not both")
         if self.real != "demo" and not self.tests and not self.protocols:
             raise ValueError("real is a dataset folder: tests must name its test datasets")
+        names = [protocol.name for protocol in self.protocols]
+        if len(set(names)) < len(names):  # each protocol has its own folder
+            raise ValueError(f"protocols: expected each name once, got {names}")
         return self
 
     @model_validator(mode="after")

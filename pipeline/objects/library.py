@@ -120,6 +120,9 @@ class ObjectLibrary:
         if unknown:
             raise InputError(f"unknown object(s) {', '.join(unknown)}; the library has: {', '.join(self.names)}",
                              self.source)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InputError(f"object(s) {', '.join(repeated)} named more than once", self.source)
         return list(names)
 
     def require(self, names, dataset) -> None:

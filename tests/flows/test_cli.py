@@ -45,6 +45,12 @@ def test_relative_paths_in_a_config_are_made_absolute_and_keywords_kept(tmp_path
         ("seed: -1\n", "'seed': Input should be greater than or equal to 0"),
         ("seed: [1\n", "not valid YAML at line"),
         ("- 1\n- 2\n", "expected a mapping"),
+        # a repeat would run the same work twice (one folder, two writers) or count a seed twice in the intervals
+        ("boost: {seeds: [0, 1, 0]}\n", "'boost.seeds': Value error, expected each value once, got 0 more than once"),
+        ("boost: {arms: [full, full]}\n", "'boost.arms': Value error, expected each value once"),
+        ("demo: {objects: [mug, mug]}\n", "'demo.objects': Value error, expected each value once, got mug"),
+        ("boost: {protocols: [{name: a, train: x, tests: [y]}, {name: a, train: x, tests: [z]}]}\n",
+         "protocols: expected each name once, got ['a', 'a']"),
     ],
 )
 def test_config_errors_name_file_and_key(tmp_path, text, message):
@@ -142,6 +148,11 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     assert main(["hand", "export", "--model", "nowhere", "--out", str(tmp_path / "hand")]) == 2
     err = capsys.readouterr().err
     assert "'stl' is not one of 'obj', 'ply', 'png'" in err and "nowhere: hand model not found" in err
+    grasps = ["grasp", "run", "--out", str(tmp_path / "grasps"), "--per-object", "1", "--iterations", "1"]
+    assert main([*grasps, "--objects", "mug,banana,mug"]) == 2  # before: optimised, then refused at writing
+    assert main([*grasps, "--objects", " "]) == 2  # before: an empty list meant the default, all 20 objects
+    err = capsys.readouterr().err
+    assert "builtin: object(s) mug named more than once" in err and "--objects: expected comma-separated values" in err
     assert list(tmp_path.iterdir()) == []
 
 
