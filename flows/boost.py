@@ -40,9 +40,10 @@ from prefect.artifacts import (
 
 from flows.runtime import keep_stopping_on_signals
 from flows.tasks import flow_threads, run_stage
+from pipeline.boost.arms import ARMS
 from pipeline.config import PipelineConfig, ProtocolConfig, with_overrides
 from pipeline.data.manifest import dataset_name
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.storage import refuse_uri
 
 SUMMARY_FILE = "boost_summary.json"
@@ -117,6 +118,11 @@ def protocols_of(steps: Steps, config: PipelineConfig) -> list[ProtocolConfig]:
     """The protocols the run is scored under: the configured ones, the one of ``real`` and
     ``tests``, or the demo's (built first) named in ``demo_protocols``."""
     boost = config.boost
+    if config.filter.thresholds == "auto" and config.reconstruction.val_fraction == 0 and \
+            any(ARMS[arm].source == "filtered" for arm in boost.arms):  # found by the filter, after hours of work
+        raise ConfigError("reconstruction.val_fraction: 0 holds no real rows out, and the filter's auto thresholds "
+                          "(filter.thresholds) come from the real-only reconstructor's errors on held-out rows of "
+                          "its training split: set val_fraction above 0, or fixed thresholds")
     if boost.protocols or boost.real != "demo":
         from pipeline.data.manifest import require_labels
         from pipeline.objects import load_object_library
@@ -183,7 +189,7 @@ def protocol_data(steps: Steps, config: PipelineConfig, protocol: ProtocolConfig
     """The synthetic data of every arm (``pipeline.boost.arms``) under one protocol, in
     ``OUT/<protocol>/``: everything learns from and samples the protocol's training split."""
     from flows.runtime import in_worker_processes
-    from pipeline.boost.arms import ARMS, ONLY_FOR_DEMO, VARIANTS, ddpm_variants, variants_of
+    from pipeline.boost.arms import ONLY_FOR_DEMO, VARIANTS, ddpm_variants, variants_of
     from pipeline.demo.plan import made_by_demo
 
     render_workers = 0 if in_worker_processes(runner) else 1  # GL stays out of the flow's threads

@@ -194,11 +194,11 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     real = recon_dataset(inputs.val, model.config.image_size) if inputs.val is not None else None  # checked first
     if real is not None and len(real) == 0:
         raise BadData("has no rows to set thresholds from", inputs.val)
-    held_out = None if real is None else held_out_rows(inputs.ckpt, inputs.val)
+    threshold_rows = None if real is None else rows_setting_thresholds(inputs.ckpt, inputs.val)
     errors = row_errors(model, generated, None, recon.eval_batch_size, recon.procrustes, config.run.progress)
     real_errors = None
     if real is not None:
-        real_errors = row_errors(model, real, held_out, recon.eval_batch_size, recon.procrustes)
+        real_errors = row_errors(model, real, threshold_rows, recon.eval_batch_size, recon.procrustes)
     if thresholds is None:
         thresholds = auto_thresholds(real_errors, config.filter.auto_percentile)
     kept = kept_mask(errors, thresholds, spread)
@@ -236,7 +236,7 @@ def recon_filter(config: PipelineConfig, inputs: FilterInputs, out: Location) ->
     return FilterSummary(**report, files=files)
 
 
-def held_out_rows(ckpt: str, val: str) -> list[int] | None:
+def rows_setting_thresholds(ckpt: str, val: str) -> list[int] | None:
     """The rows of ``val`` that set auto thresholds: all of another dataset, or the rows the
     reconstructor held out of ``val`` when ``val`` is its training data. Its errors on frames it
     trained on are smaller than on new ones, and thresholds from them would reject good images."""
@@ -248,10 +248,11 @@ def held_out_rows(ckpt: str, val: str) -> list[int] | None:
     if trained_on.get("fingerprint") != dataset_fingerprint(val):
         return None
     if not trained_on.get("validation_rows"):
-        chose_on = datasets.get("validation", {}).get("name", "another dataset")
+        validated_on = datasets.get("validation", {}).get("name")
+        why = f"it was validated on {validated_on}" if validated_on else "its reconstruction.val_fraction was 0"
         raise ConfigError(f"val: is the training data of the reconstructor {ckpt}, which held out none of its rows "
-                          f"(it was validated on {chose_on}); its errors on frames it trained on would set the "
-                          "auto thresholds too tight: pass real images it never saw as --val", val)
+                          f"({why}); its errors on frames it trained on would set the auto thresholds too tight: "
+                          "pass real images it never saw as --val", val)
     return trained_on["validation_rows"]
 
 

@@ -186,15 +186,16 @@ def imported(fmt: str, tmp_path: Path) -> tuple[Path, dict]:
     ("handoccnet-json", {"reconstruction": {"batch_size": 2}}, "no row names an object"),
     ("ho3d", {"reconstruction": {"batch_size": 2}, "boost": {"grasp_objects": ["mug"]}},
      "none of mug is an object of the training split \\(mustard_bottle\\)"),
-    ("ho3d", {}, "training rows, fewer than one batch of 8 \\(reconstruction.batch_size\\)")])
+    ("ho3d", {}, "training rows, fewer than one batch of 8 \\(reconstruction.batch_size\\)"),
+    ("ho3d", {"reconstruction": {"batch_size": 2, "val_fraction": 0.0}}, "val_fraction: 0 holds no real rows out")])
 def test_what_the_flow_cannot_use_is_refused_before_any_grasp(fmt, settings, message, prefect_api, tiny_demo,
                                                               tmp_path):
     """DexYCB names its objects as YCB does (025_mug), which the builtin library (the default)
     lacks; HandOccNet's JSON names none: the flow had no object to grasp and stopped at "merge
     needs at least one dataset". Grasps of objects the real frames do not hold (HO3D's mustard
     bottle) failed at the sampling, which samples poses per object, and a training split smaller
-    than a batch (5 HO3D frames, one of them held out) at the first reconstructor: both after
-    every grasp and the DDPM."""
+    than a batch (5 HO3D frames, one of them held out) at the first reconstructor, and auto
+    thresholds without held-out rows at the filter: all after every grasp and the DDPM."""
     from flows.launch import run_flow
     from pipeline.config import PipelineConfig, validate_config
     from pipeline.errors import InputError

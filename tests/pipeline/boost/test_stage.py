@@ -131,6 +131,12 @@ def test_auto_thresholds_refuse_the_frames_the_reconstructor_trained_on(tiny_dem
     assert f"{train}: val: is the training data" in message and "demo_s1_test" in message
     assert not (tmp_path / "refused").exists()
     assert main([*command, "--val", str(other), "--out", str(tmp_path / "kept")]) == 0
+    recon_train(make_config({"reconstruction.max_steps": 1, "reconstruction.image_size": 32,
+                             "reconstruction.num_workers": 0, "reconstruction.val_fraction": 0.0}),
+                TrainInputs(data=str(train)), tmp_path / "all_rows")
+    command[3] = str(tmp_path / "all_rows")
+    assert main([*command, "--val", str(train), "--out", str(tmp_path / "refused")]) == 2
+    assert "its reconstruction.val_fraction was 0" in capsys.readouterr().err
 
 
 def test_frechet_distance_is_zero_against_itself_and_grows_with_a_shift(tiny_demo):
