@@ -39,6 +39,11 @@ class BadData(InputError):
     """Data that cannot be used: a shard that does not decode, a refused checkpoint, a wrong shape."""
 
 
+class Diverged(InputError):
+    """A training whose loss stopped being a number: its settings (the learning rate, the
+    precision) need changing, and everything it would go on to save or score would be NaN."""
+
+
 def require_shape(name: str, array, expected: tuple, path: str | Path | None = None) -> None:
     """Check ``array.shape`` against ``expected`` (``None`` entries match any size)."""
     shape = tuple(array.shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import pickle
 import shutil
 import threading
@@ -20,7 +21,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 
-from pipeline.errors import BadData, DatasetConflict, InputError
+from pipeline.errors import BadData, DatasetConflict, Diverged, InputError
 from pipeline.imaging import figure_png, pyplot
 from pipeline.parallel import can_start_processes
 from pipeline.paths import CHECKPOINT_PREFIX, FLOW_LOG
@@ -191,6 +192,15 @@ def autocast(accelerator, device, precision: str):
     if mixed_precision(precision, "cpu") == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def require_finite_loss(loss: float, step: int, out: Path, learning_rate: str, value: float) -> None:
+    """Stop at the first step whose loss is not a number, before it is saved or scored (before,
+    the run went on to NaN weights, then a traceback from the evaluation or the summary).
+    The checkpoints before it stay; the settings change, so the run starts again."""
+    if not math.isfinite(loss):
+        raise Diverged(f"the training diverged: its loss is {loss} at step {step}; lower {learning_rate} ({value:g}) "
+                       "and start again with --overwrite", out)
 
 
 def check_output(out: Path, resume: bool) -> None:

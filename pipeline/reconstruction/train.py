@@ -44,6 +44,7 @@ from pipeline.training import (
     load_training_state,
     loss_curve_png,
     replace_folder,
+    require_finite_loss,
     save_checkpoint,
     save_model_folder,
     seeded,
@@ -235,6 +236,7 @@ def train_reconstructor(data, out, config: ReconstructionConfig, *, hand_model: 
             step += 1
             losses.append(dict(zip(terms, accelerator.reduce(torch.stack([value.detach().float() for value in
                                                                           terms.values()]), "mean").tolist())))
+            require_finite_loss(losses[-1]["total"], step, out, "reconstruction.learning_rate", config.learning_rate)
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]['total']:.4f}")
             last = step >= config.max_steps

@@ -40,6 +40,7 @@ from pipeline.training import (
     load_training_state,
     loss_curve_png,
     mixed_precision,
+    require_finite_loss,
     save_checkpoint,
     save_model_folder,
     seeded,
@@ -144,6 +145,7 @@ def train(data, out, config: SynthesisConfig, *, seed: int = 0, max_steps: int |
             step += 1
             losses.append(float(np.mean(window)))
             window = []
+            require_finite_loss(losses[-1], step, out, "synthesis.learning_rate", config.learning_rate)
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if accelerator.is_main_process:

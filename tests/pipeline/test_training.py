@@ -277,3 +277,20 @@ def test_the_trainers_split_their_batches_over_launched_processes(tiny_demo, tmp
     one = launched("data", "sheet", str(s0), "--out", str(tmp_path / "sheet"))
     assert one.returncode != 0 and "data_sheet runs in one process" in one.stderr
     assert not (tmp_path / "sheet").exists()
+
+
+def test_a_diverged_training_stops_at_once_with_one_line(tiny_demo, tmp_path, capsys):
+    """A learning rate far too high: before, the reconstructor went on to NaN weights and a
+    traceback from the Procrustes SVD, and the DDPM saved NaN weights, then failed writing its
+    summary; now both stop at the first NaN loss, saying which setting to lower."""
+    root, _ = tiny_demo
+    config = tmp_path / "diverges.yaml"
+    config.write_text("reconstruction: {image_size: 32, batch_size: 8, num_workers: 0, learning_rate: 1.0e+30}\n"
+                      "synthesis: {image_size: 32, batch_size: 4, num_workers: 0, learning_rate: 1.0e+30}\n")
+    data = str(root / "demo" / "s0_train")
+    for trainer, setting in (("recon", "reconstruction.learning_rate"), ("synth", "synthesis.learning_rate")):
+        argv = [trainer, "train", "--data", data, "--out", str(tmp_path / trainer), "--preset", "tiny",
+                "--max-steps", "6", "--device", "cpu", "--config", str(config)]
+        expect_one_line_error(argv, capsys, "the training diverged: its loss is", f"lower {setting} (1e+30)",
+                              within_s=None)
+        assert not (tmp_path / trainer).exists()  # it saved nothing: its first checkpoint comes later
