@@ -30,6 +30,17 @@ def _no_repeats(values: list) -> list:
 Distinct = AfterValidator(_no_repeats)  # a list of names or seeds where a repeat would run the same work twice
 
 
+def ordered(pair: tuple) -> tuple:
+    """A (low, high) pair: a range, read as [low, high]; reversed, it would be empty or raise deep inside."""
+    if pair[0] > pair[1]:
+        raise ValueError(f"expected a range, its first value <= its second, got {pair[0]},{pair[1]}")
+    return pair
+
+
+Ordered = AfterValidator(ordered)
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are rejected, NaN and infinities too, and
     assignments re-validated."""
@@ -140,7 +151,7 @@ class SynthesisConfig(StrictModel):
     augment_shift_px: int = Field(0, ge=0, le=16, description="training images and their maps moved together by "
                                                             "a random offset of up to this many pixels each way")
     learning_rate: float = Field(8e-5, gt=0)
-    adam_betas: tuple[float, float] = (0.9, 0.99)
+    adam_betas: tuple[Beta, Beta] = Field((0.9, 0.99), description="Adam's beta1, beta2, each in [0, 1)")
     warmup_steps: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="after the warm-up: constant, or a cosine decay to 0 at the config's steps (a run "
@@ -209,7 +220,9 @@ class GraspConfig(StrictModel):
                                                                "(radians, std)")
     weights: GraspEnergyWeights = Field(default_factory=GraspEnergyWeights)
     object_points: int = Field(256, ge=1, description="object surface samples for the object-in-hand depth")
-    init_distance_m: tuple[float, float] = Field((0.02, 0.05), description="palm to object hull at the start")
+    init_distance_m: Annotated[tuple[Annotated[float, Field(ge=0, le=0.5)], Annotated[float, Field(ge=0, le=0.5)]],
+                               Ordered] = Field((0.02, 0.05), description="palm to object hull at the start: the "
+                                                                          "range [low, high] drawn from, metres")
     init_tilt_deg: float = Field(20.0, ge=0, le=90, description="palm direction jitter around the hull normal")
     init_opening: float = Field(0.1, ge=0, le=1, description="starting finger angles as a fraction of a natural "
                                                              "random pose (0: flat)")

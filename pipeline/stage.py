@@ -38,9 +38,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from pipeline.config import PipelineConfig, absolute_path, config_record, parse_device, validate_config
+from pipeline.config import (
+    Ordered,
+    PipelineConfig,
+    absolute_path,
+    config_record,
+    parse_device,
+    validate_config,
+)
 from pipeline.errors import ConfigError, DatasetConflict, InputError, MissingResource
 from pipeline.storage import (
     JOURNAL,
@@ -103,13 +110,7 @@ def input_path(description: str, default: Any = ..., local: bool = False) -> Any
     return Field(default, description=description, json_schema_extra=extra)
 
 
-def _ordered(rows: tuple[int, int]) -> tuple[int, int]:
-    if rows[0] > rows[1]:
-        raise ValueError(f"expected START,STOP with START <= STOP, got {rows[0]},{rows[1]}")
-    return rows
-
-
-RowRange = Annotated[tuple[NonNegativeInt, NonNegativeInt], AfterValidator(_ordered)]
+RowRange = Annotated[tuple[NonNegativeInt, NonNegativeInt], Ordered]
 
 
 def row_range(what: str) -> Any:

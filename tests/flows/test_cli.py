@@ -51,6 +51,10 @@ def test_relative_paths_in_a_config_are_made_absolute_and_keywords_kept(tmp_path
         ("demo: {objects: [mug, mug]}\n", "'demo.objects': Value error, expected each value once, got mug"),
         ("boost: {protocols: [{name: a, train: x, tests: [y]}, {name: a, train: x, tests: [z]}]}\n",
          "protocols: expected each name once, got ['a', 'a']"),
+        # before: a traceback from numpy's uniform draw, or hands started inside the object or a kilometre away
+        ("grasp: {init_distance_m: [0.05, 0.02]}\n", "expected a range, its first value <= its second, got 0.05,0.02"),
+        ("grasp: {init_distance_m: [-1, 0.05]}\n", "'grasp.init_distance_m.0': Input should be greater than or equal"),
+        ("synthesis: {adam_betas: [1.5, 0.9]}\n", "'synthesis.adam_betas.0': Input should be less than 1"),
     ],
 )
 def test_config_errors_name_file_and_key(tmp_path, text, message):

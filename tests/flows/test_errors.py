@@ -163,7 +163,7 @@ def test_option_values_are_checked_like_config_values(inputs, tmp_path, capsys):
     expect_one_line_error(COMMANDS["sample"][0](inputs, out) + ["--per-object", "-1,5"], capsys, "--per-object")
     expect_one_line_error(COMMANDS["grasp run"][0](inputs, out) + ["--device", "bogus"], capsys, "--device")
     for command in ("synth generate", "render conditions"):  # rows [START, STOP): none silently empty or wrapped
-        for rows, says in (("5,2", "START <= STOP"), ("-3,2", "greater than or equal to 0"), ("0,1,2", "at most 2")):
+        for rows, says in (("5,2", "its first value <= its second"), ("-3,2", "greater than or equal to 0"), ("0,1,2", "at most 2")):
             expect_one_line_error(COMMANDS[command][0](inputs, out) + ["--rows", rows], capsys, "rows", says)
     expect_one_line_error(["synth", "generate", "--ckpt", str(inputs / "ckpt"), "--specs", str(inputs / "grasps"),
                            "--out", str(out)], capsys, "grasp records")
