@@ -408,7 +408,7 @@ class BoostConfig(StrictModel):
     grasp_objects: Annotated[list[str], Distinct] | None = Field(None, description="objects of the novel grasps (default: the real "
                                                               "data's objects that the object library holds)")
     arms: Annotated[list[Literal[ARM_NAMES]], Distinct] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
-    seeds: Annotated[list[int], Distinct] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Distinct] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
     arm_seeds: dict[Literal[ARM_NAMES], Annotated[list[int], Distinct]] = Field(
         default_factory=dict, description="arms trained on fewer seeds: arm -> some of 'seeds' (the sampler-ablation "
                                           "arms, say); real only, every arm's baseline, trains on all of them")

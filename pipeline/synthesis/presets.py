@@ -19,7 +19,7 @@ add little for twice the time, and guidance (3, 6) only costs fidelity. 50 steps
 from __future__ import annotations
 
 from pipeline.config import SynthesisConfig
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 
 PRESETS: dict[str, dict] = {
     "tiny": {"image_size": 32, "block_out_channels": [32, 64], "layers_per_block": 1, "attention_resolutions": [16],
@@ -46,4 +46,23 @@ def resolve(preset: str | None = None, overrides: SynthesisConfig | None = None)
     explicit = overrides.model_dump(exclude_unset=True) if overrides is not None else {}
     if "max_steps" in explicit:
         explicit.setdefault("max_steps_bf16", None)  # steps the config asks for hold in every precision
-    return SynthesisConfig.model_validate({**PRESETS[preset], **explicit, "preset": preset})
+    return network_checked(SynthesisConfig.model_validate({**PRESETS[preset], **explicit, "preset": preset}))
+
+
+def network_checked(config: SynthesisConfig) -> SynthesisConfig:
+    """The UNet's shape, checked once the preset is filled in (before, a zero width or one that
+    its norm groups do not divide was a traceback from torch, and an attention resolution the
+    network never reaches was ignored)."""
+    channels, groups = config.block_out_channels, config.norm_num_groups
+    if not channels or any(width < 1 or width % groups for width in channels):
+        raise ConfigError(f"synthesis.block_out_channels: expected widths that synthesis.norm_num_groups ({groups}) "
+                          f"divides, got {channels}")
+    if config.image_size % 2 ** (len(channels) - 1):
+        raise ConfigError(f"synthesis.image_size: {config.image_size} px is not halved {len(channels) - 1} times "
+                          f"evenly, as {len(channels)} levels of synthesis.block_out_channels need")
+    sides = [config.image_size // 2 ** level for level in range(len(channels))]
+    unreached = sorted(set(config.attention_resolutions) - set(sides))
+    if unreached:
+        raise ConfigError(f"synthesis.attention_resolutions: {unreached} are not feature-map sides of this network "
+                          f"(it has {sides})")
+    return config

@@ -48,6 +48,7 @@ def test_relative_paths_in_a_config_are_made_absolute_and_keywords_kept(tmp_path
         # a repeat would run the same work twice (one folder, two writers) or count a seed twice in the intervals
         ("boost: {seeds: [0, 1, 0]}\n", "'boost.seeds': Value error, expected each value once, got 0 more than once"),
         ("boost: {arms: [full, full]}\n", "'boost.arms': Value error, expected each value once"),
+        ("boost: {seeds: [-1]}\n", "'boost.seeds.0': Input should be greater than or equal to 0"),
         ("demo: {objects: [mug, mug]}\n", "'demo.objects': Value error, expected each value once, got mug"),
         ("boost: {protocols: [{name: a, train: x, tests: [y]}, {name: a, train: x, tests: [z]}]}\n",
          "protocols: expected each name once, got ['a', 'a']"),

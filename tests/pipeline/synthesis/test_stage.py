@@ -354,3 +354,19 @@ def test_generation_samples_with_the_configs_sampler_else_the_checkpoints_and_na
                    tmp_path / "unset")
     assert all((r["gen"]["scheduler"], r["gen"]["steps"], r["gen"]["guidance"]) == ("ddim", 4, 1.5)
                for r in ShardDataset(tmp_path / "unset", columns=["gen"]))  # a config that sets none: the checkpoint's
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"block_out_channels": [0, 8]}, "synthesis.block_out_channels: expected widths that synthesis.norm_num_groups"),
+    ({"block_out_channels": [12, 24]}, "norm_num_groups \\(8\\) divides, got \\[12, 24\\]"),
+    ({"image_size": 36, "block_out_channels": [8, 16, 16, 16]}, "synthesis.image_size: 36 px is not halved 3 times"),
+    ({"attention_resolutions": [3]}, "attention_resolutions: \\[3\\] are not feature-map sides .* \\[32, 16\\]")])
+def test_a_network_the_preset_cannot_build_is_a_config_error(overrides, message):
+    """Checked once the preset is filled in: the tiny preset's norm groups (8) and sides (32, 16)."""
+    from pipeline.config import SynthesisConfig
+    from pipeline.errors import ConfigError
+    from pipeline.synthesis.presets import resolve
+
+    with pytest.raises(ConfigError, match=message):
+        resolve("tiny", SynthesisConfig(**overrides))
+    assert resolve("tiny", SynthesisConfig(block_out_channels=[16, 32])).norm_num_groups == 8
