@@ -30,14 +30,14 @@ def _no_repeats(values: list) -> list:
 Distinct = AfterValidator(_no_repeats)  # a list of names or seeds where a repeat would run the same work twice
 
 
-def ordered(pair: tuple) -> tuple:
+def _ordered(pair: tuple) -> tuple:
     """A (low, high) pair: a range, read as [low, high]; reversed, it would be empty or raise deep inside."""
     if pair[0] > pair[1]:
         raise ValueError(f"expected a range, its first value <= its second, got {pair[0]},{pair[1]}")
     return pair
 
 
-Ordered = AfterValidator(ordered)
+Ordered = AfterValidator(_ordered)
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -290,7 +290,8 @@ class DemoConfig(StrictModel):
         "small", description="tiny: tests; small: a laptop CPU in minutes; bench: the boost benchmark on a CPU "
                              "(32 test sequences per protocol, each with its own grasp); medium, large: GPU "
                              "machines")
-    objects: Annotated[list[str], Distinct] | None = Field(None, min_length=1, description="builtin objects filmed, in order")
+    objects: Annotated[list[str], Distinct] | None = Field(None, min_length=1,
+                                                           description="builtin objects filmed, in order")
     subjects: int | None = Field(None, ge=2, description="hand shapes and skin tones; the last one is unseen in s1")
     sequences: int | None = Field(None, ge=1, description="sequences per object and subject")
     approach_frames: int | None = Field(None, ge=1, description="frames of the hand approaching, before the grasp")
@@ -396,7 +397,8 @@ class BoostConfig(StrictModel):
                                           "demo_protocols; else the folder of a real training dataset scored on "
                                           "'tests' (one protocol, 'main'); or set 'protocols' instead")
     registry: str | None = Field(None, description="with the demo: a registry folder it is registered in (as demo-FOLDER.json)")
-    tests: Annotated[list[str], Distinct] = Field(default_factory=list, description="with real a folder: its test datasets")
+    tests: Annotated[list[str], Distinct] = Field(default_factory=list,
+                                                  description="with real a folder: its test datasets")
     protocols: list[ProtocolConfig] = Field(default_factory=list, description="imported data under several "
                                                                               "protocols (instead of real and tests)")
     demo_protocols: Annotated[list[Literal["s0", "s1"]], Distinct] = Field(
@@ -405,10 +407,13 @@ class BoostConfig(StrictModel):
                     "unseen subject)")
     filter_rounds: int = Field(3, ge=1, le=10, description="the filtered arm: generation rounds (each repaints the "
                                                              "rows the filter rejected) until it keeps synthetic_count")
-    grasp_objects: Annotated[list[str], Distinct] | None = Field(None, description="objects of the novel grasps (default: the real "
-                                                              "data's objects that the object library holds)")
-    arms: Annotated[list[Literal[ARM_NAMES]], Distinct] = Field(default_factory=lambda: list(ARM_NAMES), description=arms_help())
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Distinct] = Field(default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
+    grasp_objects: Annotated[list[str], Distinct] | None = Field(
+        None, description="objects of the novel grasps (default: the real data's objects that the object library "
+                          "holds)")
+    arms: Annotated[list[Literal[ARM_NAMES]], Distinct] = Field(default_factory=lambda: list(ARM_NAMES),
+                                                                description=arms_help())
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Distinct] = Field(
+        default_factory=lambda: [0], min_length=1, description="reconstructor seeds per arm")
     arm_seeds: dict[Literal[ARM_NAMES], Annotated[list[int], Distinct]] = Field(
         default_factory=dict, description="arms trained on fewer seeds: arm -> some of 'seeds' (the sampler-ablation "
                                           "arms, say); real only, every arm's baseline, trains on all of them")
