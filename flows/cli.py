@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from flows import commands
-from flows.commands import TableGroup, configure, emit, field_type
+from flows.commands import TableGroup, configure, emit, field_type, listed
 from flows.stages import GROUPS
 from pipeline.errors import InputError
 
@@ -108,7 +108,7 @@ def run_command(what, out_dir, inputs, runner, address, registry, workers, devic
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise InputError(f"--input: expected KEY=VALUE, got {item!r}")
-            parsed[key] = value.split(",") if takes_list(inputs_model, key) else value
+            parsed[key] = listed(f"--input {key}", value) if takes_list(inputs_model, key) else value
         preflight_output(out_dir, list(validate_config(parsed, inputs_model, "--input").input_paths().values()))
     stop_on_signals()
     result = run_flow(what, config, out_dir, runner, address, parsed, echo=not as_json)

@@ -138,13 +138,18 @@ def _model_values(parameters, values: dict) -> dict:
     found = {}
     for _, name, is_list in parameters:
         value = values.pop(f"in_{name}")
-        if value is not None and is_list:
-            found[name] = [v.strip() for v in value.split(",") if v.strip()]
-            if not found[name]:  # an empty variable in a script must not mean "the default: all of them"
-                raise InputError(f"--{name.replace('_', '-')}: expected comma-separated values, got {value!r}")
-        elif value is not None:
-            found[name] = value
+        if value is not None:
+            found[name] = listed(f"--{name.replace('_', '-')}", value) if is_list else value
     return found
+
+
+def listed(flag: str, value: str) -> list[str]:
+    """A list given on the command line as A,B; an empty one is an error: an empty variable in a
+    script must not mean the default (all objects, say)."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise InputError(f"{flag}: expected comma-separated values, got {value!r}")
+    return items
 
 
 def stage_command(name: str) -> click.Command:

@@ -156,8 +156,10 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     grasps = ["grasp", "run", "--out", str(tmp_path / "grasps"), "--per-object", "1", "--iterations", "1"]
     assert main([*grasps, "--objects", "mug,banana,mug"]) == 2  # before: optimised, then refused at writing
     assert main([*grasps, "--objects", " "]) == 2  # before: an empty list meant the default, all 20 objects
+    assert main(["run", "grasps", "--input", "objects=", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "builtin: object(s) mug named more than once" in err and "--objects: expected comma-separated values" in err
+    assert "--input objects: expected comma-separated values, got ''" in err
     assert list(tmp_path.iterdir()) == []
 
 
