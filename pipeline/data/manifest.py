@@ -51,6 +51,8 @@ def read_manifest(where) -> tuple[Location, dict]:
             listed = ", ".join(inside[:4]) + (f" and {len(inside) - 4} more" if len(inside) > 4 else "")
             raise InputError(f"no {MANIFEST}: expected a dataset folder; the dataset(s) inside it: {listed}",
                              location)
+        if location.is_local and not os.path.exists(location.path):  # a typo, not an interrupted run
+            raise InputError("no such file or folder: expected a dataset folder written by handbooster", location)
         raise InputError(f"no {MANIFEST}: expected a dataset folder written by handbooster "
                          "(an interrupted run leaves none: re-run it to resume)", location)
     try:

@@ -133,7 +133,10 @@ def test_validate_catches_flipped_bytes_truncation_and_schema_problems(tmp_path,
     (out / ".manifest.json").write_text(json.dumps(manifest))
     assert main(["data", "validate", str(out)]) == 2
     assert "reads sample schema v1, the dataset is v99" in capsys.readouterr().err
-    assert main(["data", "validate", str(tmp_path / "nothing")]) == 2
+    assert main(["data", "validate", str(tmp_path / "nothing")]) == 2  # a typo: said as such
+    assert "nothing: no such file or folder: expected a dataset folder" in capsys.readouterr().err
+    (tmp_path / "unfinished").mkdir()  # what an interrupted run leaves
+    assert main(["data", "validate", str(tmp_path / "unfinished")]) == 2
     assert "no .manifest.json" in capsys.readouterr().err
 
 
