@@ -388,10 +388,9 @@ def _holds_a_training(location: Location, stage: str) -> bool:
 def training_changes(before: dict, now: dict, may_change: tuple[str, ...] = ()) -> str | None:
     """What differs between two trainers' records, in words (``inputs (data); settings
     (reconstruction.learning_rate)``), the dotted settings in ``may_change`` aside; or None."""
-    inputs = sorted(name for name in {*before.get("inputs", {}), *now["inputs"]}
-                    if before.get("inputs", {}).get(name) != now["inputs"].get(name))
-    settings = sorted(key for key in differing_keys(before.get("settings", {}), now["settings"])
-                      if not any(key == free or key.startswith(free + ".") for free in may_change))
+    inputs = differing_keys(before.get("inputs", {}), now["inputs"])  # flat: one fingerprint per input
+    settings = [key for key in differing_keys(before.get("settings", {}), now["settings"])
+                if not any(key == free or key.startswith(free + ".") for free in may_change)]
     parts = [f"{what} ({', '.join(names)})" for what, names in (("inputs", inputs), ("settings", settings)) if names]
     return "; ".join(parts) or None
 
